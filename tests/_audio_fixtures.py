@@ -1,0 +1,48 @@
+"""Small audio fixtures shared by tests: MP3s made with lameenc, WAVs with soundfile."""
+import numpy as np
+import soundfile as sf
+
+
+def encode_mp3(audio, sr, bitrate=128):
+    """MP3 bytes of float audio [n] or [n, channels] in [-1, 1] (lameenc, deterministic)."""
+    import lameenc
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[:, None]
+    pcm = (np.clip(audio, -1, 1) * 32767).astype('<i2')
+    enc = lameenc.Encoder()
+    enc.set_bit_rate(bitrate)
+    enc.set_in_sample_rate(int(sr))
+    enc.set_channels(audio.shape[1])
+    enc.set_quality(2)
+    return bytes(enc.encode(pcm.tobytes()) + enc.flush())
+
+
+def write_mp3(path, audio, sr, bitrate=128):
+    path.write_bytes(encode_mp3(audio, sr, bitrate))
+    return path
+
+
+def write_wav(path, audio, sr, subtype='PCM_16'):
+    sf.write(str(path), np.asarray(audio, dtype=np.float32), sr, subtype=subtype)
+    return path
+
+
+def music_like(seconds, sr, seed=0, channels=1):
+    """Speech-free synthetic music: a chord of decaying plucks on a beat plus a little noise."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    y = np.zeros(n, np.float32)
+    beat = 0.5
+    for k, start in enumerate(np.arange(0, seconds, beat)):
+        i = int(start * sr)
+        f0 = 110 * 2 ** (rng.integers(0, 12) / 12)
+        seg = t[: n - i]
+        env = np.exp(-seg * 6)
+        y[i:] += (env * sum(np.sin(2 * np.pi * f0 * h * seg) / h for h in (1, 2, 3))).astype(np.float32) * 0.15
+    y += rng.standard_normal(n).astype(np.float32) * 0.01
+    y = np.clip(y, -0.9, 0.9)
+    if channels == 1:
+        return y
+    return np.stack([y * (1 - 0.2 * c) for c in range(channels)], axis=1)

@@ -1,0 +1,221 @@
+"""The audio front end: decoding (load_audio), the NumPy log-mel and its TF layer twin."""
+import numpy as np
+import pytest
+import soundfile as sf
+
+from preprocessing.audio import AudioLoadError, audio_info, load_audio, read_audio
+from preprocessing.features import FeatureParams, get_params, log_mel, mel_power, n_frames, frames_per_second
+from tests._audio_fixtures import music_like, write_mp3, write_wav
+
+SR = 16000
+
+
+def _signals():
+    rng = np.random.default_rng(1)
+    t = np.arange(SR * 4) / SR
+    return {
+        'music': music_like(4, SR, seed=3),
+        'noise': (rng.standard_normal(SR * 4) * 0.1).astype(np.float32),
+        'silence': np.zeros(SR * 4, np.float32),
+        'sine': (0.05 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
+    }
+
+
+# ---------------------------------------------------------------- decoding
+
+def test_load_audio_mp3_stereo_44k_downmixes_and_resamples(tmp_path):
+    stereo = music_like(3, 44100, seed=1, channels=2)
+    path = write_mp3(tmp_path / 'a.mp3', stereo, 44100)
+    y = load_audio(path, sr=SR)
+    assert y.dtype == np.float32 and y.ndim == 1
+    # lameenc adds encoder delay/padding: length within ~0.1 s of 3 s at 16 kHz
+    assert abs(len(y) - 3 * SR) < 0.1 * SR
+    native, sr = read_audio(path)
+    assert sr == 44100 and native.shape[1] == 2
+
+
+def test_load_audio_matches_librosa_load(tmp_path):
+    import librosa
+    path = write_mp3(tmp_path / 'b.mp3', music_like(2, 22050, seed=2, channels=2), 22050)
+    ours = load_audio(path, sr=SR)
+    ref, _ = librosa.load(str(path), sr=SR)
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
+
+
+@pytest.mark.parametrize('sr_in, channels', [(8000, 1), (11025, 2), (48000, 3), (16000, 1)])
+def test_load_audio_odd_rates_and_channels(tmp_path, sr_in, channels):
+    audio = music_like(1.5, sr_in, seed=4, channels=channels)
+    path = write_wav(tmp_path / f'x{sr_in}.wav', audio, sr_in, subtype='FLOAT')
+    y = load_audio(path, sr=SR)
+    assert abs(len(y) - int(1.5 * SR)) <= 2
+    if sr_in == SR:
+        expected = audio if channels == 1 else audio.mean(axis=1)
+        np.testing.assert_allclose(y, expected, atol=1e-7)
+    assert load_audio(path, sr=None).shape[0] == int(1.5 * sr_in)
+
+
+def test_load_audio_channel_mean(tmp_path):
+    left = np.full(SR, 0.5, np.float32)
+    right = np.full(SR, -0.1, np.float32)
+    path = write_wav(tmp_path / 's.wav', np.stack([left, right], 1), SR, subtype='FLOAT')
+    np.testing.assert_allclose(load_audio(path, sr=SR), 0.2, atol=1e-7)
+
+
+@pytest.mark.parametrize('kind, reason', [
+    ('missing', 'missing'), ('empty', 'empty'), ('text', 'not-audio'), ('random', None),
+    ('truncated_wav', None), ('zero_frames', 'no-samples'),
+])
+def test_load_audio_bad_files_raise_typed_error(tmp_path, kind, reason):
+    path = tmp_path / f'{kind}.mp3'
+    if kind == 'empty':
+        path.write_bytes(b'')
+    elif kind == 'text':
+        path.write_text('this is not an mp3 file\n' * 20)
+    elif kind == 'random':
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    elif kind == 'truncated_wav':
+        path = tmp_path / 't.wav'
+        write_wav(path, music_like(1, SR), SR)
+        path.write_bytes(path.read_bytes()[:30])  # header cut in half
+    elif kind == 'zero_frames':
+        path = tmp_path / 'z.wav'
+        sf.write(str(path), np.zeros((0, 1), np.float32), SR)
+    with pytest.raises(AudioLoadError) as err:
+        load_audio(path)
+    assert err.value.path == str(path)
+    assert str(path) in str(err.value)
+    if reason:
+        assert err.value.reason == reason
+    else:
+        assert err.value.reason in ('not-audio', 'unreadable')
+    assert isinstance(err.value, ValueError)
+
+
+def test_truncated_mp3_decodes_shorter_or_fails_cleanly(tmp_path):
+    full = write_mp3(tmp_path / 'full.mp3', music_like(4, 44100, seed=5), 44100)
+    cut = tmp_path / 'cut.mp3'
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 3])
+    try:
+        y = load_audio(cut)
+    except AudioLoadError as e:
+        assert e.reason in ('unreadable', 'not-audio', 'no-samples')
+    else:
+        assert len(y) < 0.5 * len(load_audio(full))
+
+
+def test_audio_info(tmp_path):
+    path = write_wav(tmp_path / 'i.wav', music_like(2, 22050, channels=2), 22050)
+    info = audio_info(path)
+    assert (info.samplerate, info.channels, info.frames) == (22050, 2, 44100)
+    assert info.duration == pytest.approx(2.0)
+    with pytest.raises(AudioLoadError):
+        audio_info(tmp_path / 'nope.wav')
+
+
+# ---------------------------------------------------------------- NumPy log-mel vs librosa
+
+@pytest.mark.parametrize('preset', ['orpheus', 'musicnn'])
+@pytest.mark.parametrize('name', ['music', 'noise', 'silence', 'sine'])
+def test_log_mel_matches_librosa(preset, name):
+    import librosa
+    y = _signals()[name]
+    p = get_params(preset, float16=False) if preset == 'musicnn' else get_params(preset)
+    ours = log_mel(y, p)
+    mel = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=p.n_fft, hop_length=p.hop_length, n_mels=p.n_mels).T
+    if preset == 'orpheus':
+        ref = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=80.0)
+    else:
+        ref = np.log10(1 + 10000 * mel)
+    assert ours.shape == ref.shape == (n_frames(len(y), p), 96)
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, ref, atol=1e-3)
+
+
+def test_musicnn_float16_quirk_matches_musicnn_recipe():
+    import librosa
+    y = _signals()['music']
+    p = get_params('musicnn')
+    assert p.float16
+    mel = librosa.feature.melspectrogram(y=y, sr=SR, hop_length=256, n_fft=512, n_mels=96).T
+    ref = np.log10(10000 * mel.astype(np.float16) + 1)  # musicnn/extractor.py's arithmetic
+    assert ref.dtype == np.float32  # NumPy < 2 promotes float16 * 10000 to float32: no float16 log
+    ours = log_mel(y, p)
+    # our mel power differs from librosa's in the 7th digit, which can flip a float16 rounding
+    assert np.mean(ours == ref) > 0.99
+    np.testing.assert_allclose(ours, ref, rtol=2 ** -10, atol=1e-6)
+
+
+def test_float16_quantisation_is_applied():
+    y = _signals()['music']
+    quant = log_mel(y, get_params('musicnn'))
+    exact = log_mel(y, get_params('musicnn', float16=False))
+    assert np.isfinite(quant).all()
+    diff = np.abs(quant - exact)
+    assert diff.max() > 1e-5  # the rounding really happens
+    assert diff.max() < 1e-3  # and is small (float16 has 11 significant bits)
+
+
+@pytest.mark.parametrize('n', [1, 255, 256, 511, 2047, 2048, 16001])
+@pytest.mark.parametrize('preset', ['orpheus', 'musicnn'])
+def test_frame_counts_odd_and_short_lengths(preset, n):
+    p = get_params(preset)
+    y = np.random.default_rng(n).standard_normal(n).astype(np.float32) * 0.01
+    out = log_mel(y, p)
+    assert out.shape == (1 + n // p.hop_length, 96) == (n_frames(n, p), 96)
+
+
+def test_silence_is_floor():
+    p = get_params('orpheus')
+    out = log_mel(np.zeros(SR, np.float32), p)
+    np.testing.assert_allclose(out, -100.0, atol=1e-4)
+    np.testing.assert_array_equal(log_mel(np.zeros(SR, np.float32), get_params('musicnn')), 0.0)
+
+
+def test_params_validation_and_roundtrip():
+    p = get_params('orpheus', n_mels=128)
+    assert FeatureParams.from_dict(p.to_dict()) == p
+    assert frames_per_second(get_params('musicnn')) == 62.5
+    with pytest.raises(ValueError, match='unknown feature parameter'):
+        get_params('orpheus', nmels=96)
+    with pytest.raises(ValueError, match='unknown feature preset'):
+        get_params('pons')
+    with pytest.raises(ValueError, match='hop_length'):
+        FeatureParams(hop_length=0)
+    with pytest.raises(ValueError, match='mono'):
+        mel_power(np.zeros((10, 2), np.float32), p)
+    with pytest.raises(ValueError, match='empty'):
+        mel_power(np.zeros(0, np.float32), p)
+
+
+# ---------------------------------------------------------------- TF layer vs NumPy path
+
+@pytest.mark.parametrize('preset', ['orpheus', 'musicnn', 'musicnn32'])
+def test_tf_layer_matches_numpy(preset):
+    from preprocessing.tf_frontend import LogMel
+    p = get_params('musicnn', float16=False) if preset == 'musicnn32' else get_params(preset)
+    sigs = _signals()
+    layer = LogMel(p)
+    for name, y in sigs.items():
+        ref = log_mel(y, p)
+        got = layer(y[None, :])[0].numpy()
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, atol=1e-3, err_msg=name)
+
+
+def test_tf_layer_batch_short_input_and_serialisation(tmp_path):
+    import keras
+    from preprocessing.tf_frontend import LogMel
+    p = get_params('orpheus')
+    batch = np.stack([_signals()['music'][:5000], _signals()['noise'][:5000]])
+    inp = keras.Input((None,))
+    model = keras.Model(inp, LogMel(p)(inp))
+    out = model(batch).numpy()
+    assert out.shape == (2, n_frames(5000, p), 96)
+    for i in range(2):  # top_db is per example, not per batch
+        np.testing.assert_allclose(out[i], log_mel(batch[i], p), atol=1e-3)
+    tiny = LogMel(p)(np.zeros((1, 10), np.float32)).numpy()
+    assert tiny.shape == (1, 1, 96)
+    model.save(tmp_path / 'm.keras')
+    loaded = keras.saving.load_model(tmp_path / 'm.keras')
+    np.testing.assert_allclose(loaded(batch).numpy(), out, atol=1e-5)
