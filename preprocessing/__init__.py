@@ -1,0 +1,1 @@
+"""preprocessing package of MuseTag."""

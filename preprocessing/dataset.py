@@ -1,0 +1,305 @@
+"""The ``tf.data`` input pipeline over MuseTag TFRecords.
+
+``make_dataset(dir, split, …)`` reads the shards listed for ``split`` in ``dir/manifest.json``
+(never a directory listing), turns each track's clean tag numbers into a multi-hot label vector
+for a resolved label list, cuts windows given in **seconds** (frames derived from the manifest's
+feature parameters, never a hard-coded hop) and batches them:
+
+* ``window='random'``: one random window per track per pass (training);
+* ``window='center'``: the centred window (deterministic validation on one window);
+* ``window='all'``: every non-overlapping window of each track plus, when the length is not a
+  multiple of the window, one window aligned to the track end, each with its track id (whole-track
+  evaluation: average the predictions per track).
+
+Tracks shorter than a window are padded (``pad='repeat'`` tiles the track, ``'zero'`` appends
+zeros), never dropped or crashed on.
+
+Labels (:func:`resolve_labels`): the ``top`` most frequent clean tags of the *train* split (ties
+by tag number), plus ``with_`` and minus ``without``; ``merge`` groups several tags into one
+label, named by joining the members with ``|`` (e.g. ``"hip-hop|rap"``), positive when the track
+has any of them. A label list is all a run dir needs to reproduce its outputs' meaning.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from preprocessing import io as pio
+from preprocessing.features import FeatureParams
+from preprocessing.splits import SPLITS
+
+__all__ = ['TagSelection', 'load_manifest', 'resolve_labels', 'label_lookup', 'window_length',
+           'check_features', 'make_dataset', 'split_files']
+
+WINDOWS = ('random', 'center', 'all')
+
+
+@dataclass(frozen=True)
+class TagSelection:
+    """Which tags become labels. See the module docstring."""
+    top: int | None = 50
+    with_: tuple = field(default_factory=tuple)
+    without: tuple = field(default_factory=tuple)
+    merge: tuple = field(default_factory=tuple)
+
+    def __post_init__(self):
+        object.__setattr__(self, 'with_', tuple(self.with_))
+        object.__setattr__(self, 'without', tuple(self.without))
+        object.__setattr__(self, 'merge', tuple(tuple(g) for g in self.merge))
+        if self.top is not None and (not isinstance(self.top, int) or self.top < 0):
+            raise ValueError(f'tags.top must be a non-negative integer or null, got {self.top!r}')
+        for group in self.merge:
+            if len(group) < 2:
+                raise ValueError(f'tags.merge groups need at least two tags, got {list(group)}')
+
+
+def load_manifest(directory) -> dict:
+    """Read ``directory/manifest.json`` (clear errors for a missing or incomplete dataset)."""
+    path = pio.join(directory, 'manifest.json')
+    if not pio.exists(path):
+        state = pio.join(directory, '_shards', 'plan.json')
+        hint = (' (writing has not finished: re-run `python -m preprocessing write` to complete it)'
+                if pio.exists(state) else '')
+        raise FileNotFoundError(f'no manifest.json in {directory}: not a MuseTag TFRecord dataset{hint}')
+    manifest = pio.read_json(path)
+    for key in ('features', 'splits', 'tags'):
+        if key not in manifest:
+            raise ValueError(f'{path}: manifest lacks {key!r}')
+    return manifest
+
+
+def _vocab(manifest):
+    return {v['tag']: v for v in manifest['tags']['vocabulary']}
+
+
+def resolve_labels(manifest, selection: TagSelection = TagSelection()) -> list:
+    """Label names in model output order for a tag selection (see the module docstring)."""
+    vocab = _vocab(manifest)
+    for name in [*selection.with_, *selection.without, *(t for g in selection.merge for t in g)]:
+        if name not in vocab:
+            raise ValueError(f'tag {name!r} is not in the dataset vocabulary')
+    grouped = {t: g for g in selection.merge for t in g}
+    seen = set()
+    for g in selection.merge:
+        for t in g:
+            if t in seen:
+                raise ValueError(f'tag {t!r} appears in two merge groups')
+            seen.add(t)
+    ranked = sorted(vocab.values(), key=lambda v: (-v['counts'].get('train', 0), v['num']))
+    names = [v['tag'] for v in ranked]
+    chosen = names if selection.top is None else names[:selection.top]
+    chosen = chosen + [t for t in selection.with_ if t not in chosen]
+    chosen = [t for t in chosen if t not in set(selection.without)]
+    labels = []
+    for t in chosen:
+        label = '|'.join(grouped[t]) if t in grouped else t
+        if label not in labels:
+            labels.append(label)
+    if not labels:
+        raise ValueError('the tag selection leaves no labels')
+    return labels
+
+
+def label_lookup(manifest, labels) -> np.ndarray:
+    """int32 [max_tag_num + 1]: clean tag number -> output index (or -1), for ``labels``."""
+    vocab = _vocab(manifest)
+    size = max(v['num'] for v in vocab.values()) + 1
+    table = np.full(size, -1, np.int32)
+    for i, label in enumerate(labels):
+        for name in label.split('|'):
+            if name not in vocab:
+                raise ValueError(f'label {label!r}: tag {name!r} is not in the dataset vocabulary')
+            table[vocab[name]['num']] = i
+    return table
+
+
+def window_length(manifest, window_seconds) -> int:
+    """Window size in stored units: samples (waveform) or frames (log-mel).
+
+    For log-mel this is the number of frames whose centre lies in the window,
+    ``floor((seconds·sr − n_fft/2) / hop) + 1`` — 187 frames for 3 s with the musicnn preset, as
+    musicnn's models were trained.
+    """
+    if window_seconds is None or window_seconds <= 0:
+        raise ValueError(f'window_seconds must be positive, got {window_seconds!r}')
+    feats = manifest['features']
+    n = int(round(window_seconds * feats['sr']))
+    if feats['format'] == 'waveform':
+        return n
+    p = FeatureParams.from_dict(feats['params'])
+    return max(1, (n - p.n_fft // 2) // p.hop_length + 1) if p.center else max(1, (n - p.n_fft) // p.hop_length + 1)
+
+
+def check_features(manifest, expect):
+    """Raise ``ValueError`` naming every mismatch between the manifest and ``expect``.
+
+    ``expect`` is a dict with any of ``format``, ``sr``, ``params`` (dict or FeatureParams).
+    """
+    if not expect:
+        return
+    feats = manifest['features']
+    problems = []
+    if 'format' in expect and expect['format'] != feats['format']:
+        problems.append(f"format: dataset has {feats['format']!r}, expected {expect['format']!r}")
+    if 'sr' in expect and expect['sr'] is not None and int(expect['sr']) != int(feats['sr']):
+        problems.append(f"sr: dataset has {feats['sr']}, expected {expect['sr']}")
+    want = expect.get('params')
+    if want is not None:
+        want = want.to_dict() if isinstance(want, FeatureParams) else dict(want)
+        have = feats.get('params') or {}
+        for key in sorted(want):
+            if have.get(key) != want[key]:
+                problems.append(f'params.{key}: dataset has {have.get(key)!r}, expected {want[key]!r}')
+    if problems:
+        raise ValueError('the dataset was written with other feature parameters: ' + '; '.join(problems))
+
+
+def split_files(directory, manifest, split) -> list:
+    """Shard paths of ``split`` in manifest order."""
+    if split not in manifest['splits']:
+        raise ValueError(f'unknown split {split!r}; the dataset has {sorted(manifest["splits"])}')
+    files = [pio.join(directory, s['file']) for s in manifest['splits'][split]['shards']]
+    if not files:
+        raise ValueError(f'split {split!r} of {directory} has no shards')
+    return files
+
+
+def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_seconds=3.0, window='random',
+                 batch_size=32, shuffle=None, shuffle_buffer=256, repeat=False, with_track_ids=False, seed=None,
+                 deterministic=None, pad='repeat', drop_remainder=False, cycle_length=4, expect_features=None,
+                 manifest=None):
+    """Build the input pipeline for one split.
+
+    Parameters
+    ----------
+    directory : TFRecord directory (local or URL) written by ``python -m preprocessing write``.
+    split : 'train', 'validation' or 'test'.
+    tags : TagSelection, used unless ``labels`` (an explicit label list, e.g. a run's
+        labels.json) is given.
+    window_seconds : window length in seconds.
+    window : 'random', 'center' or 'all'.
+    batch_size : windows per batch (the global batch under a distribution strategy).
+    shuffle : shuffle file order every pass and windows in a buffer; default True for 'random'.
+    repeat : False (one pass), True (forever) or an int.
+    with_track_ids : also yield the track id of each window (always on for 'all').
+    seed : seeds file shuffling, window offsets and the shuffle buffer (reproducible order).
+    deterministic : keep element order under parallelism (default: True if a seed is given).
+    pad : 'repeat' or 'zero' for tracks shorter than the window.
+    expect_features : dict checked against the manifest (see :func:`check_features`).
+
+    Returns
+    -------
+    tf.data.Dataset of ``(audio, labels)`` or ``(audio, labels, track_id)``:
+    audio float32 [B, L, n_mels] (log-mel) or [B, L] (waveform); labels float32 [B, K]; track_id
+    string [B].
+    """
+    import tensorflow as tf
+    if window not in WINDOWS:
+        raise ValueError(f'window must be one of {WINDOWS}, got {window!r}')
+    if pad not in ('repeat', 'zero'):
+        raise ValueError(f"pad must be 'repeat' or 'zero', got {pad!r}")
+    manifest = manifest or load_manifest(directory)
+    check_features(manifest, expect_features)
+    files = split_files(directory, manifest, split)
+    labels = list(labels) if labels is not None else resolve_labels(manifest, tags)
+    table = tf.constant(label_lookup(manifest, labels))
+    n_labels = len(labels)
+    feats = manifest['features']
+    is_wave = feats['format'] == 'waveform'
+    length = window_length(manifest, window_seconds)
+    rank = 1 if is_wave else 2
+    if shuffle is None:
+        shuffle = window == 'random'
+    if deterministic is None:
+        deterministic = seed is not None
+    if with_track_ids is False and window == 'all':
+        with_track_ids = True
+    autotune = tf.data.AUTOTUNE
+    scale = float(feats.get('scale') or 1.0)
+    dtype = tf.int16 if feats['dtype'] == 'int16' else tf.float16
+
+    spec = {
+        'track_id': tf.io.FixedLenFeature([], tf.string),
+        'tags': tf.io.VarLenFeature(tf.int64),
+        'audio': tf.io.FixedLenFeature([], tf.string),
+        'shape': tf.io.FixedLenFeature([rank], tf.int64),
+    }
+
+    def parse(record):
+        ex = tf.io.parse_single_example(record, spec)
+        audio = tf.io.decode_raw(ex['audio'], dtype, little_endian=True)
+        audio = tf.reshape(tf.cast(audio, tf.float32) * scale, ex['shape'])
+        nums = ex['tags'].values
+        valid = tf.logical_and(nums >= 0, nums < tf.cast(tf.shape(table)[0], tf.int64))
+        idx = tf.gather(table, tf.boolean_mask(nums, valid))
+        idx = tf.boolean_mask(idx, idx >= 0)
+        y = tf.minimum(tf.reduce_sum(tf.one_hot(idx, n_labels, dtype=tf.float32), axis=0), 1.0)
+        return audio, y, ex['track_id']
+
+    def padded(audio):
+        n = tf.shape(audio)[0]
+        if pad == 'repeat':
+            reps = (length + n - 1) // tf.maximum(n, 1)
+            tiled = tf.tile(audio, tf.concat([[reps], tf.ones([rank - 1], tf.int32)], 0))
+            return tf.cond(n < length, lambda: tiled[:length], lambda: audio)
+        extra = tf.maximum(length - n, 0)
+        return tf.pad(audio, tf.concat([[[0, extra]], tf.zeros([rank - 1, 2], tf.int32)], 0))
+
+    n_mels = None if is_wave else int(feats['params']['n_mels'])
+    window_shape = [length] if is_wave else [length, n_mels]
+
+    def crop(audio, offset):
+        return tf.ensure_shape(audio[offset:offset + length], window_shape)
+
+    def random_window(audio, y, tid, rnd):
+        audio = padded(audio)
+        span = tf.cast(tf.shape(audio)[0] - length + 1, tf.int64)
+        offset = tf.cast(tf.math.floormod(rnd, span), tf.int32)
+        return crop(audio, offset), y, tid
+
+    def center_window(audio, y, tid):
+        audio = padded(audio)
+        offset = (tf.shape(audio)[0] - length) // 2
+        return crop(audio, offset), y, tid
+
+    def all_windows(audio, y, tid):
+        audio = padded(audio)
+        n = tf.shape(audio)[0]
+        full = n // length
+        starts = tf.range(full) * length
+        starts = tf.cond(n % length > 0, lambda: tf.concat([starts, [n - length]], 0), lambda: starts)
+        idx = starts[:, None] + tf.range(length)[None, :]
+        windows = tf.ensure_shape(tf.gather(audio, idx), [None] + window_shape)
+        k = tf.shape(starts)[0]
+        return tf.data.Dataset.from_tensor_slices((windows, tf.tile(y[None], [k, 1]), tf.fill([k], tid)))
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle and len(files) > 1:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    if len(files) > 1:
+        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
+                           block_length=1, num_parallel_calls=autotune, deterministic=deterministic)
+    else:
+        ds = tf.data.TFRecordDataset(files)
+    ds = ds.map(parse, num_parallel_calls=autotune, deterministic=deterministic)
+    if window == 'random':
+        rnd = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, rnd)).map(lambda ex, r: random_window(*ex, r),
+                                                num_parallel_calls=autotune, deterministic=deterministic)
+    elif window == 'center':
+        ds = ds.map(center_window, num_parallel_calls=autotune, deterministic=deterministic)
+    else:
+        ds = ds.flat_map(all_windows)
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if not with_track_ids:
+        ds = ds.map(lambda a, y, t: (a, y))
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if repeat is True:
+        ds = ds.repeat()
+    elif repeat:
+        ds = ds.repeat(int(repeat))
+    return ds.prefetch(autotune)

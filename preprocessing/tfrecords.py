@@ -1,0 +1,428 @@
+"""Write compact, sharded, resumable TFRecords of waveforms or log-mel spectrograms.
+
+Layout of an output directory ``DIR`` (local path or any ``tf.io.gfile`` URL, e.g. ``s3://``)::
+
+    DIR/train-00000-of-00008.tfrecord …  validation-… test-…   the shards
+    DIR/manifest.json    feature parameters, tag vocabulary with per-split counts, split sizes,
+                         per-shard example counts and SHA-256, the command line
+    DIR/skipped.csv      track_id, split, file, reason for every track not written
+    DIR/_shards/         plan.json + one JSON per finished shard (resume bookkeeping)
+
+Each ``tf.train.Example`` holds one whole track:
+
+===========  =========  ==============================================================
+key          type       content
+===========  =========  ==============================================================
+track_id     bytes      MSD track id, e.g. ``TRMMMYQ128F932D901``
+artist_id    bytes      MSD artist id (may be empty)
+tags         int64[]    every clean tag number of the track (selection happens at read time)
+audio        bytes      little-endian int16 PCM (waveform, scale 1/32767) or float16 log-mel
+shape        int64[]    ``[n_samples]`` or ``[n_frames, n_mels]`` (time-major)
+duration     float      seconds of audio
+===========  =========  ==============================================================
+
+Stored compactly (int16 / float16 raw bytes rather than float32 ``FloatList``): about 4× smaller
+than Orpheus' records for log-mel and 2× for waveforms (``benchmarks/bench_pipeline.py``).
+
+Determinism and resumability: tracks are assigned to shards by a hash of their track id, so the
+same inputs always give the same shards, byte for byte. Each shard is written to a temporary
+name and renamed when complete, then recorded in ``_shards/``; re-running skips complete shards.
+``num_hosts``/``host_index`` split the shard list between machines (shard ``g`` of the global
+list goes to host ``g % num_hosts``); whichever host finds every shard complete writes the
+manifest (any host can be re-run to do it).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import sqlite3
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+
+from preprocessing import io as pio
+from preprocessing.features import FeatureParams, frames_per_second, get_params
+from preprocessing.splits import SPLITS, hash_unit, read_splits
+
+__all__ = ['FORMATS', 'FORMAT_VERSION', 'TagDB', 'load_clean_tags', 'plan_shards', 'shard_name',
+           'write_tfrecords', 'encode_track', 'serialize_example']
+
+FORMATS = ('waveform', 'log-mel')
+FORMAT_VERSION = 1
+_STATE = '_shards'
+
+
+def shard_name(split, index, count) -> str:
+    """``split-NNNNN-of-MMMMM.tfrecord``."""
+    return f'{split}-{index:05d}-of-{count:05d}.tfrecord'
+
+
+# ------------------------------------------------------------------------------------ tags
+
+@dataclasses.dataclass
+class TagDB:
+    """Clean tag vocabulary and per-track tag numbers read from a clean tag DB.
+
+    Attributes
+    ----------
+    vocabulary : dict int -> str
+        Clean tag number (the ``tags`` rowid) -> tag name.
+    by_track : dict str -> list[int]
+        Track id -> sorted distinct clean tag numbers.
+    """
+    vocabulary: dict
+    by_track: dict
+
+
+def load_clean_tags(path) -> TagDB:
+    """Read ``tags``, ``tids`` and ``tid_tag`` of a clean tag DB (``python -m msd clean-tags``).
+
+    Raises
+    ------
+    ValueError
+        If the file is not an SQLite DB with the expected tables and columns.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f'clean tag DB not found: {path}')
+    try:
+        con = sqlite3.connect(f'file:{os.path.abspath(path)}?mode=ro', uri=True)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            for table, cols in (('tags', {'tag'}), ('tids', {'tid'}), ('tid_tag', {'tid', 'tag'})):
+                if table not in tables:
+                    raise ValueError(f'{path}: clean tag DB has no table {table!r} (found {sorted(tables)})')
+                have = {r[1] for r in con.execute(f'PRAGMA table_info({table})')}
+                if not cols <= have:
+                    raise ValueError(f'{path}: table {table} lacks column(s) {sorted(cols - have)}')
+            vocab = {int(n): str(t) for n, t in con.execute('SELECT rowid, tag FROM tags ORDER BY rowid')}
+            by_track = {}
+            rows = con.execute('SELECT tids.tid, tid_tag.tag FROM tid_tag JOIN tids ON tid_tag.tid = tids.rowid '
+                               'WHERE tids.tid IS NOT NULL')
+            for tid, tag in rows:
+                if tag in vocab:
+                    by_track.setdefault(tid, set()).add(int(tag))
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise ValueError(f'{path}: not a readable SQLite tag DB ({e})') from None
+    return TagDB(vocab, {tid: sorted(nums) for tid, nums in by_track.items()})
+
+
+# ------------------------------------------------------------------------------------ encoding
+
+def feature_spec(fmt, sr=16000, preset=None, params=None) -> dict:
+    """The ``features`` block of a manifest for a format/preset (validated)."""
+    if fmt not in FORMATS:
+        raise ValueError(f'unknown format {fmt!r}; choose from {FORMATS}')
+    if fmt == 'waveform':
+        return {'format': 'waveform', 'sr': int(sr), 'dtype': 'int16', 'scale': 1 / 32767,
+                'params': None, 'frames_per_second': None}
+    if params is None:
+        params = get_params(preset or 'orpheus', sr=int(sr))
+    elif isinstance(params, dict):
+        params = FeatureParams.from_dict(params)
+    return {'format': 'log-mel', 'sr': params.sr, 'dtype': 'float16', 'scale': 1.0,
+            'params': params.to_dict(), 'frames_per_second': frames_per_second(params)}
+
+
+def encode_track(path, features: dict):
+    """Decode one file and encode its audio as stored in the TFRecords.
+
+    Returns
+    -------
+    (audio_bytes, shape, duration_seconds)
+
+    Raises
+    ------
+    preprocessing.audio.AudioLoadError
+        For unreadable files (the caller records the reason).
+    """
+    from preprocessing.audio import load_audio
+    from preprocessing.features import log_mel
+    audio = load_audio(path, sr=features['sr'])
+    duration = len(audio) / features['sr']
+    if features['format'] == 'waveform':
+        pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype('<i2')
+        return pcm.tobytes(), [int(pcm.shape[0])], duration
+    spec = log_mel(audio, FeatureParams.from_dict(features['params']))
+    if not np.isfinite(spec).all():
+        raise ValueError('log-mel has non-finite values')
+    return spec.astype('<f2').tobytes(), [int(s) for s in spec.shape], duration
+
+
+def _work(item):
+    """Pool task: (track_id, path, features) -> ('ok', bytes, shape, duration) | ('skip', reason)."""
+    track_id, path, features = item
+    from preprocessing.audio import AudioLoadError
+    try:
+        audio, shape, duration = encode_track(path, features)
+    except AudioLoadError as e:
+        return ('skip', e.reason, e.detail)
+    except Exception as e:  # a bad file must never stop a long job
+        return ('skip', 'error', f'{type(e).__name__}: {e}')
+    return ('ok', audio, shape, duration)
+
+
+def serialize_example(track_id, artist_id, tags, audio_bytes, shape, duration) -> bytes:
+    """Serialise one track as a ``tf.train.Example`` (see the module docstring for keys)."""
+    import tensorflow as tf
+    feat = tf.train.Feature
+    ex = tf.train.Example(features=tf.train.Features(feature={
+        'track_id': feat(bytes_list=tf.train.BytesList(value=[str(track_id).encode()])),
+        'artist_id': feat(bytes_list=tf.train.BytesList(value=[str(artist_id or '').encode()])),
+        'tags': feat(int64_list=tf.train.Int64List(value=[int(t) for t in tags])),
+        'audio': feat(bytes_list=tf.train.BytesList(value=[audio_bytes])),
+        'shape': feat(int64_list=tf.train.Int64List(value=list(shape))),
+        'duration': feat(float_list=tf.train.FloatList(value=[float(duration)])),
+    }))
+    return ex.SerializeToString()
+
+
+# ------------------------------------------------------------------------------------ planning
+
+def _resolve_path(row, audio_root):
+    if audio_root:
+        return os.path.join(audio_root, str(row['file_path']))
+    if 'audio_path' in row and isinstance(row['audio_path'], str) and row['audio_path']:
+        return row['audio_path']
+    if 'file_path' in row and isinstance(row['file_path'], str):
+        return row['file_path']
+    raise ValueError('master CSV needs an audio_path column (or file_path with --audio-root)')
+
+
+def plan_shards(master, splits, tagdb: TagDB, shards_per_split, audio_root=None):
+    """Assign tracks to shards deterministically.
+
+    Returns
+    -------
+    shards : list of dict(name, split, index, count, tracks=[(track_id, artist_id, path, tags)])
+    excluded : list of (track_id, split, path, reason) for tracks not planned (no split, no clean tag)
+    """
+    split_of = dict(zip(splits['track_id'], splits['split']))
+    rows = {s: [] for s in SPLITS}
+    excluded = []
+    for row in master.to_dict('records'):
+        tid = str(row['track_id'])
+        path = _resolve_path(row, audio_root)
+        split = split_of.get(tid)
+        if split is None:
+            excluded.append((tid, '', path, 'no-split'))
+            continue
+        tags = tagdb.by_track.get(tid)
+        if not tags:
+            excluded.append((tid, split, path, 'no-clean-tag'))
+            continue
+        artist = row.get('artist_id')
+        artist = '' if not isinstance(artist, str) else artist
+        rows[split].append((tid, artist, path, tags))
+    if isinstance(shards_per_split, int):
+        shards_per_split = {s: shards_per_split for s in SPLITS}
+    shards = []
+    for split in SPLITS:
+        items = rows[split]
+        if not items:
+            continue
+        # hash order mixes artists/years across shards, and does not depend on master order
+        order = np.argsort(hash_unit([t[0] for t in items], seed='shard'), kind='stable')
+        items = [items[i] for i in order]
+        n = max(1, min(int(shards_per_split[split]), len(items)))
+        for k, part in enumerate(np.array_split(np.arange(len(items)), n)):
+            shards.append({'name': shard_name(split, k, n), 'split': split, 'index': k, 'count': n,
+                           'tracks': [items[i] for i in part]})
+    return shards, excluded
+
+
+def _plan_digest(shards, features):
+    h = hashlib.sha256(json.dumps(features, sort_keys=True).encode())
+    for s in shards:
+        h.update(s['name'].encode())
+        for tid, artist, path, tags in s['tracks']:
+            h.update(f'{tid}\t{artist}\t{path}\t{tags}\n'.encode())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------ writing
+
+def _sha256_of(path):
+    h = hashlib.sha256()
+    if pio.is_url(path):
+        with pio.gfile().GFile(path, 'rb') as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    else:
+        with open(path, 'rb') as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _shard_done(out, name):
+    return pio.exists(pio.join(out, name)) and pio.exists(pio.join(out, _STATE, name + '.json'))
+
+
+def _write_shard(shard, out, features, mapper, progress):
+    import tensorflow as tf
+    final = pio.join(out, shard['name'])
+    tmp = pio.join(out, _STATE, shard['name'] + '.partial')
+    items = [(tid, path, features) for tid, _, path, _ in shard['tracks']]
+    tag_counts, skipped, n_ok, seconds = Counter(), [], 0, 0.0
+    with tf.io.TFRecordWriter(tmp) as writer:
+        for (tid, artist, path, tags), res in zip(shard['tracks'], mapper(_work, items)):
+            if res[0] == 'ok':
+                _, audio, shape, duration = res
+                writer.write(serialize_example(tid, artist, tags, audio, shape, duration))
+                tag_counts.update(tags)
+                n_ok += 1
+                seconds += duration
+            else:
+                skipped.append({'track_id': tid, 'split': shard['split'], 'file': path,
+                                'reason': res[1], 'detail': res[2]})
+            progress.update(1)
+    info = {'name': shard['name'], 'split': shard['split'], 'examples': n_ok, 'seconds': round(seconds, 3),
+            'sha256': _sha256_of(tmp), 'tag_counts': {str(k): v for k, v in sorted(tag_counts.items())},
+            'skipped': skipped}
+    pio.rename(tmp, final)
+    pio.write_json(pio.join(out, _STATE, shard['name'] + '.json'), info)
+    return info
+
+
+def _assemble_manifest(out, plan, tagdb_vocab, excluded):
+    """Write manifest.json + skipped.csv if every planned shard is complete; return the manifest or None."""
+    infos = []
+    for name in plan['shards']:
+        path = pio.join(out, _STATE, name + '.json')
+        if not pio.exists(path) or not pio.exists(pio.join(out, name)):
+            return None
+        infos.append(pio.read_json(path))
+    splits = {s: {'tracks': 0, 'seconds': 0.0, 'shards': []} for s in SPLITS}
+    counts = {s: Counter() for s in SPLITS}
+    skipped = [dict(zip(('track_id', 'split', 'file', 'reason'), e), detail='') for e in excluded]
+    for info in infos:
+        sp = splits[info['split']]
+        sp['tracks'] += info['examples']
+        sp['seconds'] = round(sp['seconds'] + info['seconds'], 3)
+        sp['shards'].append({'file': info['name'], 'examples': info['examples'], 'sha256': info['sha256']})
+        counts[info['split']].update({int(k): v for k, v in info['tag_counts'].items()})
+        skipped.extend(info['skipped'])
+    reasons = Counter(s['reason'] for s in skipped)
+    vocabulary = [{'num': num, 'tag': tag, 'counts': {s: counts[s].get(num, 0) for s in SPLITS}}
+                  for num, tag in sorted(tagdb_vocab.items())]
+    manifest = {
+        'format_version': FORMAT_VERSION,
+        'features': plan['features'],
+        'example_keys': {'track_id': 'bytes', 'artist_id': 'bytes', 'tags': 'int64[]', 'audio': 'bytes',
+                         'shape': 'int64[]', 'duration': 'float'},
+        'splits': splits,
+        'tags': {'source': plan['inputs']['tags'], 'vocabulary': vocabulary},
+        'skipped': dict(sorted(reasons.items())),
+        'inputs': plan['inputs'],
+        'command': plan['command'],
+        'plan_digest': plan['digest'],
+    }
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=['track_id', 'split', 'file', 'reason', 'detail'])
+    w.writeheader()
+    w.writerows(sorted(skipped, key=lambda s: (s['split'], s['track_id'])))
+    pio.atomic_write_text(pio.join(out, 'skipped.csv'), buf.getvalue())
+    pio.write_json(pio.join(out, 'manifest.json'), manifest)
+    return manifest
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', preset='orpheus', sr=16000,
+                    params=None, shards_per_split=8, workers=1, num_hosts=1, host_index=0, audio_root=None,
+                    overwrite=False, progress=True, command=None):
+    """Write the TFRecord dataset (see the module docstring). Returns a summary dict.
+
+    Parameters
+    ----------
+    master_csv, tags_db, splits_csv : local paths written by ``msd build``, ``msd clean-tags`` and
+        ``preprocessing split``.
+    out : output directory (local or ``tf.io.gfile`` URL).
+    format : ``'waveform'`` or ``'log-mel'``; ``preset``/``params`` choose the log-mel parameters.
+    shards_per_split : int, or dict split -> int.
+    workers : processes decoding audio in parallel (1 = in this process).
+    num_hosts, host_index : write only shards ``g`` with ``g % num_hosts == host_index``.
+    """
+    from preprocessing.io import read_master
+    if not 0 <= host_index < num_hosts:
+        raise ValueError(f'--host-index must be in [0, {num_hosts}), got {host_index}')
+    if workers < 1:
+        raise ValueError(f'--workers must be >= 1, got {workers}')
+    features = feature_spec(format, sr=sr, preset=preset, params=params)
+    master = read_master(master_csv)
+    splits = read_splits(splits_csv)
+    tagdb = load_clean_tags(tags_db)
+    shards, excluded = plan_shards(master, splits, tagdb, shards_per_split, audio_root)
+    if not shards:
+        raise ValueError('nothing to write: no track of the master CSV has both a split and a clean tag')
+    digest = _plan_digest(shards, features)
+    plan = {'features': features, 'digest': digest, 'shards': [s['name'] for s in shards],
+            'inputs': {'master': os.path.abspath(master_csv), 'tags': os.path.abspath(tags_db),
+                       'splits': os.path.abspath(splits_csv)},
+            'command': command or ' '.join(sys.argv)}
+    pio.makedirs(pio.join(out, _STATE))
+    plan_path = pio.join(out, _STATE, 'plan.json')
+    if pio.exists(plan_path):
+        old = pio.read_json(plan_path)
+        if old.get('digest') != digest:
+            if not overwrite:
+                diff = [k for k in ('format', 'sr', 'params') if old['features'].get(k) != features.get(k)]
+                what = f'feature settings differ ({", ".join(diff)})' if diff else 'inputs or sharding differ'
+                raise FileExistsError(f'{out} holds a different dataset: {what}; pass --overwrite to replace it '
+                                      'or choose another --out')
+            for name in pio.listdir(out):
+                if name.endswith('.tfrecord') or name in ('manifest.json', 'skipped.csv'):
+                    pio.remove(pio.join(out, name))
+            for name in pio.listdir(pio.join(out, _STATE)):
+                pio.remove(pio.join(out, _STATE, name))
+    pio.write_json(plan_path, plan)
+
+    mine = [s for g, s in enumerate(shards) if g % num_hosts == host_index]
+    todo = [s for s in mine if not _shard_done(out, s['name'])]
+    n_tracks = sum(len(s['tracks']) for s in todo)
+    t0 = time.perf_counter()
+    bar = _NoBar()
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=n_tracks, unit='track', desc=f'write {format}', dynamic_ncols=True)
+    infos = []
+    pool = None
+    try:
+        if workers > 1 and n_tracks:
+            # spawn: workers import NumPy/soundfile only, never a forked TensorFlow runtime
+            pool = multiprocessing.get_context('spawn').Pool(workers)
+            mapper = lambda f, items: pool.imap(f, items, chunksize=1)  # noqa: E731
+        else:
+            mapper = map
+        for shard in todo:
+            infos.append(_write_shard(shard, out, features, mapper, bar))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    elapsed = time.perf_counter() - t0
+    manifest = _assemble_manifest(out, plan, tagdb.vocabulary, excluded)
+    written = sum(i['examples'] for i in infos)
+    bad = Counter(s['reason'] for i in infos for s in i['skipped'])
+    summary = {'out': str(out), 'shards_total': len(shards), 'shards_this_host': len(mine),
+               'shards_written': len(infos), 'shards_already_done': len(mine) - len(todo),
+               'tracks_written': written, 'tracks_skipped': dict(bad), 'excluded': dict(Counter(e[3] for e in excluded)),
+               'seconds': round(elapsed, 2), 'tracks_per_s': round(n_tracks / elapsed, 2) if elapsed > 0 and n_tracks else None,
+               'manifest': manifest is not None}
+    return summary

@@ -1,0 +1,67 @@
+"""A tiny dataset in the formats the msd stage hands to preprocessing (master CSV + clean tag DB).
+
+Used by preprocessing/training/evaluation tests that must not depend on the whole msd chain.
+"""
+import os
+import sqlite3
+
+import numpy as np
+import pandas as pd
+
+from tests._audio_fixtures import music_like, write_wav
+
+TAGS = ['rock', 'pop', 'jazz', 'female', 'male', 'instrumental', '80s']
+
+
+def make_tiny_corpus(root, n_tracks=12, seconds=(2.0, 4.5), sr=16000, bad=True, seed=0):
+    """Write audio + master.csv + clean_tags.db under ``root``; return a dict of paths and truth.
+
+    Track i has tags chosen deterministically; lengths vary in ``seconds``; with ``bad`` the last
+    track's file is not audio and one track has no clean tag.
+    """
+    rng = np.random.default_rng(seed)
+    os.makedirs(root, exist_ok=True)
+    audio_dir = os.path.join(root, 'audio')
+    os.makedirs(audio_dir, exist_ok=True)
+    rows, tags_of = [], {}
+    for i in range(n_tracks):
+        tid = f'TRTEST{i:012d}'
+        artist = f'AR{(i // 2):016d}'  # two tracks per artist
+        path = os.path.join(audio_dir, f'{i}.wav')
+        dur = float(rng.uniform(*seconds))
+        if bad and i == n_tracks - 1:
+            path = os.path.join(audio_dir, f'{i}.mp3')
+            with open(path, 'w') as f:
+                f.write('not audio at all\n' * 50)
+        else:
+            write_wav(path, music_like(dur, sr, seed=i), sr)
+        rows.append({'track_id': tid, 'artist_id': artist, 'artist_name': f'Artist {i // 2}',
+                     'title': f'Song {i}', 'year': 1980 + i, 'audio_path': path,
+                     'file_path': os.path.relpath(path, audio_dir)})
+        if bad and i == n_tracks - 2:
+            continue  # no clean tag
+        k = [TAGS[i % 3], TAGS[3 + i % 3]]
+        if i % 4 == 0:
+            k.append('80s')
+        tags_of[tid] = k
+    master = os.path.join(root, 'master.csv')
+    with open(master, 'w') as f:
+        f.write('# musetag test fixture\n')
+        pd.DataFrame(rows).to_csv(f, index=False)
+    db = os.path.join(root, 'clean_tags.db')
+    if os.path.exists(db):
+        os.remove(db)
+    con = sqlite3.connect(db)
+    con.execute('CREATE TABLE tags (tag TEXT)')
+    con.execute('CREATE TABLE tids (tid TEXT)')
+    con.execute('CREATE TABLE tid_tag (tid INTEGER, tag INTEGER, val FLOAT)')
+    con.executemany('INSERT INTO tags (rowid, tag) VALUES (?, ?)', [(i + 1, t) for i, t in enumerate(TAGS)])
+    for j, row in enumerate(rows):
+        tid = row['track_id']
+        con.execute('INSERT INTO tids (rowid, tid) VALUES (?, ?)', (j + 1, tid if tid in tags_of else None))
+        for t in tags_of.get(tid, []):
+            con.execute('INSERT INTO tid_tag VALUES (?, ?, ?)', (j + 1, TAGS.index(t) + 1, 100.0))
+    con.commit()
+    con.close()
+    return {'root': root, 'master': master, 'tags_db': db, 'audio_dir': audio_dir, 'tags_of': tags_of,
+            'rows': rows}
