@@ -220,6 +220,11 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
     autotune = tf.data.AUTOTUNE
     scale = float(feats.get('scale') or 1.0)
     dtype = tf.int16 if feats['dtype'] == 'int16' else tf.float16
+    itemsize = 2
+    n_mels = None if is_wave else int(feats['params']['n_mels'])
+    row_bytes = itemsize * (1 if is_wave else n_mels)
+    window_shape = [length] if is_wave else [length, n_mels]
+    compression = manifest.get('compression') or ''
 
     spec = {
         'track_id': tf.io.FixedLenFeature([], tf.string),
@@ -230,14 +235,16 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
 
     def parse(record):
         ex = tf.io.parse_single_example(record, spec)
-        audio = tf.io.decode_raw(ex['audio'], dtype, little_endian=True)
-        audio = tf.reshape(tf.cast(audio, tf.float32) * scale, ex['shape'])
         nums = ex['tags'].values
         valid = tf.logical_and(nums >= 0, nums < tf.cast(tf.shape(table)[0], tf.int64))
         idx = tf.gather(table, tf.boolean_mask(nums, valid))
         idx = tf.boolean_mask(idx, idx >= 0)
         y = tf.minimum(tf.reduce_sum(tf.one_hot(idx, n_labels, dtype=tf.float32), axis=0), 1.0)
-        return audio, y, ex['track_id']
+        return ex['audio'], tf.cast(ex['shape'][0], tf.int32), y, ex['track_id']
+
+    def decode(raw, rows):
+        audio = tf.io.decode_raw(raw, dtype, little_endian=True)
+        return tf.reshape(tf.cast(audio, tf.float32) * scale, [rows] + window_shape[1:])
 
     def padded(audio):
         n = tf.shape(audio)[0]
@@ -248,25 +255,28 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
         extra = tf.maximum(length - n, 0)
         return tf.pad(audio, tf.concat([[[0, extra]], tf.zeros([rank - 1, 2], tf.int32)], 0))
 
-    n_mels = None if is_wave else int(feats['params']['n_mels'])
-    window_shape = [length] if is_wave else [length, n_mels]
+    def window_at(raw, rows, offset):
+        """Decode only the bytes of rows [offset, offset + length): no full-track float32 copy."""
+        def cut():
+            part = tf.strings.substr(raw, offset * row_bytes, length * row_bytes)
+            return decode(part, length)
 
-    def crop(audio, offset):
-        return tf.ensure_shape(audio[offset:offset + length], window_shape)
+        def short():
+            return padded(decode(raw, rows))[:length]
+        return tf.ensure_shape(tf.cond(rows >= length, cut, short), window_shape)
 
-    def random_window(audio, y, tid, rnd):
-        audio = padded(audio)
-        span = tf.cast(tf.shape(audio)[0] - length + 1, tf.int64)
-        offset = tf.cast(tf.math.floormod(rnd, span), tf.int32)
-        return crop(audio, offset), y, tid
+    def random_window(rec, rnd):
+        raw, rows, y, tid = parse(rec)
+        span = tf.cast(tf.maximum(rows - length + 1, 1), tf.int64)
+        return window_at(raw, rows, tf.cast(tf.math.floormod(rnd, span), tf.int32)), y, tid
 
-    def center_window(audio, y, tid):
-        audio = padded(audio)
-        offset = (tf.shape(audio)[0] - length) // 2
-        return crop(audio, offset), y, tid
+    def center_window(rec):
+        raw, rows, y, tid = parse(rec)
+        return window_at(raw, rows, tf.maximum(rows - length, 0) // 2), y, tid
 
-    def all_windows(audio, y, tid):
-        audio = padded(audio)
+    def all_windows(rec):
+        raw, rows, y, tid = parse(rec)
+        audio = padded(decode(raw, rows))
         n = tf.shape(audio)[0]
         full = n // length
         starts = tf.range(full) * length
@@ -276,19 +286,22 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
         k = tf.shape(starts)[0]
         return tf.data.Dataset.from_tensor_slices((windows, tf.tile(y[None], [k, 1]), tf.fill([k], tid)))
 
+    def records(path):
+        return tf.data.TFRecordDataset(path, compression_type=compression)
+
     ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle and len(files) > 1:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     if len(files) > 1:
-        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
+        ds = ds.interleave(records, cycle_length=min(cycle_length, len(files)),
                            block_length=1, num_parallel_calls=autotune, deterministic=deterministic)
     else:
-        ds = tf.data.TFRecordDataset(files)
-    ds = ds.map(parse, num_parallel_calls=autotune, deterministic=deterministic)
+        ds = records(files[0])
+    # one fused map per window: parse, labels, crop (per-element function calls dominate the cost)
     if window == 'random':
         rnd = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, rnd)).map(lambda ex, r: random_window(*ex, r),
-                                                num_parallel_calls=autotune, deterministic=deterministic)
+        ds = tf.data.Dataset.zip((ds, rnd)).map(random_window, num_parallel_calls=autotune,
+                                                deterministic=deterministic)
     elif window == 'center':
         ds = ds.map(center_window, num_parallel_calls=autotune, deterministic=deterministic)
     else:

@@ -219,3 +219,14 @@ def test_tf_layer_batch_short_input_and_serialisation(tmp_path):
     model.save(tmp_path / 'm.keras')
     loaded = keras.saving.load_model(tmp_path / 'm.keras')
     np.testing.assert_allclose(loaded(batch).numpy(), out, atol=1e-5)
+
+
+@pytest.mark.parametrize('sr, n_fft, n_mels, fmin, fmax', [
+    (16000, 512, 96, 0.0, None), (16000, 2048, 96, 0.0, None), (22050, 1024, 128, 30.0, 11025.0),
+    (44100, 2048, 40, 100.0, 8000.0)])
+def test_mel_basis_equals_librosa_exactly(sr, n_fft, n_mels, fmin, fmax):
+    import librosa
+    from preprocessing.features import mel_basis
+    p = FeatureParams(sr=sr, n_fft=n_fft, hop_length=n_fft // 4, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    np.testing.assert_array_equal(mel_basis(p), ref)

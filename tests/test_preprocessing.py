@@ -154,6 +154,7 @@ def test_manifest_contents_and_skips(corpus, logmel_dir):
     assert m['features']['format'] == 'log-mel' and m['features']['dtype'] == 'float16'
     assert m['features']['params'] == get_params('musicnn').to_dict()
     assert m['features']['frames_per_second'] == 62.5
+    assert m['compression'] == 'ZLIB'
     assert m['skipped'] == {'no-clean-tag': 1, 'not-audio': 1}
     total = sum(s['tracks'] for s in m['splits'].values())
     assert total == 10
@@ -162,7 +163,8 @@ def test_manifest_contents_and_skips(corpus, logmel_dir):
             assert shard['file'].startswith(split + '-') and shard['file'].endswith('.tfrecord')
             data = open(os.path.join(logmel_dir, shard['file']), 'rb').read()
             assert hashlib.sha256(data).hexdigest() == shard['sha256']
-            assert sum(1 for _ in tf.data.TFRecordDataset(os.path.join(logmel_dir, shard['file']))) == shard['examples']
+            assert sum(1 for _ in tf.data.TFRecordDataset(os.path.join(logmel_dir, shard['file']),
+                                                         compression_type=m['compression'])) == shard['examples']
     vocab = {v['tag']: v['counts'] for v in m['tags']['vocabulary']}
     for tag in TAGS:
         expect = {s: sum(1 for tid, tags in corpus['tags_of'].items() if tag in tags and corpus['split_of'][tid] == s
