@@ -1,0 +1,307 @@
+"""Benchmarks of the msd stages; one JSON line per figure on stdout.
+
+``python benchmarks/bench_msd.py [--files 4000] [--silence-files 40] [--pairs 120000] [--repeats 3]``
+
+Figures
+-------
+* ``msd.scan``: files/s of ``scan`` with 1 and 2 worker processes over ``--files`` generated MP3s
+  (4 real formats, distinct files, page cache warm), median of ``--repeats`` fresh processes; then
+  ``msd.scan.speedup`` (2 vs 1 workers; the issue's target is >= 1.8).
+* ``msd.silence``: tracks/s of ``silence`` (decode at the native rate + librosa split) over 30 s
+  clips with 1 and 2 workers; steady state (the one-off librosa import, ``warmup_s``, is reported
+  separately).
+* ``msd.clean_tags``: seconds of ``clean_tags`` (pandas, vectorised) on a raw DB with >= 100,000
+  pairs, against a pure-SQL baseline written here that does the same job one tag at a time
+  (``COUNT(DISTINCT)`` per raw tag, ``INSERT … SELECT`` per raw tag, ``GROUP BY`` dedup, per-tag
+  counts and renumbering); ``identical`` checks both DBs hold the same (track, tag, val) triples.
+* ``msd.scan.peak_rss``: peak RSS (MB) of a ``python -m msd scan --workers 2`` process and of its
+  largest worker at 1,000 and 4,000 files: streaming means it must not grow with the file count.
+
+Every line carries the 1-minute load average: on a shared machine, read the numbers with it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+FORMATS = ((44100, 2, 128), (44100, 1, 96), (22050, 2, 96), (22050, 1, 64))
+
+
+def emit(**kw):
+    kw['load_avg_1m'] = round(os.getloadavg()[0], 2)
+    print(json.dumps(kw), flush=True)
+
+
+def env():
+    e = dict(os.environ)
+    e['PYTHONPATH'] = REPO + os.pathsep + e.get('PYTHONPATH', '')
+    e.setdefault('NUMBA_CACHE_DIR', os.path.join(REPO, '.cache', 'numba'))
+    return e
+
+
+def py(code, timeout=1800):
+    """Run ``code`` in a fresh interpreter; returns the last stdout line parsed as JSON."""
+    p = subprocess.run([sys.executable, '-c', code], env=env(), capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr[-3000:])
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+# -- data -------------------------------------------------------------------------------------------
+def clips(seconds):
+    """One MP3 (bytes) per format, synthesised by the corpus generator."""
+    from msd.synthetic import _encode_mp3, render_audio
+    out = []
+    for k, (sr, ch, kbps) in enumerate(FORMATS):
+        spec = dict(genre=('rock', 'jazz', 'hip-hop', 'ambient')[k], vocal='female', decade=None, ballad=False,
+                    tempo=110.0, key=k, mode=1, prog=0)
+        out.append(_encode_mp3(render_audio(spec, sr, ch, seconds, seed=k), sr, kbps))
+    return out
+
+
+def write_tree(root, n, mp3s, offset=0):
+    """n distinct files in the 7digital layout, cycling through the formats."""
+    for i in range(n):
+        d = str(1_000_000 + offset + i)
+        path = os.path.join(root, d[0], d[-1], f'{d}.clip.mp3')
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'wb') as f:
+            f.write(mp3s[i % len(mp3s)])
+
+
+def make_raw_db(path, n_pairs, seed=0):
+    """A raw Last.fm-style DB: genre spellings, vocal tags, junk and rare tags; ~5 tags per track."""
+    from msd.tagclean import LISTS_DIR, read_list
+    rng = np.random.default_rng(seed)
+    genres = read_list(os.path.join(LISTS_DIR, 'genres.txt'))
+    junk = read_list(os.path.join(LISTS_DIR, 'non_genres.txt'))
+    vocal = [t for f in ('female', 'male', 'rap', 'instrumental') for t in
+             read_list(os.path.join(LISTS_DIR, f'vocal_{f}.txt'))[:5]]
+    spell = [lambda g: g, str.title, str.upper, lambda g: g.replace(' ', '-'), lambda g: g.replace('-', ' '),
+             lambda g: g + 's']
+    vocab, weight = [], []
+    for r, g in enumerate(genres):
+        for k, f in enumerate(spell):
+            vocab.append(f(g))
+            weight.append(1.0 / (r + 1) / (4 ** k))
+    vocab += vocal + junk + [f'rare tag {i}' for i in range(6000)]
+    weight += [0.02] * len(vocal) + [0.01] * len(junk) + [0.00005] * 6000
+    vocab, idx = np.unique(np.array(vocab, dtype=object), return_index=True)
+    weight = np.array(weight)[idx]
+    weight /= weight.sum()
+    n_tracks = n_pairs // 5
+    pairs = set()
+    while len(pairs) < n_pairs:
+        t = rng.integers(1, n_tracks + 1, size=n_pairs)
+        g = rng.choice(len(vocab), size=n_pairs, p=weight) + 1
+        pairs.update(zip(t.tolist(), g.tolist()))
+    pairs = sorted(pairs)[:n_pairs]
+    vals = rng.integers(0, 101, size=len(pairs)).astype(float)
+    if os.path.exists(path):
+        os.unlink(path)
+    con = sqlite3.connect(path)
+    con.execute('CREATE TABLE tags(tag TEXT)')
+    con.execute('CREATE TABLE tids(tid TEXT)')
+    con.execute('CREATE TABLE tid_tag(tid INTEGER, tag INTEGER, val FLOAT)')
+    con.executemany('INSERT INTO tags(rowid, tag) VALUES (?, ?)', enumerate(vocab.tolist(), 1))
+    con.executemany('INSERT INTO tids(rowid, tid) VALUES (?, ?)', ((i, f'TR{i:016d}') for i in range(1, n_tracks + 1)))
+    con.executemany('INSERT INTO tid_tag VALUES (?, ?, ?)', ((a, b, v) for (a, b), v in zip(pairs, vals)))
+    # the real DB is indexed; index the baseline's lookups too so the comparison is fair
+    con.execute('CREATE INDEX tt_tag ON tid_tag(tag)')
+    con.execute('CREATE INDEX tt_tid ON tid_tag(tid)')
+    con.commit()
+    con.close()
+    return len(pairs), n_tracks
+
+
+# -- the pure-SQL per-tag baseline -------------------------------------------------------------------
+def sql_baseline(raw, out, lists, min_count, pool_min_count, val_threshold):
+    """Same result as msd.cleandb.clean_tags, computed one tag at a time in SQLite."""
+    import pandas as pd
+    from msd.tagclean import map_tags
+    if os.path.exists(out):
+        os.unlink(out)
+    con = sqlite3.connect(out)
+    con.execute('ATTACH DATABASE ? AS raw', (raw,))
+    tags = con.execute('SELECT rowid, tag FROM raw.tags').fetchall()
+    counts = [con.execute('SELECT COUNT(DISTINCT tid) FROM raw.tid_tag WHERE tag = ?', (num,)).fetchone()[0]
+              for num, _ in tags]
+    pop = pd.DataFrame({'tag_num': [n for n, _ in tags], 'tag': [t for _, t in tags], 'count': counts})
+    mapping = map_tags(pop, lists, min_count=min_count, pool_min_count=pool_min_count)
+    con.execute('CREATE TABLE pairs(tid INTEGER, tag TEXT, val FLOAT)')
+    for name, members in mapping.groups.items():
+        for num in members:
+            con.execute('INSERT INTO pairs SELECT tid, ?, val FROM raw.tid_tag WHERE tag = ? AND val > ?',
+                        (name, num, val_threshold))
+    con.execute('CREATE TABLE dedup AS SELECT tid, tag, MAX(val) AS val FROM pairs GROUP BY tid, tag')
+    names = [r[0] for r in con.execute('SELECT DISTINCT tag FROM dedup')]
+    n = {name: con.execute('SELECT COUNT(DISTINCT tid) FROM dedup WHERE tag = ?', (name,)).fetchone()[0]
+         for name in names}
+    order = sorted(names, key=lambda x: (-n[x], x))
+    con.execute('CREATE TABLE tags(tag TEXT)')
+    con.execute('CREATE TABLE tid_tag(tid INTEGER, tag INTEGER, val FLOAT)')
+    for i, name in enumerate(order, 1):
+        con.execute('INSERT INTO tags(rowid, tag) VALUES (?, ?)', (i, name))
+        con.execute('INSERT INTO tid_tag SELECT tid, ?, val FROM dedup WHERE tag = ?', (i, name))
+    con.execute('CREATE TABLE tids(tid TEXT)')
+    con.execute('INSERT INTO tids(rowid, tid) SELECT rowid, CASE WHEN rowid IN (SELECT tid FROM dedup) '
+                'THEN tid ELSE NULL END FROM raw.tids')
+    con.execute('DROP TABLE pairs')
+    con.execute('DROP TABLE dedup')
+    con.commit()
+    con.close()
+
+
+def triples(db):
+    con = sqlite3.connect(db)
+    rows = con.execute('SELECT p.tid, g.tag, p.val FROM tid_tag p JOIN tags g ON g.rowid = p.tag').fetchall()
+    tags = con.execute('SELECT rowid, tag FROM tags ORDER BY rowid').fetchall()
+    con.close()
+    return sorted(rows), tags
+
+
+# -- benchmarks -------------------------------------------------------------------------------------
+SCAN_CODE = '''
+import json, resource
+from msd.scan import scan
+cpu = lambda who: (lambda u: u.ru_utime + u.ru_stime)(resource.getrusage(who))
+c0 = cpu(resource.RUSAGE_SELF)
+r = scan({root!r}, {out!r}, workers={workers}, progress=False, overwrite=True)
+# VmHWM, not ru_maxrss: ru_maxrss survives exec() and would report the benchmark parent's memory
+hwm = int([ln.split()[1] for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0])
+print(json.dumps(dict(seconds=r.seconds, rows=r.n_rows, parent_cpu=cpu(resource.RUSAGE_SELF) - c0,
+                      worker_cpu=cpu(resource.RUSAGE_CHILDREN), parent_kb=hwm,
+                      children_kb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)))
+'''
+
+SILENCE_CODE = '''
+import json, resource, time
+cpu = lambda who: (lambda u: u.ru_utime + u.ru_stime)(resource.getrusage(who))
+t = time.perf_counter()
+from msd.silence import _warm_up, silence
+_warm_up()
+warm = time.perf_counter() - t
+c0 = cpu(resource.RUSAGE_SELF)
+r = silence({scan!r}, {out!r}, workers={workers}, progress=False, overwrite=True)
+print(json.dumps(dict(seconds=r.seconds, rows=r.n_rows, warmup=warm, statuses=dict(r.statuses),
+                      cpu=cpu(resource.RUSAGE_SELF) - c0 + cpu(resource.RUSAGE_CHILDREN))))
+'''
+
+
+def bench_scan(work, n_files, repeats):
+    mp3s = clips(10.0)
+    root = os.path.join(work, 'scan_root')
+    write_tree(root, n_files, mp3s)
+    out = os.path.join(work, 'scan.csv')
+    py(SCAN_CODE.format(root=root, out=out, workers=1))  # warm the page cache
+    rates, cpu = {}, {}
+    for workers in (1, 2):
+        runs = [py(SCAN_CODE.format(root=root, out=out, workers=workers)) for _ in range(repeats)]
+        mid = sorted(runs, key=lambda r: r['seconds'])[len(runs) // 2]
+        assert all(r['rows'] == n_files for r in runs)
+        rates[workers] = n_files / mid['seconds']
+        cpu[workers] = (mid['parent_cpu'], mid['worker_cpu'])
+        emit(bench='msd.scan', workers=workers, files=n_files, seconds=round(mid['seconds'], 3),
+             files_per_s=round(rates[workers], 1), parent_cpu_s=round(mid['parent_cpu'], 3),
+             worker_cpu_s=round(mid['worker_cpu'], 3), repeats=repeats)
+    # What 2 idle cores would give: serial CPU time over the parallel run's CPU time spread on 2 cores
+    # (parent + workers), capped by the parent alone. Wall-clock speedup needs the cores to be free.
+    serial = sum(cpu[1])
+    par = max(sum(cpu[2]) / 2, cpu[2][0])
+    emit(bench='msd.scan.speedup', workers=2, value=round(rates[2] / rates[1], 2), target=1.8,
+         met=bool(rates[2] / rates[1] >= 1.8), cpu_bound_estimate=round(serial / par, 2))
+    return root, mp3s
+
+
+def bench_rss(work, mp3s):
+    for n in (1000, 4000):
+        root = os.path.join(work, f'rss_{n}')
+        write_tree(root, n, mp3s)
+        out = os.path.join(work, f'rss_{n}.csv')
+        r = py(SCAN_CODE.format(root=root, out=out, workers=2))
+        emit(bench='msd.scan.peak_rss', files=n, workers=2, parent_mb=round(r['parent_kb'] / 1024, 1),
+             worker_mb=round(r['children_kb'] / 1024, 1))
+
+
+def bench_silence(work, n_files):
+    mp3s = clips(30.0)
+    root = os.path.join(work, 'sil_root')
+    write_tree(root, n_files, mp3s)
+    scan_csv = os.path.join(work, 'sil_scan.csv')
+    py(SCAN_CODE.format(root=root, out=scan_csv, workers=1))
+    for workers in (1, 2):
+        r = py(SILENCE_CODE.format(scan=scan_csv, out=os.path.join(work, 'sil.csv'), workers=workers))
+        assert r['rows'] == n_files and r['statuses'].get('ok') == n_files, r
+        emit(bench='msd.silence', workers=workers, tracks=n_files, clip_seconds=30.0,
+             seconds=round(r['seconds'], 3), tracks_per_s=round(n_files / r['seconds'], 2),
+             cpu_ms_per_track=round(1000 * r['cpu'] / n_files, 1), warmup_s=round(r['warmup'], 2))
+
+
+def bench_clean(work, n_pairs):
+    from msd.cleandb import clean_tags
+    from msd.tagclean import CuratedLists
+    raw = os.path.join(work, 'raw.db')
+    n, n_tracks = make_raw_db(raw, n_pairs)
+    lists = CuratedLists.load()
+    kw = dict(min_count=200, pool_min_count=10, val_threshold=10.0)
+    out = os.path.join(work, 'clean.db')
+    times = []
+    for _ in range(3):
+        for p in (out, os.path.join(work, 'tag_map.csv')):
+            if os.path.exists(p):
+                os.unlink(p)
+        t = time.perf_counter()
+        res = clean_tags(raw, out, lists=lists, **kw)
+        times.append(time.perf_counter() - t)
+    base = os.path.join(work, 'baseline.db')
+    t = time.perf_counter()
+    sql_baseline(raw, base, lists, **kw)
+    tb = time.perf_counter() - t
+    ours = sorted(times)[1]
+    emit(bench='msd.clean_tags', pairs=n, tracks=n_tracks, raw_tags=int(sqlite3.connect(raw).execute(
+        'SELECT COUNT(*) FROM tags').fetchone()[0]), clean_tags=len(res.names), clean_pairs=res.n_pairs,
+         seconds=round(ours, 3), baseline_sql_per_tag_seconds=round(tb, 3), speedup=round(tb / ours, 1),
+         identical=triples(out) == triples(base))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--files', type=int, default=4000, help='files for the scan figures (>= 2000)')
+    ap.add_argument('--silence-files', type=int, default=40, help='30 s clips for the silence figure')
+    ap.add_argument('--pairs', type=int, default=120_000, help='raw pairs for clean-tags (>= 100000)')
+    ap.add_argument('--repeats', type=int, default=3)
+    ap.add_argument('--work', default=None, help='scratch folder (default: a temp dir, removed)')
+    ap.add_argument('--only', choices=('scan', 'rss', 'silence', 'clean'), action='append')
+    a = ap.parse_args(argv)
+    work = a.work or tempfile.mkdtemp(prefix='bench_msd_')
+    os.makedirs(work, exist_ok=True)
+    only = set(a.only or ('scan', 'rss', 'silence', 'clean'))
+    try:
+        mp3s = None
+        if 'scan' in only:
+            _, mp3s = bench_scan(work, a.files, a.repeats)
+        if 'rss' in only:
+            bench_rss(work, mp3s or clips(10.0))
+        if 'silence' in only:
+            bench_silence(work, a.silence_files)
+        if 'clean' in only:
+            bench_clean(work, a.pairs)
+    finally:
+        if a.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,20 @@
+"""msd: Million Song Dataset + Last.fm + 7digital audio -> ``master.csv`` + ``clean_tags.db``.
+
+Command line: ``python -m msd {scan,silence,build,clean-tags,all,cooccurrence} -h``.
+
+Modules (nothing here imports TensorFlow; heavy libraries are imported where they are used):
+
+=================  =================================================================================
+``scan``           audio tree -> ``scan.csv`` (mutagen headers, status per file; parallel, resumable)
+``silence``        ``scan.csv`` -> ``silence.csv`` (decode once, librosa split, SPEC 1.4 statistics)
+``summary``        :class:`~msd.summary.MsdSummary`: fields of ``msd_summary_file.h5`` by track id
+``idlists``        tolerant parsers of ``sid_mismatches.txt`` and ``msd_duplicates.txt``
+``build``          merge + purges -> ``master.csv`` + ``master.purge.json/.csv``
+``lastfm``         :class:`~msd.lastfm.LastFm` (SQL) and :class:`~msd.lastfm.LastFmPandas` (in memory)
+``tagclean``       curated lists (``msd/lists/*.txt``) and the raw -> clean tag mapping
+``cleandb``        raw DB -> ``clean_tags.db`` + ``tag_map.csv`` (no duplicate pairs, val filter)
+``cooccurrence``   :class:`~msd.cooccurrence.CoOccurrence`: tag co-occurrence counts and heat-maps
+``synthetic``      the synthetic MSD-format mini corpus used by tests and the demo
+``common``, ``parallel``   shared plumbing (errors, atomic outputs, the resumable process pool)
+=================  =================================================================================
+"""

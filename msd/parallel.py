@@ -1,0 +1,346 @@
+"""Resumable, parallel row producer used by ``scan`` and ``silence``.
+
+:func:`run_resumable` applies a per-item function to a stream of items (file paths) in a process pool
+and streams one CSV row per item to ``<out>.partial``; when the stream is exhausted the partial file
+is renamed to ``<out>``. Design points:
+
+* **Bounded memory.** Items are read lazily from the input iterator and at most ``4 × workers``
+  chunks are in flight (``multiprocessing.Pool.imap`` would read the whole input eagerly), so a
+  million-file tree costs the same memory as a thousand-file one.
+* **Ordered output.** Chunks are collected in submission order, so the output rows come in input
+  order whatever the number of workers: runs with 1 and N workers give identical files.
+* **Resume.** If ``<out>.partial`` exists (a run was interrupted or killed), its complete rows are
+  kept (a torn last line is cut off), the first ``n`` items of the input are skipped after checking
+  that the ``n``-th item is the last row's key, and work continues by appending. The finished file
+  therefore has exactly the rows of an uninterrupted run. A partial file that does not match the
+  input is an error (``restart=True`` / ``--restart`` discards it).
+* **Never a traceback mid-run.** The per-item function is expected to turn bad input into a row
+  with a ``status``/``reason``; an unexpected exception in it still becomes a row via ``error_row``.
+
+Workers are started with ``fork`` when the parent has not imported TensorFlow (fast start, the CLI
+case) and from a ``forkserver`` otherwise (forking a process with TensorFlow's threads can deadlock).
+"""
+from __future__ import annotations
+
+import collections
+import csv
+import io
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+
+from tqdm import tqdm
+
+from .common import CSV_QUOTING, MsdError, OutputExistsError, logger, provenance_lines
+
+
+def _ignore_sigint():
+    # Ctrl-C reaches every process of the foreground group; only the parent should react
+    # (it terminates the pool and keeps the partial file). SIGTERM (sent by pool.terminate())
+    # must just end the worker, whatever handler the parent installed before forking.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _clean_field(x):
+    # one CSV row per line, always: the resume logic reads the partial file line by line
+    return x.replace('\n', ' ').replace('\r', ' ') if isinstance(x, str) else x
+
+
+def _work_chunk(fn, error_row, status_index, items):
+    """Rows for ``items`` as CSV text (formatted here, in the worker, to keep the parent light).
+
+    An exception of ``fn`` becomes ``error_row(item, message)``. Returns (text, statuses).
+    """
+    buf = io.StringIO()
+    writer = csv.writer(buf, quoting=CSV_QUOTING, lineterminator='\n')
+    statuses = []
+    for item in items:
+        try:
+            row = fn(item)
+        except Exception as e:  # noqa: BLE001 - a worker must never die on one bad item
+            row = error_row(item, f'{type(e).__name__}: {e}')
+        writer.writerow([_clean_field(x) for x in row])
+        if status_index is not None:
+            statuses.append(row[status_index])
+    return buf.getvalue(), statuses
+
+
+#: Modules a forkserver imports once for any pool (scan and silence workers), so a session that
+#: runs several pools pays the librosa import once.
+PRELOAD = ('msd.scan', 'msd.silence', 'mutagen.mp3', 'preprocessing.audio', 'librosa.effects',
+           'librosa.feature')
+
+
+def mp_context(preload=PRELOAD):
+    """``fork`` if safe (TensorFlow not loaded here), else ``forkserver`` (else ``spawn``).
+
+    The forkserver is a fresh interpreter that imports ``preload`` once; every pool afterwards forks
+    from it, so heavy imports (librosa) are paid once per session instead of once per worker.
+    """
+    methods = mp.get_all_start_methods()
+    if 'fork' in methods and 'tensorflow' not in sys.modules:
+        return mp.get_context('fork')
+    if 'forkserver' in methods:
+        ctx = mp.get_context('forkserver')
+        if preload:
+            # only effective before the server starts (first pool of this process)
+            ctx.set_forkserver_preload(list(preload))
+        return ctx
+    return mp.get_context('spawn')
+
+
+def _parse_line(line: bytes, n_fields: int):
+    """Fields of one complete CSV line, or None if it is torn or malformed."""
+    if not line.endswith(b'\n'):
+        return None
+    try:
+        rows = list(csv.reader(io.StringIO(line.decode('utf-8'))))
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    if len(rows) != 1 or len(rows[0]) != n_fields:
+        return None
+    return rows[0]
+
+
+def _load_partial(partial, header_lines, columns, key_index, status_index):
+    """Validate ``partial``; cut it after its last complete row.
+
+    Returns (n_rows, last_key, Counter of statuses).
+    """
+    n_fields = len(columns)
+    statuses = collections.Counter()
+    n_rows, last_key = 0, None
+    with open(partial, 'rb') as f:
+        offset = 0
+        # the comment lines that matter for consistency are the metadata ones (``# key=value``)
+        expected_meta = [ln for ln in header_lines[1:]]
+        meta_seen, header_ok = [], False
+        good_end = 0
+        for line in f:
+            if not header_ok:
+                if line.startswith(b'#'):
+                    if not line.startswith(b'# musetag '):
+                        meta_seen.append(line.decode('utf-8', 'replace').rstrip('\n'))
+                    offset += len(line)
+                    continue
+                fields = _parse_line(line, n_fields)
+                if fields != list(columns):
+                    raise MsdError(f'{partial}: unexpected header {line[:200]!r}; '
+                                   'pass --restart to discard this partial output')
+                if meta_seen != expected_meta:
+                    raise MsdError(f'{partial} was written with {meta_seen} but this run has '
+                                   f'{expected_meta}; pass --restart to discard it')
+                header_ok = True
+                offset += len(line)
+                good_end = offset
+                continue
+            fields = _parse_line(line, n_fields)
+            if fields is None:
+                break
+            offset += len(line)
+            good_end = offset
+            n_rows += 1
+            last_key = fields[key_index]
+            if status_index is not None:
+                statuses[fields[status_index]] += 1
+    if not header_ok:
+        return None
+    if good_end < os.path.getsize(partial):
+        logger.info('%s: dropping a torn last line (interrupted write)', partial)
+        with open(partial, 'r+b') as f:
+            f.truncate(good_end)
+    return n_rows, last_key, statuses
+
+
+class RunResult:
+    """Outcome of :func:`run_resumable`.
+
+    Attributes
+    ----------
+    statuses : collections.Counter
+        Rows per ``status`` value over the whole output (resumed + new).
+    n_rows, n_resumed, n_new : int
+        Rows in the output; rows kept from a partial file; rows computed by this run.
+    seconds : float
+        Wall time of this run.
+    """
+
+    def __init__(self, statuses, n_resumed, n_new, seconds):
+        self.statuses = statuses
+        self.n_resumed = n_resumed
+        self.n_new = n_new
+        self.n_rows = n_resumed + n_new
+        self.seconds = seconds
+
+    def __repr__(self):
+        return (f'RunResult(rows={self.n_rows}, resumed={self.n_resumed}, new={self.n_new}, '
+                f'statuses={dict(self.statuses)}, seconds={self.seconds:.2f})')
+
+
+def run_resumable(out, columns, items, fn, *, key, error_row, command=None, meta=None,
+                  workers=1, chunk_size=64, overwrite=False, restart=False, progress=True,
+                  desc='rows', status_column='status', key_column='file_path',
+                  initializer=None, preload=PRELOAD, flush_seconds=1.0) -> RunResult:
+    """Stream ``fn(item)`` rows for every item into ``out`` (via ``out + '.partial'``).
+
+    Parameters
+    ----------
+    out : str
+        Final CSV path.
+    columns : sequence of str
+        CSV header; ``fn`` returns tuples in this order.
+    items : iterable
+        Work items (small, picklable), consumed lazily.
+    fn : callable
+        ``fn(item) -> tuple`` (module-level or ``functools.partial`` so it pickles).
+    key : callable
+        ``key(item) -> str``, the value ``fn`` puts in ``key_column`` (used to check a resume).
+    error_row : callable
+        ``error_row(item, message) -> tuple`` for an item whose ``fn`` raised (module-level: it
+        is sent to the workers).
+    command, meta
+        Provenance command and ``# key=value`` metadata lines; a resumed partial file must carry
+        the same metadata.
+    workers : int
+        Processes; ``<= 1`` runs in this process.
+    chunk_size : int
+        Items per task sent to a worker.
+    overwrite, restart : bool
+        Replace an existing ``out``; discard an existing partial file instead of resuming it.
+    progress : bool
+        Show a tqdm bar on stderr.
+    initializer : callable, optional
+        Warm-up run once per process that does work (inherited by forked workers).
+    preload : sequence of str
+        Modules a forkserver imports once (when fork is unsafe); only the first pool of a process
+        starts the server, so the default covers every msd pool.
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    OutputExistsError
+        ``out`` exists and ``overwrite`` is false.
+    MsdError
+        A partial file does not match this run's input.
+    KeyboardInterrupt
+        Re-raised after the pool is stopped; the partial file stays for a resume.
+    """
+    out = os.fspath(out)
+    if os.path.exists(out) and not overwrite:
+        raise OutputExistsError(f'{out} exists; pass --overwrite to replace it')
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    partial = out + '.partial'
+    header_lines = provenance_lines(command, meta)
+    key_index = list(columns).index(key_column)
+    status_index = list(columns).index(status_column) if status_column in columns else None
+    t0 = time.perf_counter()
+
+    resumed = None
+    if os.path.exists(partial):
+        if restart:
+            os.unlink(partial)
+        else:
+            resumed = _load_partial(partial, header_lines, columns, key_index, status_index)
+    statuses = collections.Counter()
+    n_skip = 0
+    if resumed is not None:
+        n_skip, last_key, statuses = resumed
+        logger.info('resuming from %s (%d rows done)', partial, n_skip)
+        mode = 'a'
+    else:
+        mode = 'w'
+
+    items = iter(items)
+    if n_skip:
+        last, seen = None, 0
+        for item in items:
+            last, seen = item, seen + 1
+            if seen == n_skip:
+                break
+        if seen < n_skip:
+            raise MsdError(f'{partial} has {n_skip} rows but the input has only {seen} items; '
+                           'pass --restart to discard it')
+        if key(last) != last_key:
+            raise MsdError(f'{partial} does not match the input: its row {n_skip} is {last_key!r} '
+                           f'but input item {n_skip} is {key(last)!r}; pass --restart to discard it')
+
+    n_new = 0
+    f = open(partial, mode, encoding='utf-8', newline='')
+    try:
+        if mode == 'w':
+            for line in header_lines:
+                f.write(line + '\n')
+            csv.writer(f, quoting=csv.QUOTE_MINIMAL, lineterminator='\n').writerow(columns)
+        bar = tqdm(desc=desc, unit=' files', initial=n_skip, disable=not progress,
+                   mininterval=0.5, smoothing=0.1, file=sys.stderr)
+        last_flush = time.monotonic()
+
+        def emit(chunk, result):
+            nonlocal n_new, last_flush
+            text, chunk_statuses = result
+            f.write(text)
+            statuses.update(chunk_statuses)
+            n_new += len(chunk)
+            bar.update(len(chunk))
+            now = time.monotonic()
+            if now - last_flush >= flush_seconds:
+                f.flush()
+                last_flush = now
+
+        def chunks():
+            buf = []
+            for item in items:
+                buf.append(item)
+                if len(buf) >= chunk_size:
+                    yield buf
+                    buf = []
+            if buf:
+                yield buf
+
+        ctx = mp_context(preload) if workers > 1 else None
+        if initializer is not None and (ctx is None or ctx.get_start_method() == 'fork'):
+            # warm up once here: forked workers inherit the imported (and JIT-compiled) modules
+            initializer()
+        if workers <= 1:
+            for chunk in chunks():
+                emit(chunk, _work_chunk(fn, error_row, status_index, chunk))
+        else:
+            warm = initializer if ctx.get_start_method() != 'fork' else None
+            pool = ctx.Pool(workers, initializer=_init_worker, initargs=(warm,))
+            try:
+                pending = collections.deque()
+                for chunk in chunks():
+                    pending.append((chunk, pool.apply_async(_work_chunk, (fn, error_row, status_index, chunk))))
+                    if len(pending) >= 4 * workers:
+                        c, r = pending.popleft()
+                        emit(c, r.get())
+                while pending:
+                    c, r = pending.popleft()
+                    emit(c, r.get())
+                pool.close()
+            except BaseException:
+                pool.terminate()
+                raise
+            finally:
+                pool.join()
+        bar.close()
+    except BaseException:
+        f.close()
+        raise
+    f.close()
+    if os.path.exists(out) and not overwrite:
+        raise OutputExistsError(f'{out} appeared while running; the result is in {partial}')
+    os.replace(partial, out)
+    return RunResult(statuses, n_skip, n_new, time.perf_counter() - t0)
+
+
+def _init_worker(initializer):
+    _ignore_sigint()
+    if initializer is not None:
+        initializer()

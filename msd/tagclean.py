@@ -1,0 +1,443 @@
+"""Last.fm tag cleaning: which raw tags become which clean tag (SPEC 2.4, re-implemented and fixed).
+
+Curated lists (``msd/lists/``)
+------------------------------
+Plain UTF-8 text files, one tag per line; lines starting with ``#`` and blank lines are ignored;
+matching ignores case and repeated/edge whitespace. Edit them in place, or copy the folder, edit the
+copy and pass ``--lists DIR`` (single files: ``--genres FILE``, ``--non-genres FILE``).
+
+``genres.txt``
+    Accepted genre/mood targets. A raw tag with at least ``min_count`` tracks becomes a clean-tag
+    target only if listed here (SPEC 2.4 A: the human-reviewed candidate list).
+``non_genres.txt``
+    Rejected tags: removed from the genre pool entirely (never a target, never merged as a variant).
+    Candidates (>= ``min_count``) in neither file are reported as ``unreviewed`` (log and
+    ``tag_map.csv``) and are not targets unless ``unlisted='keep'`` (``--unlisted keep``).
+``vocal_<name>.txt``
+    Raw tags merged into the clean vocal tag ``<name>`` (shipped: ``female``, ``male``, ``rap``,
+    ``instrumental``; add a file to add a vocal tag). ``<name>`` itself always maps to it. These
+    tags are taken out of the genre pool first.
+``combine.txt``
+    One group per line, comma-separated: all named clean tags (or raw tags) are folded into one
+    clean tag named after the first name (``--combine a,b`` adds a group).
+``drop.txt``
+    Names to remove after merging (``--drop x`` adds one): a clean tag name drops the clean tag; a
+    raw tag spelled exactly so drops just that raw tag from the clean tag it was merged into
+    (``--drop ROCK`` removes the spelling "ROCK", ``--drop rock`` the clean tag "rock"); other
+    names are matched ignoring case, clean names first.
+
+Algorithm (order matters)
+-------------------------
+1. Vocal rows: every raw tag listed in a ``vocal_*.txt`` file (or equal to its name) maps to it.
+2. Genre pool: the remaining raw tags with at least ``pool_min_count`` tracks, minus ``non_genres``.
+3. Targets: pool tags with at least ``min_count`` tracks that are listed in ``genres.txt``.
+4. Matching (SPEC 2.4 B, steps 2-7): under each normalisation rule, a pool tag whose key equals a
+   target's key (case-insensitive) is linked to that target. Rules: ``punct`` (keep only a-z0-9,
+   plural rule); ``amp-n`` (keep ``&``, ``&``->``n``, then punct); ``amp-and`` (``&``->``and``,
+   then punct); ``and-n`` (``' and '``->``n``, then punct); ``decade-19``/``decade-20`` (punct,
+   then a leading ``d0s`` becomes ``19d0s``/``20d0s``, no plural rule). Plural rule: drop one
+   trailing ``s`` unless it ends in ``ss``. The decade rules run for targets containing a decade;
+   the others for every target (the original ran the ``&``/``and`` rules only for targets spelled
+   with ``&``/``and``, so ``rock & roll`` joined ``rock n roll`` only if ``rock & roll`` itself
+   was a listed target; running them for all targets links a superset of the original's variants
+   and does not depend on which spelling the list names).
+5. Grouping: linked tags form connected groups (a union-find; the original folded overlapping
+   merge lists until none overlapped, which is the same partition). Each group with a target is
+   one clean tag, named after its most popular target, lower-cased. Pool tags linked to no target
+   are discarded.
+6. ``combine`` groups, then ``drop`` names, are applied.
+
+The result is a :class:`TagMapping`: raw tag number -> clean group, with the status and rule that
+put each raw tag there (written out as ``tag_map.csv`` by :mod:`msd.cleandb`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import os
+
+import numpy as np
+import pandas as pd
+
+from .common import MsdError, logger
+
+LISTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'lists')
+
+RULES = ('punct', 'amp-n', 'amp-and', 'and-n', 'decade-19', 'decade-20')
+
+
+def norm(tag: str) -> str:
+    """List-matching key: lower case, whitespace runs collapsed, ends stripped."""
+    return ' '.join(str(tag).lower().split())
+
+
+def read_list(path) -> list:
+    """Entries of a curated list file (comments/blank lines skipped, ends stripped)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MsdError(f'{path}: no such list file')
+    try:
+        with open(path, encoding='utf-8') as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise MsdError(f'{path}: not UTF-8 text ({e})') from None
+    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith('#')]
+
+
+def parse_combine(text: str) -> list:
+    """``'a, b ,c'`` -> ``['a', 'b', 'c']``; MsdError if fewer than two names."""
+    names = [n.strip() for n in str(text).split(',') if n.strip()]
+    if len(names) < 2:
+        raise MsdError(f'combine group {text!r} needs at least two comma-separated names')
+    return names
+
+
+def _sha1(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha1(f.read()).hexdigest()[:12]
+
+
+@dataclasses.dataclass
+class CuratedLists:
+    """The curated lists (all entries normalised with :func:`norm`, except combine/drop display names).
+
+    Build with :meth:`load`.
+    """
+    genres: set
+    non_genres: set
+    vocals: dict          # clean vocal name -> set of normalised raw tags (name included)
+    combine: list         # list of name lists (first = surviving name)
+    drop: list
+    sources: dict         # what was read, for provenance: {file: sha1}
+
+    @classmethod
+    def load(cls, lists_dir=None, *, genres=None, non_genres=None, combine=(), drop=(),
+             default_combine=True, default_drop=True):
+        """Read the lists of ``lists_dir`` (default: the shipped ``msd/lists``).
+
+        Parameters
+        ----------
+        genres, non_genres : str, optional
+            Files replacing ``genres.txt`` / ``non_genres.txt`` of ``lists_dir``.
+        combine : iterable of str or list
+            Extra combine groups (``'a,b'`` strings or name lists), after the file's.
+        drop : iterable of str
+            Extra drop names, after the file's.
+        default_combine, default_drop : bool
+            Read ``combine.txt`` / ``drop.txt`` of ``lists_dir`` (if present).
+        """
+        d = os.fspath(lists_dir) if lists_dir is not None else LISTS_DIR
+        if not os.path.isdir(d):
+            raise MsdError(f'--lists {d}: not a directory')
+        sources = {}
+
+        def load(path):
+            entries = read_list(path)
+            sources[os.path.abspath(path)] = _sha1(path)
+            return entries
+
+        g = load(genres or os.path.join(d, 'genres.txt'))
+        ng = load(non_genres or os.path.join(d, 'non_genres.txt'))
+        vocals = {}
+        for path in sorted(glob.glob(os.path.join(d, 'vocal_*.txt'))):
+            name = norm(os.path.basename(path)[len('vocal_'):-len('.txt')].replace('_', ' '))
+            vocals[name] = {norm(t) for t in load(path)} | {name}
+        groups = []
+        if default_combine and os.path.isfile(os.path.join(d, 'combine.txt')):
+            groups += [parse_combine(ln) for ln in load(os.path.join(d, 'combine.txt'))]
+        groups += [parse_combine(c) if isinstance(c, str) else list(c) for c in combine]
+        drops = []
+        if default_drop and os.path.isfile(os.path.join(d, 'drop.txt')):
+            drops += load(os.path.join(d, 'drop.txt'))
+        drops += [str(x).strip() for x in drop if str(x).strip()]
+        lists = cls({norm(t) for t in g}, {norm(t) for t in ng}, vocals, groups, drops, sources)
+        both = lists.genres & lists.non_genres
+        if both:
+            raise MsdError(f'tags listed both as genres and non-genres: {sorted(both)[:10]}')
+        return lists
+
+
+@dataclasses.dataclass
+class TagMapping:
+    """Output of :func:`map_tags`.
+
+    Attributes
+    ----------
+    groups : dict
+        ``{clean name: {raw tag_num: (status, rule)}}`` for every clean tag (before the val filter
+        and numbering). ``status`` in {target, variant, vocal, combined}.
+    table : pandas.DataFrame
+        One row per raw tag considered: raw_tag_num, raw_tag, raw_count, clean_tag (or None),
+        kind (genre/vocal/None), status, rule. Unmapped statuses: rejected, unreviewed, unmatched,
+        dropped. Raw tags below ``pool_min_count`` that map nowhere are not listed.
+    """
+    groups: dict
+    table: pd.DataFrame
+    kinds: dict
+
+    def raw_to_clean(self) -> dict:
+        """``{raw tag_num: clean name}``."""
+        return {num: name for name, members in self.groups.items() for num in members}
+
+
+def _plural(s: pd.Series) -> pd.Series:
+    return s.str.replace(r'(?<=[^s])s$', '', regex=True)
+
+
+def _punct(s: pd.Series) -> pd.Series:
+    return s.str.replace(r'[^a-z0-9]', '', regex=True)
+
+
+def rule_keys(low: pd.Series, rule: str) -> pd.Series:
+    """Normalised keys of lower-cased tags under one rule (see module docstring)."""
+    if rule == 'punct':
+        return _plural(_punct(low))
+    if rule == 'amp-n':
+        return _plural(low.str.replace(r'[^a-z0-9&]', '', regex=True).str.replace('&', 'n', regex=False))
+    if rule == 'amp-and':
+        return _plural(_punct(low.str.replace('&', 'and', regex=False)))
+    if rule == 'and-n':
+        return _plural(_punct(low.str.replace(' and ', 'n', regex=False)))
+    if rule in ('decade-19', 'decade-20'):
+        century = rule[-2:]
+        return _punct(low).str.replace(r'^(\d0s)', century + r'\1', regex=True)
+    raise ValueError(f'unknown rule {rule!r}')
+
+
+def _rule_applies(low: pd.Series, rule: str) -> pd.Series:
+    # The original ran the '&'/'and' rules only for targets spelled with '&'/' and ', so whether
+    # 'rock & roll' joined 'rock n roll' depended on which spelling happened to be the target.
+    # Running them for every target links the same variants whichever spelling is listed.
+    if rule.startswith('decade'):
+        return low.str.contains(r'\b\d0s', regex=True)
+    return pd.Series(True, index=low.index)
+
+
+def map_tags(popularity: pd.DataFrame, lists: CuratedLists, *, min_count=2000, pool_min_count=10,
+             unlisted='drop') -> TagMapping:
+    """Decide the clean tag of every raw tag.
+
+    Parameters
+    ----------
+    popularity : pandas.DataFrame
+        Columns tag_num (raw rowid), tag (raw name), count (distinct tracks), one row per raw tag.
+    lists : CuratedLists
+    min_count : int
+        Tracks a raw tag needs to be a genre target (SPEC's 2000).
+    pool_min_count : int
+        Tracks a raw tag needs to be merged into a genre target as a variant (SPEC's 10).
+    unlisted : {'drop', 'keep'}
+        What to do with candidates (>= min_count) listed in neither genres nor non_genres.
+
+    Returns
+    -------
+    TagMapping
+    """
+    if unlisted not in ('drop', 'keep'):
+        raise MsdError(f"--unlisted must be 'drop' or 'keep', got {unlisted!r}")
+    if min_count < 1 or pool_min_count < 1:
+        raise MsdError('--min-count and --pool-min-count must be >= 1')
+    pop = popularity[['tag_num', 'tag', 'count']].copy()
+    pop = pop[pop['tag'].notna()]
+    pop['tag'] = pop['tag'].astype(str)
+    pop = pop.sort_values(['count', 'tag_num'], ascending=[False, True], kind='stable').reset_index(drop=True)
+    pop['norm'] = [' '.join(t.lower().split()) for t in pop['tag'].tolist()]  # == norm(), inlined
+    status = {}   # raw tag_num -> (status, rule)
+    group_of = {}  # raw tag_num -> clean name
+    groups = {}    # clean name -> {raw tag_num: (status, rule)}
+    kinds = {}
+
+    # 1. vocal rows
+    for name, members in lists.vocals.items():
+        rows = pop[pop['norm'].isin(members)]
+        groups.setdefault(name, {})
+        kinds[name] = 'vocal'
+        for num, tag in zip(rows['tag_num'].tolist(), rows['tag'].tolist()):
+            if num in group_of:
+                logger.warning('raw tag %r is listed for vocal tags %r and %r; keeping %r',
+                               tag, group_of[num], name, group_of[num])
+                continue
+            group_of[num] = name
+            groups[name][num] = ('vocal', 'list')
+
+    # 2. genre pool
+    is_vocal = pop['tag_num'].isin(list(group_of))
+    rejected = pop['norm'].isin(lists.non_genres) & ~is_vocal
+    for num in pop.loc[rejected & (pop['count'] >= pool_min_count), 'tag_num']:
+        status[num] = ('rejected', 'non_genres')
+    pool = pop[~is_vocal & ~rejected & (pop['count'] >= pool_min_count)].reset_index(drop=True)
+
+    # 3. targets
+    cand = pool['count'] >= min_count
+    listed = pool['norm'].isin(lists.genres)
+    for name in lists.vocals:
+        if name in lists.genres:
+            logger.warning('%r is both a genre and a vocal tag; the vocal list wins', name)
+    is_target = (cand & listed) | (cand & (unlisted == 'keep'))
+    target_pos = np.flatnonzero(is_target.to_numpy())
+    if len(target_pos) == 0:
+        logger.warning('no genre targets: no listed genre has >= %d tracks (lower --min-count?)', min_count)
+
+    # 4. matching: union-find over pool positions
+    parent = list(range(len(pool)))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(a, b):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            # the root is the more popular (lower position) so the group's survivor is easy to find
+            if rb < ra:
+                ra, rb = rb, ra
+            parent[rb] = ra
+
+    link_rule = {}
+    low = pool['tag'].str.lower()
+    low_targets = low.iloc[target_pos]
+    for rule in RULES:
+        applies = _rule_applies(low_targets, rule)
+        sel = target_pos[applies.to_numpy()]
+        if len(sel) == 0:
+            continue
+        keys = rule_keys(low, rule).tolist()
+        index = {}
+        for pos, k in enumerate(keys):
+            if k:
+                index.setdefault(k, []).append(pos)
+        for t in sel:
+            k = keys[t]
+            if not k:
+                continue
+            for pos in index.get(k, ()):
+                if pos != t:
+                    union(t, pos)
+                    link_rule.setdefault(pos, rule)
+
+    # 5. groups
+    pool_tags = pool['tag'].tolist()
+    pool_counts = pool['count'].tolist()
+    tag_nums = pool['tag_num'].tolist()
+    target_flags = is_target.tolist()
+    target_set = set(target_pos.tolist())
+    comp_targets = {}
+    for t in target_pos:
+        comp_targets.setdefault(find(t), []).append(t)
+    comp_name = {}
+    for root, ts in comp_targets.items():
+        best = min(ts)  # pool is in popularity order
+        comp_name[root] = pool_tags[best].strip().lower()
+    for pos in range(len(pool)):
+        root = find(pos)
+        num = int(tag_nums[pos])
+        if root not in comp_name:
+            if pool_counts[pos] >= min_count and not target_flags[pos]:
+                status[num] = ('unreviewed', '')
+            else:
+                status[num] = ('unmatched', '')
+            continue
+        name = comp_name[root]
+        kinds.setdefault(name, 'genre')
+        if kinds[name] == 'vocal':
+            logger.warning('genre group %r has the name of a vocal tag; merged into it', name)
+        entry = ('target', '') if pos in target_set else ('variant', link_rule.get(pos, ''))
+        groups.setdefault(name, {})[num] = entry
+        group_of[num] = name
+
+    unreviewed = [(pool_tags[p], pool_counts[p]) for p in range(len(pool))
+                  if status.get(int(tag_nums[p]), ('',))[0] == 'unreviewed']
+    if unreviewed:
+        top = ', '.join(f'{t!r} ({c})' for t, c in unreviewed[:8])
+        logger.warning('%d candidate tags (>= %d tracks) are in neither the genres nor the non_genres '
+                       'list and match no genre, so they were dropped (review them, or --unlisted keep): '
+                       '%s%s', len(unreviewed), min_count, top, ' ...' if len(unreviewed) > 8 else '')
+
+    # 6a. combine
+    raw_by_norm = {}
+    for num, n in zip(pop['tag_num'].tolist(), pop['norm']):
+        raw_by_norm.setdefault(n, []).append(int(num))
+    for names in lists.combine:
+        survivor = norm(names[0])
+        rows, loose, absent = [], [], []
+        for name in names:
+            key = norm(name)
+            if key in groups:
+                rows.append(key)
+            elif key in raw_by_norm:
+                for num in raw_by_norm[key]:
+                    if num in group_of:
+                        rows.append(group_of[num])
+                    else:
+                        loose.append(num)
+            else:
+                absent.append(name)
+        rows = list(dict.fromkeys(rows))
+        if not rows and not loose:
+            logger.info('combine %s: none of these tags is in the DB; skipped', ','.join(names))
+            continue
+        if absent and absent != names[:1]:
+            logger.warning('combine %s: %s not in the DB; combined the others',
+                           ','.join(names), ', '.join(map(repr, absent)))
+        target = survivor if survivor in groups else None
+        if target is None:
+            # the surviving name is not a clean tag yet: rename the first resolved row (or start one)
+            target = survivor
+            groups.setdefault(target, {})
+            kinds.setdefault(target, kinds.get(rows[0], 'genre') if rows else 'genre')
+        for r in rows:
+            if r == target:
+                continue
+            for num, (st, rule) in groups.pop(r).items():
+                groups[target][num] = ('combined', f'combine:{r}' + (f'+{rule}' if rule else ''))
+                group_of[num] = target
+            kinds.pop(r, None)
+        for num in loose:
+            groups[target][num] = ('combined', 'combine')
+            group_of[num] = target
+            status.pop(num, None)
+
+    # 6b. drop: an exact clean name, else an exact raw spelling, else the same ignoring case
+    raw_exact = {}
+    for num, tag in zip(pop['tag_num'].tolist(), pop['tag'].tolist()):
+        raw_exact.setdefault(tag, []).append(int(num))
+
+    def drop_raw(nums, why):
+        hit = False
+        for num in nums:
+            if num in group_of:
+                g = group_of.pop(num)
+                groups[g].pop(num, None)
+                status[num] = ('dropped', why)
+                hit = True
+        return hit
+
+    for name in lists.drop:
+        key = norm(name)
+        why = f'drop:{name}'
+        if name in groups or (name not in raw_exact and key in groups):
+            g = name if name in groups else key
+            for num in groups.pop(g):
+                status[num] = ('dropped', why)
+                group_of.pop(num, None)
+            kinds.pop(g, None)
+        elif not drop_raw(raw_exact.get(name, ()), why) and not drop_raw(raw_by_norm.get(key, ()), why):
+            logger.debug('drop %r: not a clean tag nor a merged raw tag; nothing to drop', name)
+
+    # table
+    info = pop.set_index('tag_num')
+    records = []
+    for name, members in groups.items():
+        for num, (st, rule) in members.items():
+            records.append((num, name, kinds.get(name), st, rule))
+    for num, (st, rule) in status.items():
+        if num not in group_of:
+            records.append((num, None, None, st, rule))
+    table = pd.DataFrame(records, columns=['raw_tag_num', 'clean_tag', 'kind', 'status', 'rule'])
+    table['raw_tag_num'] = table['raw_tag_num'].astype('int64')
+    table.insert(1, 'raw_tag', info['tag'].reindex(table['raw_tag_num']).to_numpy())
+    table.insert(2, 'raw_count', info['count'].reindex(table['raw_tag_num']).to_numpy())
+    return TagMapping(groups=groups, table=table, kinds=kinds)

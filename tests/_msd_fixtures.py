@@ -1,0 +1,119 @@
+"""Tiny hand-made inputs for the msd tests (audio files, raw Last.fm DBs, summary h5 files)."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_msd(*args, cwd=None, timeout=300, check=True):
+    """Run ``python -m msd ARGS`` in a subprocess; returns CompletedProcess (text)."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+    env.setdefault('NUMBA_CACHE_DIR', os.path.join(REPO, '.cache', 'numba'))
+    p = subprocess.run([sys.executable, '-m', 'msd', *map(str, args)], cwd=cwd, env=env, text=True,
+                       capture_output=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f'msd {args} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}')
+    return p
+
+
+def msd_env():
+    env = dict(os.environ)
+    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+    env.setdefault('NUMBA_CACHE_DIR', os.path.join(REPO, '.cache', 'numba'))
+    return env
+
+
+def square(n, amp=0.5):
+    """A +-amp square wave at Nyquist/2 (every sample has |x| = amp): RMS of any k samples is exact."""
+    y = np.full(n, amp, dtype=np.float32)
+    y[1::2] *= -1
+    return y
+
+
+def tone(seconds, sr, freq=440.0, amp=0.3, channels=1):
+    t = np.arange(int(seconds * sr)) / sr
+    y = (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return y if channels == 1 else np.stack([y] * channels, axis=1)
+
+
+def write_wav(path, y, sr):
+    import soundfile as sf
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sf.write(path, y, sr, subtype='FLOAT')
+    return path
+
+
+def mp3_bytes(y, sr, channels=1, kbps=64):
+    import lameenc
+    enc = lameenc.Encoder()
+    enc.set_bit_rate(kbps)
+    enc.set_in_sample_rate(sr)
+    enc.set_channels(channels)
+    enc.set_quality(7)
+    pcm = (np.clip(y, -1, 1) * 32767).astype(np.int16)
+    return enc.encode(pcm.tobytes()) + enc.flush()
+
+
+def write_file(path, data: bytes):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'wb') as f:
+        f.write(data)
+    return path
+
+
+def make_raw_db(path, tids, tags, pairs, *, with_val=True, extra_sql=()):
+    """SQLite DB in the Last.fm layout; ``pairs`` = [(tid_rowid, tag_rowid, val)] (1-based rowids)."""
+    if os.path.exists(path):
+        os.unlink(path)
+    c = sqlite3.connect(path)
+    c.execute('CREATE TABLE tags(tag TEXT)')
+    c.execute('CREATE TABLE tids(tid TEXT)')
+    c.execute('CREATE TABLE tid_tag(tid INTEGER, tag INTEGER{})'.format(', val FLOAT' if with_val else ''))
+    c.executemany('INSERT INTO tags(tag) VALUES (?)', [(t,) for t in tags])
+    c.executemany('INSERT INTO tids(tid) VALUES (?)', [(t,) for t in tids])
+    if with_val:
+        c.executemany('INSERT INTO tid_tag VALUES (?, ?, ?)', pairs)
+    else:
+        c.executemany('INSERT INTO tid_tag VALUES (?, ?)', [p[:2] for p in pairs])
+    for sql in extra_sql:
+        c.execute(sql)
+    c.commit()
+    c.close()
+    return path
+
+
+def make_h5(path, rows, *, drop_fields=()):
+    """A summary file with the three compound tables (subset of the real fields).
+
+    rows: list of dicts with track_id, track_7digitalid and optional song_id, artist_id,
+    artist_name, title, release, year, duration.
+    """
+    import h5py
+    meta = [('artist_id', 'S32'), ('artist_name', 'S64'), ('release', 'S64'), ('song_id', 'S32'),
+            ('title', 'S64'), ('track_7digitalid', '<i4')]
+    analysis = [('duration', '<f8'), ('track_id', 'S32')]
+    mb = [('year', '<i4')]
+    with h5py.File(path, 'w') as f:
+        for group, fields in (('metadata', meta), ('analysis', analysis), ('musicbrainz', mb)):
+            fields = [x for x in fields if x[0] not in drop_fields]
+            if not fields:
+                continue
+            arr = np.zeros(len(rows), dtype=np.dtype(fields))
+            for i, r in enumerate(rows):
+                for name, kind in fields:
+                    v = r.get(name, 0 if kind[0] in '<' else '')
+                    arr[i][name] = v.encode('utf-8') if isinstance(v, str) else v
+            f.create_group(group).create_dataset('songs', data=arr)
+    return path
+
+
+def tid(i):
+    """A valid-looking MSD track id for number ``i``."""
+    return 'TR' + f'{i:016d}'.replace('0', 'A')[-16:]
