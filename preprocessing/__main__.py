@@ -88,6 +88,7 @@ def cmd_write(args):
                               shards_per_split=_shards_arg(args.shards_per_split), workers=args.workers,
                               num_hosts=args.num_hosts, host_index=args.host_index,
                               audio_root=args.audio_root, overwrite=args.overwrite,
+                              audio_encoding=args.audio_encoding,
                               compression='' if args.compression == 'none' else args.compression,
                               progress=not args.no_progress, command=' '.join(['python -m preprocessing'] + sys.argv[1:]))
     skipped = ', '.join(f'{k} {v}' for k, v in {**summary['excluded'], **summary['tracks_skipped']}.items()) or 'none'
@@ -149,8 +150,11 @@ def build_parser():
     p.add_argument('--workers', type=int, default=max(1, (os.cpu_count() or 1)))
     p.add_argument('--num-hosts', type=int, default=1, help='machines sharing this dataset')
     p.add_argument('--host-index', type=int, default=0, help='this machine: 0 … num-hosts-1')
-    p.add_argument('--compression', choices=['ZLIB', 'GZIP', 'none'], default='ZLIB',
-                   help='TFRecord compression (default ZLIB level 1)')
+    p.add_argument('--audio-encoding', choices=['zlib', 'raw'], default='zlib',
+                   help='per-example audio bytes: zlib level 1 (default; compressed by the workers, '
+                        'inflated in parallel when read) or raw')
+    p.add_argument('--compression', choices=['none', 'ZLIB', 'GZIP'], default='none',
+                   help='whole-file TFRecord compression (default none: slower to read)')
     p.add_argument('--audio-root', help='resolve the master CSV file_path column against this folder')
     p.add_argument('--overwrite', action='store_true', help='replace a dataset written with other settings')
     p.add_argument('--no-progress', action='store_true')

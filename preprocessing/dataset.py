@@ -168,7 +168,7 @@ def split_files(directory, manifest, split) -> list:
 
 
 def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_seconds=3.0, window='random',
-                 batch_size=32, shuffle=None, shuffle_buffer=256, repeat=False, with_track_ids=False, seed=None,
+                 batch_size=32, shuffle=None, shuffle_buffer=128, repeat=False, with_track_ids=False, seed=None,
                  deterministic=None, pad='repeat', drop_remainder=False, cycle_length=4, expect_features=None,
                  manifest=None):
     """Build the input pipeline for one split.
@@ -182,7 +182,8 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
     window_seconds : window length in seconds.
     window : 'random', 'center' or 'all'.
     batch_size : windows per batch (the global batch under a distribution strategy).
-    shuffle : shuffle file order every pass and windows in a buffer; default True for 'random'.
+    shuffle : shuffle file order every pass and tracks in a buffer of ``shuffle_buffer`` tracks
+        (memory: that many tracks' stored bytes); default True for 'random'.
     repeat : False (one pass), True (forever) or an int.
     with_track_ids : also yield the track id of each window (always on for 'all').
     seed : seeds file shuffling, window offsets and the shuffle buffer (reproducible order).
@@ -225,6 +226,7 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
     row_bytes = itemsize * (1 if is_wave else n_mels)
     window_shape = [length] if is_wave else [length, n_mels]
     compression = manifest.get('compression') or ''
+    zlib_audio = feats.get('audio_encoding', 'raw') == 'zlib'
 
     spec = {
         'track_id': tf.io.FixedLenFeature([], tf.string),
@@ -233,14 +235,22 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
         'shape': tf.io.FixedLenFeature([rank], tf.int64),
     }
 
-    def parse(record):
-        ex = tf.io.parse_single_example(record, spec)
-        nums = ex['tags'].values
+    def audio_bytes(raw):
+        # per-example zlib: decompressed here, in parallel map threads (a whole-file ZLIB stream is
+        # inflated by one reader thread per file, which made reading 3x slower)
+        return tf.io.decode_compressed(raw, 'ZLIB') if zlib_audio else raw
+
+    def labels_of(sparse_tags, batch):
+        """Multi-hot [batch, K] from a SparseTensor of clean tag numbers [batch, ?]."""
+        nums = sparse_tags.values
+        rows = sparse_tags.indices[:, 0]
         valid = tf.logical_and(nums >= 0, nums < tf.cast(tf.shape(table)[0], tf.int64))
-        idx = tf.gather(table, tf.boolean_mask(nums, valid))
-        idx = tf.boolean_mask(idx, idx >= 0)
-        y = tf.minimum(tf.reduce_sum(tf.one_hot(idx, n_labels, dtype=tf.float32), axis=0), 1.0)
-        return ex['audio'], tf.cast(ex['shape'][0], tf.int32), y, ex['track_id']
+        idx = tf.gather(table, tf.where(valid, nums, 0))
+        keep = tf.logical_and(valid, idx >= 0)
+        where = tf.stack([tf.boolean_mask(rows, keep), tf.cast(tf.boolean_mask(idx, keep), tf.int64)], 1)
+        hot = tf.scatter_nd(where, tf.ones(tf.shape(where)[:1], tf.float32),
+                            tf.cast(tf.stack([batch, n_labels]), tf.int64))
+        return tf.minimum(hot, 1.0)
 
     def decode(raw, rows):
         audio = tf.io.decode_raw(raw, dtype, little_endian=True)
@@ -255,28 +265,37 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
         extra = tf.maximum(length - n, 0)
         return tf.pad(audio, tf.concat([[[0, extra]], tf.zeros([rank - 1, 2], tf.int32)], 0))
 
-    def window_at(raw, rows, offset):
-        """Decode only the bytes of rows [offset, offset + length): no full-track float32 copy."""
-        def cut():
-            part = tf.strings.substr(raw, offset * row_bytes, length * row_bytes)
-            return decode(part, length)
+    def batch_windows(records, rnd):
+        """Vectorised over a batch of serialized records: parse, labels, crop by byte offset."""
+        ex = tf.io.parse_example(records, spec)
+        batch = tf.shape(records)[0]
+        raw = audio_bytes(ex['audio'])
+        rows = tf.cast(ex['shape'][:, 0], tf.int32)
+        if rnd is None:  # centre
+            offsets = tf.maximum(rows - length, 0) // 2
+        else:
+            offsets = tf.cast(tf.math.floormod(rnd, tf.cast(tf.maximum(rows - length + 1, 1), tf.int64)), tf.int32)
 
-        def short():
-            return padded(decode(raw, rows))[:length]
-        return tf.ensure_shape(tf.cond(rows >= length, cut, short), window_shape)
+        def fast():  # every track at least one window long: cut the window's bytes, decode only them
+            part = tf.strings.substr(raw, offsets * row_bytes, tf.fill([batch], length * row_bytes))
+            audio = tf.io.decode_raw(part, dtype, little_endian=True)
+            return tf.reshape(tf.cast(audio, tf.float32) * scale, [batch] + window_shape)
 
-    def random_window(rec, rnd):
-        raw, rows, y, tid = parse(rec)
-        span = tf.cast(tf.maximum(rows - length + 1, 1), tf.int64)
-        return window_at(raw, rows, tf.cast(tf.math.floormod(rnd, span), tf.int32)), y, tid
+        def slow():  # some track is shorter than the window: pad it (rare)
+            def one(args):
+                r, n, off = args
+                return padded(decode(r, n))[off:off + length]
+            return tf.map_fn(one, (raw, rows, tf.where(rows >= length, offsets, 0)),
+                             fn_output_signature=tf.TensorSpec(window_shape, tf.float32))
+        audio = tf.ensure_shape(tf.cond(tf.reduce_all(rows >= length), fast, slow), [None] + window_shape)
+        return audio, labels_of(ex['tags'], batch), ex['track_id']
 
-    def center_window(rec):
-        raw, rows, y, tid = parse(rec)
-        return window_at(raw, rows, tf.maximum(rows - length, 0) // 2), y, tid
-
-    def all_windows(rec):
-        raw, rows, y, tid = parse(rec)
-        audio = padded(decode(raw, rows))
+    def all_windows(record):
+        ex = tf.io.parse_single_example(record, spec)
+        rows = tf.cast(ex['shape'][0], tf.int32)
+        audio = padded(decode(audio_bytes(ex['audio']), rows))
+        y = labels_of(tf.sparse.expand_dims(ex['tags'], 0), 1)[0]
+        tid = ex['track_id']
         n = tf.shape(audio)[0]
         full = n // length
         starts = tf.range(full) * length
@@ -297,20 +316,25 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
                            block_length=1, num_parallel_calls=autotune, deterministic=deterministic)
     else:
         ds = records(files[0])
-    # one fused map per window: parse, labels, crop (per-element function calls dominate the cost)
-    if window == 'random':
-        rnd = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, rnd)).map(random_window, num_parallel_calls=autotune,
-                                                deterministic=deterministic)
-    elif window == 'center':
-        ds = ds.map(center_window, num_parallel_calls=autotune, deterministic=deterministic)
-    else:
+    if window == 'all':
         ds = ds.flat_map(all_windows)
-    if shuffle:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if not with_track_ids:
-        ds = ds.map(lambda a, y, t: (a, y))
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        if not with_track_ids:
+            ds = ds.map(lambda a, y, t: (a, y))
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    else:
+        # shuffle whole serialized tracks (the buffer holds shuffle_buffer tracks' bytes), then
+        # batch first and parse/crop a whole batch in one call: per-element calls dominated the cost
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if window == 'random':
+            rnd = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+            ds = tf.data.Dataset.zip((ds, rnd)).batch(batch_size, drop_remainder=drop_remainder)
+            ds = ds.map(batch_windows, num_parallel_calls=autotune, deterministic=deterministic)
+        else:
+            ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+            ds = ds.map(lambda r: batch_windows(r, None), num_parallel_calls=autotune, deterministic=deterministic)
+        if not with_track_ids:
+            ds = ds.map(lambda a, y, t: (a, y))
     if repeat is True:
         ds = ds.repeat()
     elif repeat:

@@ -16,14 +16,15 @@ key          type       content
 track_id     bytes      MSD track id, e.g. ``TRMMMYQ128F932D901``
 artist_id    bytes      MSD artist id (may be empty)
 tags         int64[]    every clean tag number of the track (selection happens at read time)
-audio        bytes      little-endian int16 PCM (waveform, scale 1/32767) or float16 log-mel
+audio        bytes      little-endian int16 PCM (waveform, scale 1/32767) or float16 log-mel,
+                        zlib-compressed when the manifest says ``audio_encoding: zlib`` (default)
 shape        int64[]    ``[n_samples]`` or ``[n_frames, n_mels]`` (time-major)
 duration     float      seconds of audio
 ===========  =========  ==============================================================
 
-Stored compactly: int16 / float16 raw bytes rather than float32 ``FloatList`` (2×), in ZLIB-compressed
-TFRecords by default (level 1; a further ~25% for log-mel, ~12% for PCM) — see
-``benchmarks/bench_pipeline.py`` for sizes and read speed against Orpheus-style records.
+Stored compactly: int16 / float16 bytes rather than float32 ``FloatList`` (2×), zlib-compressed per
+example by default (a further ~25% for log-mel, ~12% for PCM) — see ``benchmarks/bench_pipeline.py``
+for sizes and read speed against Orpheus-style records.
 
 Determinism and resumability: tracks are assigned to shards by a hash of their track id, so the
 same inputs always give the same shards, byte for byte. Each shard is written to a temporary
@@ -44,6 +45,7 @@ import os
 import sqlite3
 import sys
 import time
+import zlib
 from collections import Counter
 
 import numpy as np
@@ -118,19 +120,22 @@ def load_clean_tags(path) -> TagDB:
 
 # ------------------------------------------------------------------------------------ encoding
 
-def feature_spec(fmt, sr=16000, preset=None, params=None) -> dict:
+def feature_spec(fmt, sr=16000, preset=None, params=None, audio_encoding='zlib') -> dict:
     """The ``features`` block of a manifest for a format/preset (validated)."""
     if fmt not in FORMATS:
         raise ValueError(f'unknown format {fmt!r}; choose from {FORMATS}')
+    if audio_encoding not in ('zlib', 'raw'):
+        raise ValueError(f"audio encoding must be 'zlib' or 'raw', got {audio_encoding!r}")
     if fmt == 'waveform':
         return {'format': 'waveform', 'sr': int(sr), 'dtype': 'int16', 'scale': 1 / 32767,
-                'params': None, 'frames_per_second': None}
+                'audio_encoding': audio_encoding, 'params': None, 'frames_per_second': None}
     if params is None:
         params = get_params(preset or 'orpheus', sr=int(sr))
     elif isinstance(params, dict):
         params = FeatureParams.from_dict(params)
     return {'format': 'log-mel', 'sr': params.sr, 'dtype': 'float16', 'scale': 1.0,
-            'params': params.to_dict(), 'frames_per_second': frames_per_second(params)}
+            'audio_encoding': audio_encoding, 'params': params.to_dict(),
+            'frames_per_second': frames_per_second(params)}
 
 
 def encode_track(path, features: dict):
@@ -150,12 +155,18 @@ def encode_track(path, features: dict):
     audio = load_audio(path, sr=features['sr'])
     duration = len(audio) / features['sr']
     if features['format'] == 'waveform':
-        pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype('<i2')
-        return pcm.tobytes(), [int(pcm.shape[0])], duration
-    spec = log_mel(audio, FeatureParams.from_dict(features['params']))
-    if not np.isfinite(spec).all():
-        raise ValueError('log-mel has non-finite values')
-    return spec.astype('<f2').tobytes(), [int(s) for s in spec.shape], duration
+        arr = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype('<i2')
+    else:
+        arr = log_mel(audio, FeatureParams.from_dict(features['params']))
+        if not np.isfinite(arr).all():
+            raise ValueError('log-mel has non-finite values')
+        arr = arr.astype('<f2')
+    data = arr.tobytes()
+    if features.get('audio_encoding') == 'zlib':
+        # level 1: nearly all of zlib's gain on float16/int16 audio at a fraction of the CPU, paid
+        # in the parallel workers
+        data = zlib.compress(data, 1)
+    return data, [int(s) for s in arr.shape], duration
 
 
 def _work(item):
@@ -274,7 +285,6 @@ def _write_shard(shard, out, features, mapper, progress, compression):
     tmp = pio.join(out, _STATE, shard['name'] + '.partial')
     items = [(tid, path, features) for tid, _, path, _ in shard['tracks']]
     tag_counts, skipped, n_ok, seconds = Counter(), [], 0, 0.0
-    # level 1: nearly all of zlib's gain on float16/int16 audio at a fraction of the CPU
     options = tf.io.TFRecordOptions(compression_type=compression, compression_level=1) if compression else None
     with tf.io.TFRecordWriter(tmp, options=options) as writer:
         for (tid, artist, path, tags), res in zip(shard['tracks'], mapper(_work, items)):
@@ -349,7 +359,7 @@ class _NoBar:
 
 def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', preset='orpheus', sr=16000,
                     params=None, shards_per_split=8, workers=1, num_hosts=1, host_index=0, audio_root=None,
-                    compression='ZLIB', overwrite=False, progress=True, command=None):
+                    audio_encoding='zlib', compression='', overwrite=False, progress=True, command=None):
     """Write the TFRecord dataset (see the module docstring). Returns a summary dict.
 
     Parameters
@@ -361,15 +371,18 @@ def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', p
     shards_per_split : int, or dict split -> int.
     workers : processes decoding audio in parallel (1 = in this process).
     num_hosts, host_index : write only shards ``g`` with ``g % num_hosts == host_index``.
-    compression : ``'ZLIB'`` (default; level 1: ~25% smaller log-mel, ~12% smaller PCM), ``'GZIP'``
-        or ``''``/``None`` (plain TFRecords). Recorded in the manifest; the reader follows it.
+    audio_encoding : ``'zlib'`` (default: each example's audio bytes zlib-compressed (level 1) by
+        the worker processes and inflated by the reader's parallel map: ~25% smaller log-mel, ~12%
+        smaller PCM at little read cost) or ``'raw'``.
+    compression : whole-file TFRecord compression, ``''`` (default), ``'ZLIB'`` or ``'GZIP'``: a
+        little smaller still, but inflated by one thread per file when read (≈3× slower input).
     """
     from preprocessing.io import read_master
     if not 0 <= host_index < num_hosts:
         raise ValueError(f'--host-index must be in [0, {num_hosts}), got {host_index}')
     if workers < 1:
         raise ValueError(f'--workers must be >= 1, got {workers}')
-    features = feature_spec(format, sr=sr, preset=preset, params=params)
+    features = feature_spec(format, sr=sr, preset=preset, params=params, audio_encoding=audio_encoding)
     compression = (compression or '').upper()
     if compression not in ('', 'ZLIB', 'GZIP'):
         raise ValueError(f"--compression must be ZLIB, GZIP or none, got {compression!r}")
