@@ -130,6 +130,16 @@ def main():
         emit(BENCH, f'windows_per_s_ours_{fmt}_15s', a, 'windows/s')
         emit(BENCH, f'windows_per_s_orpheus_{fmt}_15s', b, 'windows/s')
         emit(BENCH, f'reader_speedup_{fmt}', a / b, 'x', baseline='Orpheus FloatList reader', target='>= 2', ok=bool(a / b >= 2))
+        # the size/speed trade-off of per-example zlib: the same shards with raw audio bytes
+        raw_dir = os.path.join(tmp, f'raw-{fmt}')
+        write_tfrecords(corpus['master'], corpus['tags_db'], split_csv, raw_dir, format=fmt, preset='orpheus',
+                        shards_per_split=4, workers=2, progress=False, audio_encoding='raw')
+        raw_bytes = sum(os.path.getsize(os.path.join(raw_dir, f)) for f in os.listdir(raw_dir) if f.endswith('.tfrecord')) / n
+        c = windows_per_s(lambda: make_dataset(raw_dir, 'train', tags=TagSelection(top=3), window_seconds=15,
+                                               batch_size=16, shuffle=False), args.epochs)
+        emit(BENCH, f'size_ratio_{fmt}_raw_encoding', raw_bytes / theirs, 'x', baseline='Orpheus float32 FloatList')
+        emit(BENCH, f'reader_speedup_{fmt}_raw_encoding', c / b, 'x', baseline='Orpheus FloatList reader',
+             windows_per_s=round(c, 1))
 
     # (d) make_dataset alone, both formats, 3 s and 15 s (shuffled, as in training)
     for fmt in ('log-mel', 'waveform'):
