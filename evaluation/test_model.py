@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.metrics import WindowAggregator, nan_to_none, tagging_metrics
+from preprocessing.io import replace_dir
 
 __all__ = ['evaluate_batches', 'evaluate_run', 'write_eval_outputs', 'format_table', 'collect_audio_files',
            'predict_paths', 'main']
@@ -47,21 +48,6 @@ log = logging.getLogger('musetag.evaluation')
 # --------------------------------------------------------------------------------------------------
 # small I/O helpers
 # --------------------------------------------------------------------------------------------------
-def _atomic_write_text(path, text: str):
-    path = str(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=d)
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8', newline='') as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _progress(iterable, **kw):
     from tqdm.auto import tqdm
     return tqdm(iterable, **kw)
@@ -212,15 +198,7 @@ def write_eval_outputs(out_dir, metrics, track_ids, y_true, y_score, labels, *, 
         plots.plot_per_tag_bars(metrics, 'pr_auc', tmp / 'pr_auc_per_tag.png')
         plots.plot_curves(y_true, y_score, labels, tmp / 'roc_curves.png', tmp / 'pr_curves.png')
         write_pr_curves(tmp / 'tensorboard', y_true, y_score, labels, step=step)
-        if out_dir.exists():
-            old = out_dir.with_name('.' + out_dir.name + '.old')
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from preprocessing.io import replace_dir
+
 __all__ = ['PUBLISHED_MODELS', 'MSD_LABELS', 'MTT_LABELS', 'find_package_dir', 'read_checkpoint',
            'build_published_model', 'assign_checkpoint', 'import_published', 'load_run_model', 'main']
 
@@ -343,13 +345,7 @@ def import_published(published: str, out, *, overwrite: bool = False, package_di
                                    - model(probe, training=False).numpy())))
         if diff > 1e-6:
             raise ImportFailed(f'model.keras round trip differs by {diff}')
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f'.{out.name}.old-', dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

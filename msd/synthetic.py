@@ -105,6 +105,8 @@ from pathlib import Path
 
 import numpy as np
 
+from preprocessing.io import replace_dir
+
 log = logging.getLogger('msd.synthetic')
 
 #: Internal synthesis rate (Hz).  44.1 kHz files are band-limited 2x upsamples (windowed-sinc
@@ -1498,18 +1500,24 @@ def _design_thresholds(counts, rare):
 # Audio files (run in worker processes)
 # =============================================================================================
 
-def _encode_mp3(y, sr, kbps):
-    """float32 [n, channels] in [-1, 1] -> MP3 bytes (lameenc, CBR, deterministic)."""
+def encode_mp3(y, sr, kbps=128, quality=7):
+    """float32 [n] or [n, channels] in [-1, 1] -> MP3 bytes (lameenc, CBR, deterministic).
+
+    ``quality`` is LAME's 0 (best, slowest) … 9; 7 is fast, and enough for synthetic data.
+    """
     try:
         import lameenc
-    except ImportError as e:  # lameenc is a dev/test dependency (requirements-dev.txt)
+    except ImportError as e:  # pinned in requirements.txt; say so rather than crash obscurely
         raise RuntimeError('msd.synthetic needs lameenc to write MP3s: pip install lameenc') from e
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim == 1:
+        y = y[:, None]
     pcm = (np.clip(y, -1.0, 1.0) * 32767.0).round().astype('<i2')
     enc = lameenc.Encoder()
     enc.set_bit_rate(int(kbps))
     enc.set_in_sample_rate(int(sr))
     enc.set_channels(int(y.shape[1]))
-    enc.set_quality(7)  # fast; quality is irrelevant for synthetic test data
+    enc.set_quality(int(quality))
     return bytes(enc.encode(pcm.tobytes()) + enc.flush())
 
 
@@ -1542,7 +1550,7 @@ def _render_job(job):
             y = render_audio(job['labels'], sr, ch, clip, seed=[job['seed'], 3, job['index']])
             if kind == 'gappy':
                 y[~_gap_mask(len(y), sr, clip)] = 0.0
-        data = _encode_mp3(y, sr, job['bitrate'])
+        data = encode_mp3(y, sr, job['bitrate'])
         if kind == 'truncated':
             cut = int(len(data) * rng.uniform(0.3, 0.55))
             while data[cut:cut + 1] == b'\xff':  # never cut exactly at a frame header
@@ -1873,13 +1881,7 @@ def generate(out, tracks=300, seconds=30.0, seed=0, workers=None, overwrite=Fals
         _write_text(tmp / 'msd_duplicates.txt', _duplicates_text(plan))
         truth = _truth(plan, results)
         _write_text(tmp / 'truth.json', json.dumps(truth, indent=1, ensure_ascii=False) + '\n')
-        if out.exists():
-            trash = out.parent / f'.{out.name}.old-{os.getpid()}'
-            os.replace(out, trash)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

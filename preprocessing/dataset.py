@@ -21,15 +21,12 @@ has any of them. A label list is all a run dir needs to reproduce its outputs' m
 """
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from preprocessing import io as pio
 from preprocessing.features import FeatureParams
-from preprocessing.splits import SPLITS
 
 __all__ = ['TagSelection', 'load_manifest', 'resolve_labels', 'label_lookup', 'window_length',
            'check_features', 'make_dataset', 'split_files']

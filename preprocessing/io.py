@@ -100,6 +100,22 @@ def atomic_write_text(path, text: str):
         raise
 
 
+def replace_dir(tmp, out):
+    """Move the finished directory ``tmp`` to ``out``, replacing an existing ``out`` (local paths).
+
+    The old tree is first renamed aside, so ``out`` is never a half-written mix of old and new.
+    """
+    import shutil
+    tmp, out = os.fspath(tmp), os.fspath(out)
+    if os.path.exists(out):
+        old = tempfile.mkdtemp(prefix='.' + os.path.basename(out) + '.old-', dir=os.path.dirname(os.path.abspath(out)))
+        os.replace(out, os.path.join(old, 'previous'))
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
 def read_json(path):
     try:
         return json.loads(read_text(path))

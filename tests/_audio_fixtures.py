@@ -4,18 +4,9 @@ import soundfile as sf
 
 
 def encode_mp3(audio, sr, bitrate=128):
-    """MP3 bytes of float audio [n] or [n, channels] in [-1, 1] (lameenc, deterministic)."""
-    import lameenc
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 1:
-        audio = audio[:, None]
-    pcm = (np.clip(audio, -1, 1) * 32767).astype('<i2')
-    enc = lameenc.Encoder()
-    enc.set_bit_rate(bitrate)
-    enc.set_in_sample_rate(int(sr))
-    enc.set_channels(audio.shape[1])
-    enc.set_quality(2)
-    return bytes(enc.encode(pcm.tobytes()) + enc.flush())
+    """MP3 bytes of float audio [n] or [n, channels] in [-1, 1] (lameenc via msd.synthetic)."""
+    from msd.synthetic import encode_mp3 as _encode
+    return _encode(audio, sr, kbps=bitrate, quality=2)
 
 
 def write_mp3(path, audio, sr, bitrate=128):

@@ -89,17 +89,9 @@ def music_like(seconds, sr=16000, seed=0):
 
 def write_mp3(path, audio, sr=16000, channels=1, bitrate=64):
     """Encode float32 [n] (duplicated to ``channels``) to MP3 with lameenc."""
-    import lameenc
-    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
-    if channels == 2:
-        pcm = np.stack([pcm, pcm], axis=1).ravel()
-    enc = lameenc.Encoder()
-    enc.set_bit_rate(bitrate)
-    enc.set_in_sample_rate(sr)
-    enc.set_channels(channels)
-    enc.set_quality(7)
-    data = enc.encode(pcm.tobytes()) + enc.flush()
-    Path(path).write_bytes(bytes(data))
+    from msd.synthetic import encode_mp3
+    audio = np.asarray(audio, dtype=np.float32)
+    Path(path).write_bytes(encode_mp3(np.stack([audio] * channels, axis=1), sr, kbps=bitrate, quality=7))
     return Path(path)
 
 

@@ -46,19 +46,9 @@ def synth_music(seconds: float = 30.0, sr: int = 44100, seed: int = 0) -> np.nda
 
 def write_mp3(path, audio: np.ndarray, sr: int = 44100, bitrate: int = 128) -> Path:
     """Encode float32 [n, channels] (or [n]) in [-1, 1] as MP3 with lameenc."""
-    import lameenc
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 1:
-        audio = audio[:, None]
-    pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype('<i2')
-    enc = lameenc.Encoder()
-    enc.set_bit_rate(bitrate)
-    enc.set_in_sample_rate(sr)
-    enc.set_channels(audio.shape[1])
-    enc.set_quality(2)
-    data = enc.encode(pcm.tobytes()) + enc.flush()
+    from msd.synthetic import encode_mp3
     path = Path(path)
-    path.write_bytes(bytes(data))
+    path.write_bytes(encode_mp3(audio, sr, kbps=bitrate, quality=2))
     return path
 
 
