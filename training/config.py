@@ -1,0 +1,572 @@
+"""Training configuration: JSON file -> frozen dataclasses, with key-naming errors.
+
+A config is a JSON object with the sections ``dataset``, ``input``, ``model``, ``optimization``,
+``callbacks``, ``distribution``, ``logging`` plus ``seed`` and ``description``. Every key is
+checked: an unknown key or a value of the wrong type raises :class:`ConfigError` whose message
+names the dotted key, e.g. ``config error: optimization.schedule.max_lr: expected number, got
+"abc"``. Missing keys take the defaults documented in :data:`Config` (see
+``python -m training --explain``).
+
+Whole-line comments starting with ``//`` or ``#`` are allowed in config files (the template printed
+by ``--print-default-config`` uses them), everything else is strict JSON.
+
+This module does not import TensorFlow, so config errors are reported in well under a second.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
+
+__all__ = [
+    'ConfigError', 'Config', 'TagsConfig', 'DatasetConfig', 'InputConfig', 'ModelConfig',
+    'OptimizerConfig', 'ScheduleConfig', 'OptimizationConfig', 'EarlyStoppingConfig',
+    'ReduceOnPlateauConfig', 'CallbacksConfig', 'DistributionConfig', 'LoggingConfig',
+    'MONITORS', 'SCHEDULES', 'load_config', 'parse_config', 'apply_overrides', 'parse_override',
+    'config_to_dict', 'default_config_dict', 'explain_rows', 'format_template', 'read_json_file',
+    'monitor_mode',
+]
+
+#: Validation quantities that callbacks may monitor (columns of history.csv).
+MONITORS = ('val_pr_auc_macro', 'val_roc_auc_macro', 'val_pr_auc_micro', 'val_roc_auc_micro',
+            'val_loss')
+#: Learning-rate schedule names.
+SCHEDULES = ('constant', 'step', 'plateau', 'cyclic', 'one_cycle')
+
+
+def monitor_mode(monitor: str) -> str:
+    """Return ``'min'`` for losses and ``'max'`` for AUCs (the direction of improvement)."""
+    return 'min' if monitor.endswith('loss') else 'max'
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; ``key`` is the dotted path of the offending key."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        self.reason = message
+        super().__init__(f'config error: {key}: {message}' if key else f'config error: {message}')
+
+
+def _doc(text: str, key: Optional[str] = None, **constraints) -> dict:
+    """Field metadata: documentation, JSON key (when it differs from the attribute) and bounds."""
+    meta = {'doc': text, **constraints}
+    if key:
+        meta['key'] = key
+    return meta
+
+
+# --------------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TagsConfig:
+    """Tag selection applied when reading the TFRecords (see preprocessing.dataset.TagSelection)."""
+    top: Optional[int] = field(default=50, metadata=_doc(
+        'take the N most popular clean tags of the manifest vocabulary; null = all tags', ge=1))
+    with_: tuple[str, ...] = field(default=(), metadata=_doc('tag names added to the top-N', key='with'))
+    without: tuple[str, ...] = field(default=(), metadata=_doc('tag names removed from the selection'))
+    merge: tuple[tuple[str, ...], ...] = field(default=(), metadata=_doc(
+        'groups of tag names merged into one output (list of lists); [] = none'))
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    dir: str = field(default='data/tfrecords-logmel', metadata=_doc(
+        'TFRecord directory written by `python -m preprocessing` (holds manifest.json); '
+        'relative paths are relative to the working directory'))
+    train_split: str = field(default='train', metadata=_doc('split name used for training'))
+    validation_split: str = field(default='validation', metadata=_doc(
+        'split used for per-epoch validation (whole tracks, all windows)'))
+    tags: TagsConfig = field(default_factory=TagsConfig, metadata=_doc('tag selection'))
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    window_seconds: float = field(default=15.0, metadata=_doc(
+        'length of one training window in seconds (15 = Orpheus, 3 = musicnn)', gt=0.0))
+    window: Literal['random', 'center'] = field(default='random', metadata=_doc(
+        'training window position: random offset per example and epoch, or centred'))
+    batch_size: int = field(default=32, metadata=_doc(
+        'GLOBAL batch size (split over all replicas of all workers)', ge=1))
+    validation_batch_size: Optional[int] = field(default=None, metadata=_doc(
+        'batch size of the validation pass; null = batch_size', ge=1))
+    shuffle: bool = field(default=True, metadata=_doc('shuffle training examples every epoch'))
+    shuffle_buffer: int = field(default=1000, metadata=_doc(
+        'shuffle buffer size in windows (make_dataset shuffle_buffer)', ge=1))
+    feature_params: Union[None, str, dict] = field(default=None, metadata=_doc(
+        'only for waveform TFRecords feeding a log-mel model: a preset name ("orpheus", '
+        '"musicnn") or {"preset": name, <FeatureParams overrides>}; the model then computes '
+        'log-mel in-graph'))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = field(default='orpheus_logmel', metadata=_doc(
+        'model registry name (modeling.list_models())'))
+    hparams: dict = field(default_factory=dict, metadata=_doc(
+        'keyword arguments passed to modeling.build_model(name, n_outputs, input_spec, **hparams)'))
+    init_from: Optional[str] = field(default=None, metadata=_doc(
+        'fine-tuning: run directory whose best weights initialise every layer with the same name '
+        'and shapes; the output layer is new (columns of tags present in both runs are copied)'))
+    freeze_frontend: bool = field(default=False, metadata=_doc(
+        'with init_from: do not train the frontend layers (their weights stay as loaded)'))
+    batchnorm_momentum: Optional[float] = field(default=None, metadata=_doc(
+        'override the momentum of every BatchNormalization layer (Keras default 0.99); e.g. 0.9 '
+        'for short runs, whose moving statistics would otherwise lag behind the weights; null = '
+        "keep the model's", gt=0.0, lt=1.0))
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = field(default='Adam', metadata=_doc('any keras.optimizers class name, e.g. Adam, SGD, AdamW'))
+    kwargs: dict = field(default_factory=lambda: {'learning_rate': 0.001}, metadata=_doc(
+        'constructor arguments of the optimizer; learning_rate is the base LR of the '
+        'constant/step/plateau schedules (ignored by cyclic/one_cycle, which use max_lr)'))
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: Literal['constant', 'step', 'plateau', 'cyclic', 'one_cycle'] = field(
+        default='constant', metadata=_doc(
+            'constant | step (x gamma every step_epochs) | plateau (constant + '
+            'callbacks.reduce_on_plateau, which must be enabled) | cyclic (triangular CLR, SPEC 7.3) | '
+            'one_cycle (linear warm-up over 40% then cosine to 0, SPEC 7.3; disables early stopping '
+            'and reduce-on-plateau)'))
+    step_epochs: Optional[float] = field(default=None, metadata=_doc(
+        'step: epochs between LR drops (default 10)', gt=0.0))
+    gamma: Optional[float] = field(default=None, metadata=_doc(
+        'step: LR multiplier at each drop (default 0.5)', gt=0.0))
+    max_lr: Optional[float] = field(default=None, metadata=_doc(
+        'cyclic/one_cycle: peak learning rate (required)', gt=0.0))
+    div_factor: Optional[float] = field(default=None, metadata=_doc(
+        'cyclic/one_cycle: min_lr = max_lr / div_factor (default 4 for cyclic, 25 for one_cycle)',
+        ge=1.0))
+    step_size_epochs: Optional[float] = field(default=None, metadata=_doc(
+        'cyclic: half period s in epochs (default 2, i.e. a 4-epoch cycle as in SPEC 7.3)',
+        gt=0.0))
+    step_size_steps: Optional[int] = field(default=None, metadata=_doc(
+        'cyclic: half period s in optimizer steps (overrides step_size_epochs)', ge=1))
+
+
+@dataclass(frozen=True)
+class OptimizationConfig:
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig, metadata=_doc('optimizer'))
+    weight_decay: float = field(default=0.0, metadata=_doc(
+        'L2 penalty added to the loss: weight_decay * sum(0.5 * ||W||^2) over conv/dense kernels '
+        '(musicnn used 1e-5); 0 = off', ge=0.0))
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig, metadata=_doc('learning-rate schedule'))
+    epochs: int = field(default=20, metadata=_doc('number of epochs', ge=1))
+    steps_per_epoch: Optional[int] = field(default=None, metadata=_doc(
+        'optimizer steps per epoch on a repeated training set; null = one pass over the training '
+        'split per epoch', ge=1))
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    monitor: Literal[MONITORS] = field(default='val_pr_auc_macro', metadata=_doc(
+        'validation quantity to watch (loss: lower is better; AUCs: higher is better)'))
+    patience: Optional[int] = field(default=10, metadata=_doc(
+        'stop after this many epochs without improvement; null = disabled', ge=1))
+    min_delta: float = field(default=0.0, metadata=_doc('minimum change counted as an improvement', ge=0.0))
+
+
+@dataclass(frozen=True)
+class ReduceOnPlateauConfig:
+    monitor: Literal[MONITORS] = field(default='val_pr_auc_macro', metadata=_doc(
+        'validation quantity to watch'))
+    patience: Optional[int] = field(default=None, metadata=_doc(
+        'multiply the LR by factor after this many epochs without improvement; null = disabled', ge=1))
+    factor: float = field(default=0.5, metadata=_doc('LR multiplier', gt=0.0, lt=1.0))
+    min_delta: float = field(default=0.0, metadata=_doc('minimum change counted as an improvement', ge=0.0))
+    min_lr: float = field(default=0.0, metadata=_doc('lower bound of the reduced LR', ge=0.0))
+
+
+@dataclass(frozen=True)
+class CallbacksConfig:
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig,
+                                                metadata=_doc('early stopping'))
+    reduce_on_plateau: ReduceOnPlateauConfig = field(default_factory=ReduceOnPlateauConfig,
+                                                     metadata=_doc('reduce LR on plateau'))
+
+
+@dataclass(frozen=True)
+class DistributionConfig:
+    strategy: Literal['auto', 'mirrored', 'multi_worker', 'one_device'] = field(
+        default='auto', metadata=_doc(
+            'auto = multi_worker when TF_CONFIG is set, else mirrored; mirrored = all local GPUs, '
+            'else all logical CPU devices; one_device = first GPU or CPU'))
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    run_dir: Optional[str] = field(default=None, metadata=_doc(
+        'run directory; null = runs/<config name>-<YYYYmmdd-HHMMSS>; --run-dir overrides'))
+    tensorboard: bool = field(default=True, metadata=_doc('write TensorBoard events under run_dir/tensorboard'))
+    log_every_steps: int = field(default=50, metadata=_doc(
+        'log the running train loss (console + TensorBoard) every N steps', ge=1))
+    keep_checkpoints: int = field(default=3, metadata=_doc(
+        'epoch checkpoints kept in run_dir/checkpoints (the best one is kept separately)', ge=1))
+    progress: bool = field(default=True, metadata=_doc('show a tqdm progress bar per epoch'))
+
+
+@dataclass(frozen=True)
+class Config:
+    description: str = field(default='', metadata=_doc('free text describing the experiment'))
+    dataset: DatasetConfig = field(default_factory=DatasetConfig, metadata=_doc('input data'))
+    input: InputConfig = field(default_factory=InputConfig, metadata=_doc('windows and batches'))
+    model: ModelConfig = field(default_factory=ModelConfig, metadata=_doc('model'))
+    optimization: OptimizationConfig = field(default_factory=OptimizationConfig,
+                                             metadata=_doc('optimizer, LR schedule, epochs'))
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig, metadata=_doc('callbacks'))
+    distribution: DistributionConfig = field(default_factory=DistributionConfig,
+                                             metadata=_doc('tf.distribute strategy'))
+    logging: LoggingConfig = field(default_factory=LoggingConfig, metadata=_doc('run dir and logs'))
+    seed: int = field(default=0, metadata=_doc(
+        'random seed (weights, shuffling, windows; epoch e uses seed*1000003 + e)', ge=0))
+
+
+# --------------------------------------------------------------------------------------------
+# Generic JSON <-> dataclass conversion with dotted-key errors
+# --------------------------------------------------------------------------------------------
+def _show(value: Any) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + '...'
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return 'boolean'
+    if tp is int:
+        return 'integer'
+    if tp is float:
+        return 'number'
+    if tp is str:
+        return 'string'
+    if tp is dict or origin is dict:
+        return 'object'
+    if dataclasses.is_dataclass(tp):
+        return 'object'
+    if origin is tuple:
+        return f'list of {_type_name(typing.get_args(tp)[0])}'
+    if origin is Literal:
+        return 'one of ' + ', '.join(json.dumps(a) for a in typing.get_args(tp))
+    if origin is Union:
+        args = typing.get_args(tp)
+        names = [_type_name(a) for a in args if a is not type(None)]
+        return ' or '.join(names) + (' or null' if type(None) in args else '')
+    return getattr(tp, '__name__', str(tp))
+
+
+def _json_key(f: dataclasses.Field) -> str:
+    return f.metadata.get('key', f.name)
+
+
+def _all_leaf_paths(cls, prefix: str = '') -> list[str]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        path = f'{prefix}{_json_key(f)}'
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out.append(path)
+            out.extend(_all_leaf_paths(tp, path + '.'))
+        else:
+            out.append(path)
+    return out
+
+
+def _unknown_key_message(cls, key: str, known: list[str], value=None) -> str:
+    msg = 'unknown key'
+    if isinstance(value, dict):
+        # A misplaced section such as {"training": {"epochs": 5}}: point at the real homes.
+        homes = []
+        for sub in value:
+            paths = [p for p in _all_leaf_paths(Config) if p.rsplit('.', 1)[-1] == sub]
+            if paths:
+                homes.append(f'{sub} -> {" or ".join(paths)}')
+        if homes:
+            return f'{msg} (did you mean {"; ".join(homes)}?)'
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f'{msg} (did you mean "{close[0]}"?)'
+    # The key may exist in another section, e.g. "training.epochs" -> optimization.epochs.
+    elsewhere = [p for p in _all_leaf_paths(Config) if p.rsplit('.', 1)[-1] == key]
+    if elsewhere:
+        return f'{msg} (it exists as {", ".join(elsewhere)})'
+    return f'{msg} (known keys: {", ".join(known)})'
+
+
+def _check_bounds(value, meta: dict, path: str) -> None:
+    """Apply the ``gt``/``ge``/``lt``/``le`` bounds of a field's metadata to a number."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    for name, op, ok in (('gt', '>', lambda v, b: v > b), ('ge', '>=', lambda v, b: v >= b),
+                         ('lt', '<', lambda v, b: v < b), ('le', '<=', lambda v, b: v <= b)):
+        bound = meta.get(name)
+        if bound is not None and not ok(value, bound):
+            raise ConfigError(path, f'must be {op} {bound:g}, got {_show(value)}')
+
+
+def _convert(tp, value, path: str):
+    """Check ``value`` (decoded JSON) against the type hint ``tp``; return the Python value."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _from_json(tp, value, path)
+    if origin is Union:
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(path, f'expected {_type_name(tp)}, got null')
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, path)
+            except ConfigError as exc:
+                errors.append(exc)
+        # A single non-null alternative: its own (more precise) message.
+        if len([a for a in args if a is not type(None)]) == 1:
+            raise errors[0]
+        raise ConfigError(path, f'expected {_type_name(tp)}, got {_show(value)}')
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if isinstance(value, str) and value in choices:
+            return value
+        raise ConfigError(path, f'expected {_type_name(tp)}, got {_show(value)}')
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(path, f'expected boolean, got {_show(value)}')
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(path, f'expected integer, got {_show(value)}')
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(path, f'expected a finite number, got {_show(value)}')
+            return float(value)
+        raise ConfigError(path, f'expected number, got {_show(value)}')
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(path, f'expected string, got {_show(value)}')
+    if tp is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise ConfigError(path, f'expected object, got {_show(value)}')
+    if origin is tuple:
+        (item_tp, *_rest) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(path, f'expected {_type_name(tp)}, got {_show(value)}')
+        return tuple(_convert(item_tp, v, f'{path}[{i}]') for i, v in enumerate(value))
+    raise TypeError(f'unsupported config type {tp!r} at {path}')  # programming error
+
+
+def _from_json(cls, data, path: str):
+    if not isinstance(data, dict):
+        raise ConfigError(path, f'expected object, got {_show(data)}')
+    hints = typing.get_type_hints(cls)
+    fields = {_json_key(f): f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise ConfigError(f'{path}.{key}' if path else key,
+                              _unknown_key_message(cls, key, list(fields), data[key]))
+    kwargs = {}
+    for key, f in fields.items():
+        if key in data:
+            sub = f'{path}.{key}' if path else key
+            value = _convert(hints[f.name], data[key], sub)
+            _check_bounds(value, f.metadata, sub)
+            kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _to_json(obj):
+    if dataclasses.is_dataclass(obj):
+        return {_json_key(f): _to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return [_to_json(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _to_json(v) for k, v in obj.items()}
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-field checks
+# --------------------------------------------------------------------------------------------
+_SCHEDULE_PARAMS = {
+    'constant': set(),
+    'plateau': set(),
+    'step': {'step_epochs', 'gamma'},
+    'cyclic': {'max_lr', 'div_factor', 'step_size_epochs', 'step_size_steps'},
+    'one_cycle': {'max_lr', 'div_factor'},
+}
+
+
+def schedule_unused_params(schedule: ScheduleConfig) -> list[str]:
+    """Names of schedule parameters that are set but not used by ``schedule.name``."""
+    used = _SCHEDULE_PARAMS[schedule.name]
+    return [f.name for f in dataclasses.fields(schedule)
+            if f.name != 'name' and getattr(schedule, f.name) is not None and f.name not in used]
+
+
+def _validate(cfg: Config) -> None:
+    sch = cfg.optimization.schedule
+    if sch.name in ('cyclic', 'one_cycle') and sch.max_lr is None:
+        raise ConfigError('optimization.schedule.max_lr', f'required by schedule "{sch.name}"')
+    if sch.name == 'plateau' and cfg.callbacks.reduce_on_plateau.patience is None:
+        raise ConfigError('callbacks.reduce_on_plateau.patience',
+                          'schedule "plateau" needs reduce-on-plateau: set a patience')
+    lr = cfg.optimization.optimizer.kwargs.get('learning_rate', 0.001)
+    if sch.name in ('constant', 'step', 'plateau') and (
+            isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0):
+        raise ConfigError('optimization.optimizer.kwargs.learning_rate',
+                          f'expected a positive number, got {_show(lr)}')
+    for i, group in enumerate(cfg.dataset.tags.merge):
+        if len(group) < 2:
+            raise ConfigError(f'dataset.tags.merge[{i}]', f'a merge group needs >= 2 tags, got {_show(list(group))}')
+    fp = cfg.input.feature_params
+    if isinstance(fp, str) and not fp:
+        raise ConfigError('input.feature_params', 'expected a preset name, got ""')
+    if isinstance(fp, dict) and 'preset' in fp and not isinstance(fp['preset'], str):
+        raise ConfigError('input.feature_params.preset', f'expected string, got {_show(fp["preset"])}')
+    if cfg.model.freeze_frontend and not cfg.model.init_from:
+        raise ConfigError('model.freeze_frontend', 'only meaningful with model.init_from')
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+def parse_config(data: dict) -> Config:
+    """Validate a decoded JSON object and return a :class:`Config`.
+
+    Raises
+    ------
+    ConfigError
+        Unknown key, wrong type, out-of-range value or inconsistent combination; the message
+        names the dotted key.
+    """
+    cfg = _from_json(Config, data, '')
+    _validate(cfg)
+    return cfg
+
+
+def read_json_file(path: str) -> dict:
+    """Read a JSON config file, dropping whole-line ``//`` or ``#`` comments."""
+    try:
+        with open(path, encoding='utf-8') as fh:
+            lines = fh.read().splitlines()
+    except OSError as exc:
+        raise ConfigError('', f'cannot read config file {path}: {exc.strerror or exc}') from None
+    kept = ['' if ln.lstrip().startswith(('//', '#')) else ln for ln in lines]
+    try:
+        data = json.loads('\n'.join(kept))
+    except json.JSONDecodeError as exc:
+        raise ConfigError('', f'{path} is not valid JSON: {exc.msg} at line {exc.lineno} '
+                              f'column {exc.colno}') from None
+    if not isinstance(data, dict):
+        raise ConfigError('', f'{path}: the top level must be a JSON object')
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``section.key=value``; the value is parsed as JSON, falling back to a plain string."""
+    if '=' not in text:
+        raise ConfigError('', f'--set expects section.key=value, got "{text}"')
+    key, raw = text.split('=', 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split('.')):
+        raise ConfigError('', f'--set expects section.key=value, got "{text}"')
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(data: dict, overrides: list) -> dict:
+    """Return a copy of ``data`` with ``[(dotted key, value)]`` or ``['k=v']`` overrides applied.
+
+    Intermediate objects are created when missing; the result is validated later by
+    :func:`parse_config`, so a misspelt key is reported with its full dotted name.
+    """
+    out = json.loads(json.dumps(data))
+    for item in overrides:
+        key, value = parse_override(item) if isinstance(item, str) else item
+        parts = key.split('.')
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError('.'.join(parts[:i + 1]), f'is not an object, cannot set {key}')
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[list] = None) -> Config:
+    """Load a config file (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
+    data = read_json_file(path) if path else {}
+    return parse_config(apply_overrides(data, overrides or []))
+
+
+def config_to_dict(cfg: Config) -> dict:
+    """The complete (resolved) config as a JSON-serialisable dict with the JSON key names."""
+    return _to_json(cfg)
+
+
+def default_config_dict() -> dict:
+    """Every key with its default value."""
+    return config_to_dict(Config())
+
+
+def explain_rows(cls=Config, prefix: str = '') -> list[tuple[str, str, str, str]]:
+    """Rows ``(dotted key, type, default, doc)`` for every leaf key of the schema."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    defaults = _to_json(cls())
+    for f in dataclasses.fields(cls):
+        key = _json_key(f)
+        path = f'{prefix}{key}'
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows.extend(explain_rows(tp, path + '.'))
+        else:
+            rows.append((path, _type_name(tp), json.dumps(defaults[key]), f.metadata.get('doc', '')))
+    return rows
+
+
+def format_template(with_comments: bool = True) -> str:
+    """The default config as indented JSON, preceded by ``//`` lines documenting every key."""
+    body = json.dumps(default_config_dict(), indent=2)
+    if not with_comments:
+        return body + '\n'
+    lines = ['// MuseTag training config template (python -m training --print-default-config).',
+             '// Whole-line // comments are allowed in config files; every other line is JSON.',
+             '// Unknown keys and wrong types are errors. Override with --set section.key=value.',
+             '//']
+    for key, tp, default, doc in explain_rows():
+        lines.append(f'// {key} ({tp}; default {default}): {doc}')
+    return '\n'.join(lines) + '\n' + body + '\n'
+
+
+def config_name(path: Optional[str]) -> str:
+    """Stem of a config path (``configs/demo.json`` -> ``demo``), ``default`` for None."""
+    if not path:
+        return 'default'
+    return os.path.splitext(os.path.basename(path))[0]
