@@ -53,7 +53,7 @@ demo-tfrecords: venv
 	$(PY) -m preprocessing info $(OUT)/tfrecords-logmel
 
 demo-train: venv
-	$(PY) -m training --config configs/demo.json --run-dir $(RUNS)/demo
+	$(PY) -m training --config configs/demo.json --run-dir $(RUNS)/demo --overwrite
 
 demo-evaluate: venv
 	$(PY) -m evaluation.test_model --run $(RUNS)/demo --split test --overwrite

@@ -274,7 +274,7 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
             offsets = tf.cast(tf.math.floormod(rnd, tf.cast(tf.maximum(rows - length + 1, 1), tf.int64)), tf.int32)
 
         def fast():  # every track at least one window long: cut the window's bytes, decode only them
-            part = tf.strings.substr(raw, offsets * row_bytes, tf.fill([batch], length * row_bytes))
+            part = tf.strings.substr(raw, offsets * row_bytes, tf.zeros_like(offsets) + length * row_bytes)
             audio = tf.io.decode_raw(part, dtype, little_endian=True)
             return tf.reshape(tf.cast(audio, tf.float32) * scale, [batch] + window_shape)
 
@@ -284,8 +284,10 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
                 return padded(decode(r, n))[off:off + length]
             return tf.map_fn(one, (raw, rows, tf.where(rows >= length, offsets, 0)),
                              fn_output_signature=tf.TensorSpec(window_shape, tf.float32))
-        audio = tf.ensure_shape(tf.cond(tf.reduce_all(rows >= length), fast, slow), [None] + window_shape)
-        return audio, labels_of(ex['tags'], batch), ex['track_id']
+        static_batch = batch_size if drop_remainder else None
+        audio = tf.ensure_shape(tf.cond(tf.reduce_all(rows >= length), fast, slow), [static_batch] + window_shape)
+        labels_ = tf.ensure_shape(labels_of(ex['tags'], batch), [static_batch, n_labels])
+        return audio, labels_, tf.ensure_shape(ex['track_id'], [static_batch])
 
     def all_windows(record):
         ex = tf.io.parse_single_example(record, spec)

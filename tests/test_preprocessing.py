@@ -402,3 +402,13 @@ def test_s3_round_trip_against_local_endpoint(corpus, tmp_path):
     finally:
         server.terminate()
         server.wait()
+
+
+@pytest.mark.parametrize('window', ['random', 'center'])
+def test_drop_remainder_gives_static_full_batches(logmel_dir, window):
+    ds = make_dataset(logmel_dir, 'train', labels=['rock'], window=window, window_seconds=0.5, batch_size=3,
+                      drop_remainder=True, seed=0)
+    assert ds.element_spec[0].shape[0] == 3
+    sizes = [a.shape[0] for a, _ in ds]
+    n = load_manifest(logmel_dir)['splits']['train']['tracks']
+    assert sizes == [3] * (n // 3)
