@@ -12,9 +12,8 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
 
-from _common import emit, machine  # noqa: F401  (sets paths/env first)
+from _common import emit  # (sets paths/env first)
 from preprocessing.audio import load_audio
 from preprocessing.features import get_params, log_mel
 from tests._audio_fixtures import music_like, write_mp3

@@ -62,12 +62,12 @@ def py(code, timeout=1800):
 # -- data -------------------------------------------------------------------------------------------
 def clips(seconds):
     """One MP3 (bytes) per format, synthesised by the corpus generator."""
-    from msd.synthetic import _encode_mp3, render_audio
+    from msd.synthetic import encode_mp3, render_audio
     out = []
     for k, (sr, ch, kbps) in enumerate(FORMATS):
         spec = dict(genre=('rock', 'jazz', 'hip-hop', 'ambient')[k], vocal='female', decade=None, ballad=False,
                     tempo=110.0, key=k, mode=1, prog=0)
-        out.append(_encode_mp3(render_audio(spec, sr, ch, seconds, seed=k), sr, kbps))
+        out.append(encode_mp3(render_audio(spec, sr, ch, seconds, seed=k), sr, kbps))
     return out
 
 
