@@ -76,7 +76,20 @@ def connect_readonly(path):
         raise MsdError(f'{path}: cannot open as SQLite ({e})') from None
 
 
-class LastFm:
+class _DerivedQueries:
+    """Queries both back ends derive from ``query_tags_dict`` (one definition, same semantics)."""
+
+    def tid_tag_count(self, tids, threshold=None) -> dict:
+        """``{tid: number of tags}`` (0 for unknown or untagged ids)."""
+        return {t: len(v) for t, v in self.query_tags_dict(tids, threshold).items()}
+
+    def tid_tag_count_filter(self, tids, min_tags, threshold=None) -> list:
+        """The ids among ``tids`` with at least ``min_tags`` tags (input order)."""
+        counts = self.tid_tag_count(tids, threshold)
+        return [t for t in counts if counts[t] >= min_tags]
+
+
+class LastFm(_DerivedQueries):
     """SQL-backed queries on a Last.fm tag DB.
 
     Parameters
@@ -243,15 +256,6 @@ class LastFm:
             out[tid].append(tag)
         return out
 
-    def tid_tag_count(self, tids, threshold=None) -> dict:
-        """``{tid: number of tags}`` (0 for unknown or untagged ids)."""
-        return {t: len(v) for t, v in self.query_tags_dict(tids, threshold).items()}
-
-    def tid_tag_count_filter(self, tids, min_tags, threshold=None) -> list:
-        """The ids among ``tids`` with at least ``min_tags`` tags (input order)."""
-        counts = self.tid_tag_count(tids, threshold)
-        return [t for t in counts if counts[t] >= min_tags]
-
     def with_tag(self, tag, threshold=None) -> list:
         """Track ids carrying ``tag`` (name), in track-number order."""
         clause, params = self._val_clause(threshold, 'p.')
@@ -288,7 +292,7 @@ class LastFm:
         return paths
 
 
-class LastFmPandas:
+class LastFmPandas(_DerivedQueries):
     """In-memory version of :class:`LastFm` with the same methods and results.
 
     Build it with ``LastFmPandas(db_path)``, :meth:`from_csv` (files of :meth:`LastFm.to_csv`) or
@@ -456,13 +460,6 @@ class LastFmPandas:
         for tid, tag in zip(names, tags):
             out[tid].append(tag)
         return out
-
-    def tid_tag_count(self, tids, threshold=None) -> dict:
-        return {t: len(v) for t, v in self.query_tags_dict(tids, threshold).items()}
-
-    def tid_tag_count_filter(self, tids, min_tags, threshold=None) -> list:
-        counts = self.tid_tag_count(tids, threshold)
-        return [t for t in counts if counts[t] >= min_tags]
 
     def with_tag(self, tag, threshold=None) -> list:
         num = self.tag_to_tag_num(tag)
