@@ -30,6 +30,8 @@ import os
 import signal
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from tqdm import tqdm
 
@@ -52,11 +54,12 @@ def _clean_field(x):
 def _work_chunk(fn, error_row, status_index, items):
     """Rows for ``items`` as CSV text (formatted here, in the worker, to keep the parent light).
 
-    An exception of ``fn`` becomes ``error_row(item, message)``. Returns (text, statuses).
+    An exception of ``fn`` becomes ``error_row(item, message)``. Returns (text, statuses) with
+    ``statuses`` a dict status -> rows (small to send back, whatever the chunk size).
     """
     buf = io.StringIO()
     writer = csv.writer(buf, quoting=CSV_QUOTING, lineterminator='\n')
-    statuses = []
+    statuses = collections.Counter()
     for item in items:
         try:
             row = fn(item)
@@ -64,8 +67,8 @@ def _work_chunk(fn, error_row, status_index, items):
             row = error_row(item, f'{type(e).__name__}: {e}')
         writer.writerow([_clean_field(x) for x in row])
         if status_index is not None:
-            statuses.append(row[status_index])
-    return buf.getvalue(), statuses
+            statuses[row[status_index]] += 1
+    return buf.getvalue(), dict(statuses)
 
 
 #: Modules a forkserver imports once for any pool (scan and silence workers), so a session that
@@ -207,7 +210,8 @@ def run_resumable(out, columns, items, fn, *, key, error_row, command=None, meta
     workers : int
         Processes; ``<= 1`` runs in this process.
     chunk_size : int
-        Items per task sent to a worker.
+        Largest number of items per task sent to a worker (the first tasks are smaller, so a short
+        input is still shared between workers).
     overwrite, restart : bool
         Replace an existing ``out``; discard an existing partial file instead of resuming it.
     progress : bool
@@ -294,12 +298,15 @@ def run_resumable(out, columns, items, fn, *, key, error_row, command=None, meta
                 last_flush = now
 
         def chunks():
-            buf = []
+            # chunks start small and double up to chunk_size: a small input still reaches every
+            # worker, a large one pays the per-task cost of the pool rarely
+            size, buf = min(chunk_size, 16), []
             for item in items:
                 buf.append(item)
-                if len(buf) >= chunk_size:
+                if len(buf) >= size:
                     yield buf
                     buf = []
+                    size = min(chunk_size, 2 * size)
             if buf:
                 yield buf
 
@@ -312,23 +319,25 @@ def run_resumable(out, columns, items, fn, *, key, error_row, command=None, meta
                 emit(chunk, _work_chunk(fn, error_row, status_index, chunk))
         else:
             warm = initializer if ctx.get_start_method() != 'fork' else None
-            pool = ctx.Pool(workers, initializer=_init_worker, initargs=(warm,))
+            pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(warm,))
             try:
                 pending = collections.deque()
                 for chunk in chunks():
-                    pending.append((chunk, pool.apply_async(_work_chunk, (fn, error_row, status_index, chunk))))
+                    pending.append((chunk, pool.submit(_work_chunk, fn, error_row, status_index, chunk)))
                     if len(pending) >= 4 * workers:
                         c, r = pending.popleft()
-                        emit(c, r.get())
+                        emit(c, r.result())
                 while pending:
                     c, r = pending.popleft()
-                    emit(c, r.get())
-                pool.close()
+                    emit(c, r.result())
+            except BrokenProcessPool as e:
+                _stop(pool)
+                raise MsdError(f'a worker process died ({e}; killed, or out of memory?). The {n_skip + n_new} '
+                               f'rows done are kept in {partial}: run the same command again to resume.') from None
             except BaseException:
-                pool.terminate()
+                _stop(pool)
                 raise
-            finally:
-                pool.join()
+            pool.shutdown(wait=True)
         bar.close()
     except BaseException:
         f.close()
@@ -338,6 +347,19 @@ def run_resumable(out, columns, items, fn, *, key, error_row, command=None, meta
         raise OutputExistsError(f'{out} appeared while running; the result is in {partial}')
     os.replace(partial, out)
     return RunResult(statuses, n_skip, n_new, time.perf_counter() - t0)
+
+
+def _stop(pool):
+    """Cancel queued chunks and end the workers now (their chunks are lost; the partial file is not)."""
+    # the executor has no public terminate before Python 3.14, and shutdown() forgets the processes,
+    # so take them first; without terminate, shutdown would wait for the running chunks to finish
+    procs = list((getattr(pool, '_processes', None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=5)
 
 
 def _init_worker(initializer):

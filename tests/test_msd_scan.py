@@ -146,15 +146,20 @@ def big_tree(tmp_path_factory, good_mp3):
     return root, ref
 
 
-@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT])
-def test_killed_pool_run_resumes_to_identical_output(tmp_path, big_tree, sig):
-    root, ref = big_tree
-    out = tmp_path / 'run' / 'scan.csv'
-    partial = str(out) + '.partial'
+def _start_pool_scan(root, out):
+    """``msd scan --workers 2`` in its own session (so a test can kill the group); (proc, partial)."""
     cmd = [sys.executable, '-m', 'msd', 'scan', '--root', str(root), '--out', str(out), '--workers', '2',
            '--no-progress']
     proc = subprocess.Popen(cmd, env=msd_env(), start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    return proc, str(out) + '.partial'
+
+
+@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT])
+def test_killed_pool_run_resumes_to_identical_output(tmp_path, big_tree, sig):
+    root, ref = big_tree
+    out = tmp_path / 'run' / 'scan.csv'
+    proc, partial = _start_pool_scan(root, out)
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
         if os.path.exists(partial) and _data_rows(partial) >= 100:
@@ -178,6 +183,31 @@ def test_killed_pool_run_resumes_to_identical_output(tmp_path, big_tree, sig):
     assert len(b) == N_BIG and b['file_path'].is_unique
     pd.testing.assert_frame_equal(a, b)
     # the file body (everything but the provenance line) is byte-identical
+    assert ref.read_text().splitlines()[1:] == out.read_text().splitlines()[1:]
+
+
+def test_killed_worker_stops_the_run_with_a_message_and_resumes(tmp_path, big_tree):
+    """A worker killed on its own (the OOM killer) must not hang the run: the parent stops with a
+    clear message, keeps the partial file, and the same command resumes it."""
+    import psutil
+    root, ref = big_tree
+    out = tmp_path / 'run' / 'scan.csv'
+    proc, partial = _start_pool_scan(root, out)
+    deadline = time.time() + 60
+    victim = None
+    while time.time() < deadline and proc.poll() is None and victim is None:
+        if os.path.exists(partial) and _data_rows(partial) >= 50:
+            kids = psutil.Process(proc.pid).children()
+            victim = kids[0] if kids else None
+        time.sleep(0.005)
+    assert victim is not None, 'scan finished before a worker could be killed'
+    victim.kill()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert 'worker process died' in err and 'resume' in err and 'Traceback' not in err
+    assert os.path.exists(partial) and not out.exists()
+    p = run_msd('scan', '--root', root, '--out', out, '--workers', '2', '--no-progress')
+    assert 'resumed' in p.stdout
     assert ref.read_text().splitlines()[1:] == out.read_text().splitlines()[1:]
 
 
