@@ -150,9 +150,10 @@ def build_parser():
     p.add_argument('--workers', type=int, default=max(1, (os.cpu_count() or 1)))
     p.add_argument('--num-hosts', type=int, default=1, help='machines sharing this dataset')
     p.add_argument('--host-index', type=int, default=0, help='this machine: 0 … num-hosts-1')
-    p.add_argument('--audio-encoding', choices=['zlib', 'raw'], default='zlib',
-                   help='per-example audio bytes: zlib level 1 (default; compressed by the workers, '
-                        'inflated in parallel when read) or raw')
+    p.add_argument('--audio-encoding', choices=['raw', 'zlib'], default='raw',
+                   help='per-example audio bytes: raw (default; windows are cut straight out of the '
+                        'records, fastest to read) or zlib level 1 (~25%% smaller log-mel, ~12%% '
+                        'smaller PCM, ~3x slower to read)')
     p.add_argument('--compression', choices=['none', 'ZLIB', 'GZIP'], default='none',
                    help='whole-file TFRecord compression (default none: slower to read)')
     p.add_argument('--audio-root', help='resolve the master CSV file_path column against this folder')

@@ -179,8 +179,8 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
     window_seconds : window length in seconds.
     window : 'random', 'center' or 'all'.
     batch_size : windows per batch (the global batch under a distribution strategy).
-    shuffle : shuffle file order every pass and tracks in a buffer of ``shuffle_buffer`` tracks
-        (memory: that many tracks' stored bytes); default True for 'random'.
+    shuffle : shuffle file order every pass and windows in a buffer of ``shuffle_buffer`` windows
+        (memory: that many windows' stored bytes); default True for 'random'.
     repeat : False (one pass), True (forever) or an int.
     with_track_ids : also yield the track id of each window (always on for 'all').
     seed : seeds file shuffling, window offsets and the shuffle buffer (reproducible order).
@@ -231,27 +231,29 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
         'audio': tf.io.FixedLenFeature([], tf.string),
         'shape': tf.io.FixedLenFeature([rank], tf.int64),
     }
+    # records written with the audio bytes last (format 2, raw audio): a window is cut straight
+    # out of the serialized record and the parser never copies the track's audio
+    audio_last = feats.get('layout') == 'audio-last' and not zlib_audio
+    meta_spec = {k: v for k, v in spec.items() if k != 'audio'} if audio_last else spec
+    window_bytes = length * row_bytes
+    # the manifest's shortest track (format 2) tells whether any window needs padding at all
+    no_short_tracks = manifest['splits'][split].get('min_length', 0) >= length
 
     def audio_bytes(raw):
         # per-example zlib: decompressed here, in parallel map threads (a whole-file ZLIB stream is
         # inflated by one reader thread per file, which made reading 3x slower)
         return tf.io.decode_compressed(raw, 'ZLIB') if zlib_audio else raw
 
-    def labels_of(sparse_tags, batch):
-        """Multi-hot [batch, K] from a SparseTensor of clean tag numbers [batch, ?]."""
-        nums = sparse_tags.values
-        rows = sparse_tags.indices[:, 0]
+    def multi_hot(nums):
+        """Clean tag numbers int64 [..., n] (padding: -1) -> multi-hot float32 [..., K]."""
         valid = tf.logical_and(nums >= 0, nums < tf.cast(tf.shape(table)[0], tf.int64))
-        idx = tf.gather(table, tf.where(valid, nums, 0))
-        keep = tf.logical_and(valid, idx >= 0)
-        where = tf.stack([tf.boolean_mask(rows, keep), tf.cast(tf.boolean_mask(idx, keep), tf.int64)], 1)
-        hot = tf.scatter_nd(where, tf.ones(tf.shape(where)[:1], tf.float32),
-                            tf.cast(tf.stack([batch, n_labels]), tf.int64))
-        return tf.minimum(hot, 1.0)
+        idx = tf.where(valid, tf.gather(table, tf.where(valid, nums, 0)), -1)  # one_hot(-1) is all zeros
+        return tf.minimum(tf.reduce_sum(tf.one_hot(idx, n_labels, dtype=tf.float32), -2), 1.0)
 
-    def decode(raw, rows):
-        audio = tf.io.decode_raw(raw, dtype, little_endian=True)
-        return tf.reshape(tf.cast(audio, tf.float32) * scale, [rows] + window_shape[1:])
+    def to_float(raw):
+        """Stored bytes (string tensor of any shape) -> float32 values, one more axis."""
+        audio = tf.cast(tf.io.decode_raw(raw, dtype, little_endian=True), tf.float32)
+        return audio * scale if scale != 1.0 else audio
 
     def padded(audio):
         n = tf.shape(audio)[0]
@@ -262,38 +264,52 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
         extra = tf.maximum(length - n, 0)
         return tf.pad(audio, tf.concat([[[0, extra]], tf.zeros([rank - 1, 2], tf.int32)], 0))
 
-    def batch_windows(records, rnd):
-        """Vectorised over a batch of serialized records: parse, labels, crop by byte offset."""
-        ex = tf.io.parse_example(records, spec)
-        batch = tf.shape(records)[0]
-        raw = audio_bytes(ex['audio'])
-        rows = tf.cast(ex['shape'][:, 0], tf.int32)
-        if rnd is None:  # centre
-            offsets = tf.maximum(rows - length, 0) // 2
+    def window_of(record, rnd=None):
+        """One serialized track -> (its window's stored bytes, its clean tag numbers, track id).
+
+        ``rnd`` (int64) picks the random offset; None takes the centred window. Only the window's
+        bytes are copied (decoding happens per batch); a track shorter than the window is padded
+        in the byte domain (repeat: the track tiled; zero: zero bytes appended).
+        """
+        ex = tf.io.parse_single_example(record, meta_spec)
+        rows = tf.cast(ex['shape'][0], tf.int32)
+        n_bytes = rows * row_bytes
+        if audio_last:
+            src, start = record, tf.strings.length(record) - n_bytes
         else:
-            offsets = tf.cast(tf.math.floormod(rnd, tf.cast(tf.maximum(rows - length + 1, 1), tf.int64)), tf.int32)
+            src, start = audio_bytes(ex['audio']), 0
+        if rnd is None:
+            offset = tf.maximum(rows - length, 0) // 2
+        else:
+            offset = tf.cast(tf.math.floormod(rnd, tf.cast(tf.maximum(rows - length + 1, 1), tf.int64)), tf.int32)
 
-        def fast():  # every track at least one window long: cut the window's bytes, decode only them
-            part = tf.strings.substr(raw, offsets * row_bytes, tf.zeros_like(offsets) + length * row_bytes)
-            audio = tf.io.decode_raw(part, dtype, little_endian=True)
-            return tf.reshape(tf.cast(audio, tf.float32) * scale, [batch] + window_shape)
+        def cut():
+            return tf.strings.substr(src, start + offset * row_bytes, window_bytes)
 
-        def slow():  # some track is shorter than the window: pad it (rare)
-            def one(args):
-                r, n, off = args
-                return padded(decode(r, n))[off:off + length]
-            return tf.map_fn(one, (raw, rows, tf.where(rows >= length, offsets, 0)),
-                             fn_output_signature=tf.TensorSpec(window_shape, tf.float32))
-        static_batch = batch_size if drop_remainder else None
-        audio = tf.ensure_shape(tf.cond(tf.reduce_all(rows >= length), fast, slow), [static_batch] + window_shape)
-        labels_ = tf.ensure_shape(labels_of(ex['tags'], batch), [static_batch, n_labels])
-        return audio, labels_, tf.ensure_shape(ex['track_id'], [static_batch])
+        def short():
+            whole = tf.strings.substr(src, start, n_bytes)
+            parts = [tf.strings.reduce_join(tf.fill([(length + rows - 1) // tf.maximum(rows, 1)], whole))] \
+                if pad == 'repeat' else [whole]
+            # zeros last: the whole pad for 'zero', only reached by an empty track for 'repeat'
+            filled = tf.strings.join(parts + [tf.constant(bytes(window_bytes))])
+            return tf.strings.substr(filled, 0, window_bytes)
+        part = cut() if no_short_tracks else tf.cond(rows >= length, cut, short)
+        return part, ex['tags'].values, ex['track_id']
+
+    static_batch = batch_size if drop_remainder else None
+
+    def decode_batch(parts, nums, tid):
+        """A batch of equal-length window byte strings and tag numbers [B, ?] (padded with -1)
+        -> (float32 audio [B, *window_shape], labels [B, K], track ids [B])."""
+        audio = tf.reshape(to_float(parts), [-1] + window_shape)
+        return (tf.ensure_shape(audio, [static_batch] + window_shape),
+                tf.ensure_shape(multi_hot(nums), [static_batch, n_labels]), tf.ensure_shape(tid, [static_batch]))
 
     def all_windows(record):
         ex = tf.io.parse_single_example(record, spec)
         rows = tf.cast(ex['shape'][0], tf.int32)
-        audio = padded(decode(audio_bytes(ex['audio']), rows))
-        y = labels_of(tf.sparse.expand_dims(ex['tags'], 0), 1)[0]
+        audio = padded(tf.reshape(to_float(audio_bytes(ex['audio'])), [rows] + window_shape[1:]))
+        y = multi_hot(ex['tags'].values)
         tid = ex['track_id']
         n = tf.shape(audio)[0]
         full = n // length
@@ -321,17 +337,19 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
             ds = ds.map(lambda a, y, t: (a, y))
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     else:
-        # shuffle whole serialized tracks (the buffer holds shuffle_buffer tracks' bytes), then
-        # batch first and parse/crop a whole batch in one call: per-element calls dominated the cost
-        if shuffle:
-            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        # per track: parse the small fields and copy only the window's bytes (in parallel; a
+        # batched parse must first copy every whole record into the batch); then shuffle windows
+        # and decode a whole batch in one call
         if window == 'random':
             rnd = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-            ds = tf.data.Dataset.zip((ds, rnd)).batch(batch_size, drop_remainder=drop_remainder)
-            ds = ds.map(batch_windows, num_parallel_calls=autotune, deterministic=deterministic)
-        else:
-            ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-            ds = ds.map(lambda r: batch_windows(r, None), num_parallel_calls=autotune, deterministic=deterministic)
+            ds = tf.data.Dataset.zip((ds, rnd))
+        ds = ds.map(window_of, num_parallel_calls=autotune, deterministic=deterministic)
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        # labels are made per batch (fewer, larger ops): tag lists are padded with -1 to batch them
+        ds = ds.padded_batch(batch_size, padded_shapes=([], [None], []),
+                             padding_values=(b'', tf.constant(-1, tf.int64), b''), drop_remainder=drop_remainder)
+        ds = ds.map(decode_batch, num_parallel_calls=autotune, deterministic=deterministic)
         if not with_track_ids:
             ds = ds.map(lambda a, y, t: (a, y))
     if repeat is True:

@@ -149,12 +149,99 @@ def test_round_trip_waveform_exact(corpus, wave_dir):
         np.testing.assert_array_equal(np.round(audio[:len(ref)] * 32767).astype(np.int16), ref)
 
 
+@pytest.fixture(scope='module')
+def logmel_variants(corpus, logmel_dir, tmp_path_factory):
+    """The same tracks three ways: raw audio-last records (the default), the same records with a
+    manifest that does not promise the layout (read by parsing, as format-1 datasets are), zlib."""
+    import shutil
+    parsed = str(tmp_path_factory.mktemp('parsed'))
+    shutil.copytree(logmel_dir, parsed, dirs_exist_ok=True)
+    m = load_manifest(parsed)
+    del m['features']['layout']
+    with open(os.path.join(parsed, 'manifest.json'), 'w') as f:
+        json.dump(m, f)
+    zl = str(tmp_path_factory.mktemp('zlib'))
+    write_tfrecords(corpus['master'], corpus['tags_db'], corpus['splits'], zl, format='log-mel', preset='musicnn',
+                    shards_per_split=2, workers=1, progress=False, audio_encoding='zlib')
+    return {'audio-last': logmel_dir, 'parsed': parsed, 'zlib': zl}
+
+
+def test_records_end_with_the_audio_bytes(logmel_dir):
+    m = load_manifest(logmel_dir)
+    for split in m['splits'].values():
+        for shard in split['shards']:
+            for rec in tf.data.TFRecordDataset(os.path.join(logmel_dir, shard['file'])):
+                rec = rec.numpy()
+                ex = tf.train.Example.FromString(rec)  # one Example with every key
+                assert sorted(ex.features.feature) == ['artist_id', 'audio', 'duration', 'shape', 'tags', 'track_id']
+                audio = ex.features.feature['audio'].bytes_list.value[0]
+                shape = list(ex.features.feature['shape'].int64_list.value)
+                assert len(audio) == 2 * int(np.prod(shape)) and rec.endswith(audio)
+
+
+@pytest.mark.parametrize('variant', ['audio-last', 'parsed', 'zlib'])
+def test_random_and_center_windows_are_exact_slices(corpus, logmel_variants, variant):
+    directory = logmel_variants[variant]
+    params = get_params('musicnn')
+    ref = {r['track_id']: log_mel(load_audio(r['audio_path']), params).astype(np.float16).astype(np.float32)
+           for r in corpus['rows'] if corpus['split_of'].get(r['track_id']) == 'train'
+           and r['track_id'] in corpus['tags_of'] and r['audio_path'].endswith('.wav')}
+    m = load_manifest(directory)
+    L = window_length(m, 1.0)
+    labels = list(TAGS)
+    seen = set()
+    for a, y, t in make_dataset(directory, 'train', labels=labels, window='center', window_seconds=1.0,
+                                batch_size=3, with_track_ids=True):
+        for win, lab, tid in zip(a.numpy(), y.numpy(), t.numpy()):
+            spec = ref[tid.decode()]
+            off = (len(spec) - L) // 2
+            np.testing.assert_array_equal(win, spec[off:off + L])
+            np.testing.assert_array_equal(lab, np.isin(labels, corpus['tags_of'][tid.decode()]).astype(np.float32))
+            seen.add(tid.decode())
+    assert seen == set(ref)
+    offsets = set()
+    for _ in range(3):
+        for a, _, t in make_dataset(directory, 'train', labels=labels, window_seconds=1.0, batch_size=4,
+                                    with_track_ids=True):
+            for win, tid in zip(a.numpy(), t.numpy()):
+                spec = ref[tid.decode()]
+                hits = [o for o in range(len(spec) - L + 1) if np.array_equal(spec[o], win[0])
+                        and np.array_equal(spec[o:o + L], win)]
+                assert hits, 'a random window is not a slice of its track'
+                offsets.add((tid.decode(), hits[0]))
+    assert len(offsets) > len(ref)  # offsets vary between passes
+
+
+@pytest.mark.parametrize('pad', ['repeat', 'zero'])
+@pytest.mark.parametrize('variant', ['audio-last', 'zlib'])
+def test_short_tracks_padded_exactly(corpus, logmel_variants, variant, pad):
+    directory = logmel_variants[variant]
+    params = get_params('musicnn')
+    L = window_length(load_manifest(directory), 5.0)  # longer than every fixture track
+    n = 0
+    for window in ('random', 'center'):
+        for a, _, t in make_dataset(directory, 'train', labels=['rock'], window=window, window_seconds=5.0,
+                                    batch_size=4, pad=pad, with_track_ids=True):
+            for win, tid in zip(a.numpy(), t.numpy()):
+                row = next(r for r in corpus['rows'] if r['track_id'] == tid.decode())
+                spec = log_mel(load_audio(row['audio_path']), params).astype(np.float16).astype(np.float32)
+                assert len(spec) < L
+                if pad == 'repeat':
+                    want = np.tile(spec, (L // len(spec) + 1, 1))[:L]
+                else:
+                    want = np.concatenate([spec, np.zeros((L - len(spec), spec.shape[1]), np.float32)])
+                np.testing.assert_array_equal(win, want)
+                n += 1
+    assert n == 2 * load_manifest(directory)['splits']['train']['tracks']
+
+
 def test_manifest_contents_and_skips(corpus, logmel_dir):
     m = load_manifest(logmel_dir)
     assert m['features']['format'] == 'log-mel' and m['features']['dtype'] == 'float16'
     assert m['features']['params'] == get_params('musicnn').to_dict()
     assert m['features']['frames_per_second'] == 62.5
-    assert m['compression'] == '' and m['features']['audio_encoding'] == 'zlib'
+    assert m['compression'] == '' and m['features']['audio_encoding'] == 'raw'
+    assert m['features']['layout'] == 'audio-last' and m['format_version'] == 2
     assert m['skipped'] == {'no-clean-tag': 1, 'not-audio': 1}
     total = sum(s['tracks'] for s in m['splits'].values())
     assert total == 10

@@ -98,8 +98,8 @@ class InputConfig:
         'batch size of the validation pass; null = batch_size', ge=1))
     shuffle: bool = field(default=True, metadata=_doc('shuffle training examples every epoch'))
     shuffle_buffer: int = field(default=1000, metadata=_doc(
-        'shuffle buffer size in tracks (make_dataset shuffle_buffer; memory: that many stored tracks, '
-        '≈0.3 MB log-mel or ≈0.85 MB waveform per 30 s clip)', ge=1))
+        'shuffle buffer size in windows, one per track and pass (make_dataset shuffle_buffer; memory: '
+        'that many stored windows, e.g. 90 kB for 15 s of log-mel, 480 kB for 15 s of waveform)', ge=1))
     feature_params: Union[None, str, dict] = field(default=None, metadata=_doc(
         'only for waveform TFRecords feeding a log-mel model: a preset name ("orpheus", '
         '"musicnn") or {"preset": name, <FeatureParams overrides>}; the model then computes '
