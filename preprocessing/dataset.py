@@ -179,8 +179,8 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
     window_seconds : window length in seconds.
     window : 'random', 'center' or 'all'.
     batch_size : windows per batch (the global batch under a distribution strategy).
-    shuffle : shuffle file order every pass and windows in a buffer of ``shuffle_buffer`` windows
-        (memory: that many windows' stored bytes); default True for 'random'.
+    shuffle : shuffle file order every pass and tracks in a buffer of ``shuffle_buffer`` tracks
+        (memory: that many tracks' stored bytes); default True for 'random'.
     repeat : False (one pass), True (forever) or an int.
     with_track_ids : also yield the track id of each window (always on for 'all').
     seed : seeds file shuffling, window offsets and the shuffle buffer (reproducible order).
@@ -203,8 +203,13 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
     check_features(manifest, expect_features)
     files = split_files(directory, manifest, split)
     labels = list(labels) if labels is not None else resolve_labels(manifest, tags)
-    table = tf.constant(label_lookup(manifest, labels))
+    lookup = label_lookup(manifest, labels)
     n_labels = len(labels)
+    # row t: the multi-hot contribution of clean tag number t; the extra last row (zeros) takes
+    # padding and numbers outside the vocabulary
+    hot_rows = np.zeros((len(lookup) + 1, n_labels), np.float32)
+    hot_rows[np.nonzero(lookup >= 0)[0], lookup[lookup >= 0]] = 1.0
+    hot_rows = tf.constant(hot_rows)
     feats = manifest['features']
     is_wave = feats['format'] == 'waveform'
     length = window_length(manifest, window_seconds)
@@ -245,10 +250,10 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
         return tf.io.decode_compressed(raw, 'ZLIB') if zlib_audio else raw
 
     def multi_hot(nums):
-        """Clean tag numbers int64 [..., n] (padding: -1) -> multi-hot float32 [..., K]."""
-        valid = tf.logical_and(nums >= 0, nums < tf.cast(tf.shape(table)[0], tf.int64))
-        idx = tf.where(valid, tf.gather(table, tf.where(valid, nums, 0)), -1)  # one_hot(-1) is all zeros
-        return tf.minimum(tf.reduce_sum(tf.one_hot(idx, n_labels, dtype=tf.float32), -2), 1.0)
+        """Clean tag numbers int64 [n] -> multi-hot float32 [K]."""
+        outside = len(lookup)
+        idx = tf.where(tf.logical_and(nums >= 0, nums < outside), nums, outside)
+        return tf.minimum(tf.reduce_sum(tf.gather(hot_rows, idx), 0), 1.0)
 
     def to_float(raw):
         """Stored bytes (string tensor of any shape) -> float32 values, one more axis."""
@@ -265,11 +270,11 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
         return tf.pad(audio, tf.concat([[[0, extra]], tf.zeros([rank - 1, 2], tf.int32)], 0))
 
     def window_of(record, rnd=None):
-        """One serialized track -> (its window's stored bytes, its clean tag numbers, track id).
+        """One serialized track -> (float32 window, labels [K][, track id]).
 
         ``rnd`` (int64) picks the random offset; None takes the centred window. Only the window's
-        bytes are copied (decoding happens per batch); a track shorter than the window is padded
-        in the byte domain (repeat: the track tiled; zero: zero bytes appended).
+        bytes are copied and decoded; a track shorter than the window is padded in the byte
+        domain (repeat: the track tiled; zero: zero bytes appended).
         """
         ex = tf.io.parse_single_example(record, meta_spec)
         rows = tf.cast(ex['shape'][0], tf.int32)
@@ -294,16 +299,8 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
             filled = tf.strings.join(parts + [tf.constant(bytes(window_bytes))])
             return tf.strings.substr(filled, 0, window_bytes)
         part = cut() if no_short_tracks else tf.cond(rows >= length, cut, short)
-        return part, ex['tags'].values, ex['track_id']
-
-    static_batch = batch_size if drop_remainder else None
-
-    def decode_batch(parts, nums, tid):
-        """A batch of equal-length window byte strings and tag numbers [B, ?] (padded with -1)
-        -> (float32 audio [B, *window_shape], labels [B, K], track ids [B])."""
-        audio = tf.reshape(to_float(parts), [-1] + window_shape)
-        return (tf.ensure_shape(audio, [static_batch] + window_shape),
-                tf.ensure_shape(multi_hot(nums), [static_batch, n_labels]), tf.ensure_shape(tid, [static_batch]))
+        out = (tf.reshape(to_float(part), window_shape), multi_hot(ex['tags'].values))
+        return out + (ex['track_id'],) if with_track_ids else out
 
     def all_windows(record):
         ex = tf.io.parse_single_example(record, spec)
@@ -337,21 +334,17 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
             ds = ds.map(lambda a, y, t: (a, y))
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     else:
-        # per track: parse the small fields and copy only the window's bytes (in parallel; a
-        # batched parse must first copy every whole record into the batch); then shuffle windows
-        # and decode a whole batch in one call
+        # one map per track does everything (parse the small fields, cut and decode only the
+        # window's bytes, labels); tf.data fuses it with the batch that follows (map_and_batch
+        # fusion), so the windows are written straight into the batch. Whole serialized tracks
+        # are shuffled before it: a shuffle in between would prevent the fusion.
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if window == 'random':
             rnd = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
             ds = tf.data.Dataset.zip((ds, rnd))
         ds = ds.map(window_of, num_parallel_calls=autotune, deterministic=deterministic)
-        if shuffle:
-            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        # labels are made per batch (fewer, larger ops): tag lists are padded with -1 to batch them
-        ds = ds.padded_batch(batch_size, padded_shapes=([], [None], []),
-                             padding_values=(b'', tf.constant(-1, tf.int64), b''), drop_remainder=drop_remainder)
-        ds = ds.map(decode_batch, num_parallel_calls=autotune, deterministic=deterministic)
-        if not with_track_ids:
-            ds = ds.map(lambda a, y, t: (a, y))
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if repeat is True:
         ds = ds.repeat()
     elif repeat:

@@ -25,8 +25,8 @@ duration     float      seconds of audio
 ``audio`` is always the last field of a record (manifest ``layout: audio-last``; see
 :func:`serialize_example`), so the reader cuts a window straight out of the serialized record.
 
-Stored compactly: int16 / float16 bytes rather than float32 ``FloatList`` (half the bytes, read
-≥ 2× faster). ``audio_encoding='zlib'`` trades read speed for a further ~25% (log-mel) / ~12% (PCM);
+Stored compactly: int16 / float16 bytes rather than float32 ``FloatList`` (half the bytes, about
+half the CPU per window to read). ``audio_encoding='zlib'`` trades read speed for a further ~25% (log-mel) / ~12% (PCM);
 see ``benchmarks/bench_pipeline.py`` for sizes and read speeds against Orpheus-style records.
 
 Determinism and resumability: tracks are assigned to shards by a hash of their track id, so the
@@ -395,7 +395,7 @@ def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', p
     workers : processes decoding audio in parallel (1 = in this process).
     num_hosts, host_index : write only shards ``g`` with ``g % num_hosts == host_index``.
     audio_encoding : ``'raw'`` (default: the int16/float16 bytes as they are; a training window is
-        cut straight out of the record, ≥ 2× faster to read than Orpheus-style records) or
+        cut straight out of the record, about half the read cost of Orpheus-style records) or
         ``'zlib'`` (each example's audio zlib-compressed, level 1, by the worker processes: ~25%
         smaller log-mel, ~12% smaller PCM, but the reader must inflate the whole track for every
         window, ~3× slower reading; for storage-bound datasets).
