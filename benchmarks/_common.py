@@ -21,6 +21,21 @@ def emit(bench, metric, value, unit, **extra):
     return rec
 
 
+#: (sample rate, channels, kbps) of MSD's 7digital previews, as benchmark MP3s use them
+PREVIEW_FORMATS = ((44100, 2, 128), (44100, 1, 96), (22050, 2, 96), (22050, 1, 64))
+
+
+def preview_mp3s(seconds):
+    """One MP3 (bytes) per preview format, synthesised by the corpus generator (deterministic)."""
+    from msd.synthetic import encode_mp3, render_audio
+    out = []
+    for k, (sr, ch, kbps) in enumerate(PREVIEW_FORMATS):
+        spec = dict(genre=('rock', 'jazz', 'hip-hop', 'ambient')[k], vocal='female', decade=None, ballad=False,
+                    tempo=110.0, key=k, mode=1, prog=0)
+        out.append(encode_mp3(render_audio(spec, sr, ch, seconds, seed=k), sr, kbps))
+    return out
+
+
 def median_time(fn, repeat=5, warmup=1):
     """Median wall seconds of ``fn()`` over ``repeat`` runs after ``warmup`` runs."""
     for _ in range(warmup):

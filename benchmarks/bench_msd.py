@@ -37,7 +37,6 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-FORMATS = ((44100, 2, 128), (44100, 1, 96), (22050, 2, 96), (22050, 1, 64))
 #: The scan reads headers only, so the clip length does not change its cost; short clips keep a
 #: 20,000-file tree near 0.7 GB.
 SCAN_CLIP_SECONDS = 3.0
@@ -65,14 +64,9 @@ def py(code, timeout=1800):
 
 # -- data -------------------------------------------------------------------------------------------
 def clips(seconds):
-    """One MP3 (bytes) per format, synthesised by the corpus generator."""
-    from msd.synthetic import encode_mp3, render_audio
-    out = []
-    for k, (sr, ch, kbps) in enumerate(FORMATS):
-        spec = dict(genre=('rock', 'jazz', 'hip-hop', 'ambient')[k], vocal='female', decade=None, ballad=False,
-                    tempo=110.0, key=k, mode=1, prog=0)
-        out.append(encode_mp3(render_audio(spec, sr, ch, seconds, seed=k), sr, kbps))
-    return out
+    """One MP3 (bytes) per preview format."""
+    from _common import preview_mp3s
+    return preview_mp3s(seconds)
 
 
 def write_tree(root, n, mp3s, offset=0):

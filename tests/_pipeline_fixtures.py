@@ -13,11 +13,12 @@ from tests._audio_fixtures import music_like, write_wav
 TAGS = ['rock', 'pop', 'jazz', 'female', 'male', 'instrumental', '80s']
 
 
-def make_tiny_corpus(root, n_tracks=12, seconds=(2.0, 4.5), sr=16000, bad=True, seed=0):
+def make_tiny_corpus(root, n_tracks=12, seconds=(2.0, 4.5), sr=16000, bad=True, seed=0, audio_files=None):
     """Write audio + master.csv + clean_tags.db under ``root``; return a dict of paths and truth.
 
     Track i has tags chosen deterministically; lengths vary in ``seconds``; with ``bad`` the last
-    track's file is not audio and one track has no clean tag.
+    track's file is not audio and one track has no clean tag. ``audio_files`` (existing files) are
+    used in turn instead of synthesising a WAV per track (cheap large corpora for benchmarks).
     """
     rng = np.random.default_rng(seed)
     os.makedirs(root, exist_ok=True)
@@ -33,6 +34,8 @@ def make_tiny_corpus(root, n_tracks=12, seconds=(2.0, 4.5), sr=16000, bad=True, 
             path = os.path.join(audio_dir, f'{i}.mp3')
             with open(path, 'w') as f:
                 f.write('not audio at all\n' * 50)
+        elif audio_files:
+            path = audio_files[i % len(audio_files)]
         else:
             write_wav(path, music_like(dur, sr, seed=i), sr)
         rows.append({'track_id': tid, 'artist_id': artist, 'artist_name': f'Artist {i // 2}',
