@@ -79,7 +79,11 @@ def read_text(path) -> str:
 
 
 def atomic_write_text(path, text: str):
-    """Write ``text`` to ``path`` via a temporary sibling and a rename (never half-written)."""
+    """Write ``text`` to ``path`` via a temporary sibling and a rename (never half-written).
+
+    Local files are fsynced before the rename, so a crash right after it leaves the old or the new
+    content, never an empty file (run-dir state, manifests).
+    """
     path = str(path)
     if is_url(path):
         tmp = f'{path}.tmp-{os.getpid()}'
@@ -91,8 +95,10 @@ def atomic_write_text(path, text: str):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=folder)
     try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+        with os.fdopen(fd, 'w', encoding='utf-8', newline='') as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

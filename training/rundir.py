@@ -14,9 +14,9 @@ import io
 import json
 import math
 import os
-import shutil
-import tempfile
 from typing import Optional
+
+from preprocessing.io import atomic_write_text, replace_dir  # noqa: F401 - part of this module's API
 
 __all__ = ['atomic_write_text', 'write_json', 'read_json', 'History', 'HISTORY_COLUMNS',
            'replace_dir', 'RunPaths']
@@ -44,23 +44,6 @@ class RunPaths:
         self.saved_model = os.path.join(root, 'saved_model')
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same directory + ``os.replace``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=directory)
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8', newline='') as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_json(path: str, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + '\n')
 
@@ -68,19 +51,6 @@ def write_json(path: str, obj) -> None:
 def read_json(path: str):
     with open(path, encoding='utf-8') as fh:
         return json.load(fh)
-
-
-def replace_dir(tmp_dir: str, final_dir: str) -> None:
-    """Move a freshly written directory into place, replacing an older one."""
-    old = None
-    if os.path.exists(final_dir):
-        old = final_dir + '.old'
-        if os.path.exists(old):
-            shutil.rmtree(old)
-        os.replace(final_dir, old)
-    os.replace(tmp_dir, final_dir)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _fmt(value) -> str:
