@@ -37,6 +37,8 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from tests._msd_fixtures import msd_env  # noqa: E402  (the environment the msd CLI tests use)
+
 #: The scan reads headers only, so the clip length does not change its cost; short clips keep a
 #: 20,000-file tree near 0.7 GB.
 SCAN_CLIP_SECONDS = 3.0
@@ -47,16 +49,9 @@ def emit(**kw):
     print(json.dumps(kw), flush=True)
 
 
-def env():
-    e = dict(os.environ)
-    e['PYTHONPATH'] = REPO + os.pathsep + e.get('PYTHONPATH', '')
-    e.setdefault('NUMBA_CACHE_DIR', os.path.join(REPO, '.cache', 'numba'))
-    return e
-
-
 def py(code, timeout=1800):
     """Run ``code`` in a fresh interpreter; returns the last stdout line parsed as JSON."""
-    p = subprocess.run([sys.executable, '-c', code], env=env(), capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run([sys.executable, '-c', code], env=msd_env(), capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0:
         raise RuntimeError(p.stderr[-3000:])
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -81,6 +76,7 @@ def write_tree(root, n, mp3s, offset=0):
 
 def make_raw_db(path, n_pairs, seed=0):
     """A raw Last.fm-style DB: genre spellings, vocal tags, junk and rare tags; ~5 tags per track."""
+    from msd.lastfm import write_tables
     from msd.tagclean import LISTS_DIR, read_list
     rng = np.random.default_rng(seed)
     genres = read_list(os.path.join(LISTS_DIR, 'genres.txt'))
@@ -110,15 +106,9 @@ def make_raw_db(path, n_pairs, seed=0):
     if os.path.exists(path):
         os.unlink(path)
     con = sqlite3.connect(path)
-    con.execute('CREATE TABLE tags(tag TEXT)')
-    con.execute('CREATE TABLE tids(tid TEXT)')
-    con.execute('CREATE TABLE tid_tag(tid INTEGER, tag INTEGER, val FLOAT)')
-    con.executemany('INSERT INTO tags(rowid, tag) VALUES (?, ?)', enumerate(vocab.tolist(), 1))
-    con.executemany('INSERT INTO tids(rowid, tid) VALUES (?, ?)', ((i, f'TR{i:016d}') for i in range(1, n_tracks + 1)))
-    con.executemany('INSERT INTO tid_tag VALUES (?, ?, ?)', ((a, b, v) for (a, b), v in zip(pairs, vals)))
-    # the real DB is indexed; index the baseline's lookups too so the comparison is fair
-    con.execute('CREATE INDEX tt_tag ON tid_tag(tag)')
-    con.execute('CREATE INDEX tt_tid ON tid_tag(tid)')
+    # indexed like the real DB, so the per-tag SQL baseline's lookups are fair
+    write_tables(con, enumerate(vocab.tolist(), 1), ((i, f'TR{i:016d}') for i in range(1, n_tracks + 1)),
+                 ((a, b, v) for (a, b), v in zip(pairs, vals)))
     con.commit()
     con.close()
     return len(pairs), n_tracks

@@ -26,6 +26,8 @@ from typing import Callable, Optional
 
 import keras
 
+from preprocessing.features import dataclass_from_dict
+
 __all__ = ['InputSpec', 'HParamError', 'register', 'register_frontend', 'register_backend',
            'build_model', 'list_models', 'list_frontends', 'list_backends', 'model_info',
            'model_hparams', 'logits_model', 'frontend_layers', 'FRONTEND_OUTPUT']
@@ -88,11 +90,7 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> 'InputSpec':
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f'unknown InputSpec field(s): {", ".join(unknown)}')
-        return cls(**d)
+        return dataclass_from_dict(cls, d, 'InputSpec field')
 
 
 @dataclass(frozen=True)

@@ -41,23 +41,21 @@ def _int_at_least(lo):
     return parse
 
 
-def _nonneg_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f'must be a finite number >= 0, got {text}')
-    return v
-
-
 def _float(text):
+    """A number (infinities allowed, NaN not)."""
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
     if math.isnan(v):
         raise argparse.ArgumentTypeError('NaN is not allowed')
+    return v
+
+
+def _nonneg_float(text):
+    v = _float(text)
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f'must be a finite number >= 0, got {text}')
     return v
 
 

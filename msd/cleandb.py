@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .common import MsdError, atomic_path, check_output, command_line, logger, write_csv
-from .lastfm import check_schema, connect_readonly
+from .lastfm import check_schema, connect_readonly, write_tables
 from .tagclean import CuratedLists, map_tags
 
 NUMBERING_RULE = 'clean popularity (distinct tracks after the val filter) descending, ties by tag name'
@@ -170,24 +170,14 @@ def write_clean_db(path, names, tids, clean, meta, overwrite=False):
         try:
             conn.execute('PRAGMA journal_mode=OFF')
             conn.execute('PRAGMA synchronous=OFF')
-            conn.execute('CREATE TABLE tags(tag TEXT)')
-            conn.execute('CREATE TABLE tids(tid TEXT)')
-            conn.execute('CREATE TABLE tid_tag(tid INTEGER, tag INTEGER, val FLOAT)')
-            conn.execute('CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT)')
-            conn.executemany('INSERT INTO tags(rowid, tag) VALUES (?, ?)',
-                             [(i, n) for i, n in enumerate(names, 1)])
-            conn.executemany('INSERT INTO tids(rowid, tid) VALUES (?, ?)',
-                             zip(tid_values.index.tolist(),
-                                 tid_values.astype(object).where(tid_values.notna(), None).tolist()))
             vals = clean['val'].astype(object).where(clean['val'].notna(), None).tolist()
-            conn.executemany('INSERT INTO tid_tag(tid, tag, val) VALUES (?, ?, ?)',
-                             zip(clean['tid'].tolist(), clean['tag'].tolist(), vals))
+            write_tables(conn, enumerate(names, 1),
+                         zip(tid_values.index.tolist(),
+                             tid_values.astype(object).where(tid_values.notna(), None).tolist()),
+                         zip(clean['tid'].tolist(), clean['tag'].tolist(), vals))
+            conn.execute('CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT)')
             conn.executemany('INSERT INTO meta(key, value) VALUES (?, ?)',
                              [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()])
-            conn.execute('CREATE INDEX tid_tag_tid ON tid_tag(tid)')
-            conn.execute('CREATE INDEX tid_tag_tag ON tid_tag(tag)')
-            conn.execute('CREATE INDEX tags_tag ON tags(tag)')
-            conn.execute('CREATE INDEX tids_tid ON tids(tid)')
             conn.commit()
         finally:
             conn.close()

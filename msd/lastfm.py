@@ -64,6 +64,27 @@ def check_schema(conn, path) -> bool:
     return 'val' in [r[1] for r in conn.execute('PRAGMA table_info("tid_tag")')]
 
 
+def write_tables(conn, tags, tids, pairs, index=True):
+    """Create and fill the Last.fm layout in the open connection ``conn`` (no commit).
+
+    ``tags`` and ``tids`` are iterables of ``(rowid, text)`` (a ``None`` tid marks a track kept
+    only for its number); ``pairs`` of ``(tid_rowid, tag_rowid, val)``. The one writer of the
+    layout for the clean DB, the corpus generator and test/benchmark fixtures.
+    """
+    # spelled as in the published lastfm_tags.db
+    conn.execute('CREATE TABLE tids (tid TEXT)')
+    conn.execute('CREATE TABLE tags (tag TEXT)')
+    conn.execute('CREATE TABLE tid_tag (tid INTEGER, tag INTEGER, val FLOAT)')
+    conn.executemany('INSERT INTO tags(rowid, tag) VALUES (?, ?)', tags)
+    conn.executemany('INSERT INTO tids(rowid, tid) VALUES (?, ?)', tids)
+    conn.executemany('INSERT INTO tid_tag(tid, tag, val) VALUES (?, ?, ?)', pairs)
+    if index:
+        conn.execute('CREATE INDEX tid_tag_tid ON tid_tag(tid)')
+        conn.execute('CREATE INDEX tid_tag_tag ON tid_tag(tag)')
+        conn.execute('CREATE INDEX tags_tag ON tags(tag)')
+        conn.execute('CREATE INDEX tids_tid ON tids(tid)')
+
+
 def connect_readonly(path):
     """Read-only sqlite3 connection to ``path`` (MsdError if missing)."""
     path = os.fspath(path)

@@ -107,6 +107,8 @@ import numpy as np
 
 from preprocessing.io import replace_dir
 
+from .lastfm import write_tables
+
 log = logging.getLogger('msd.synthetic')
 
 #: Internal synthesis rate (Hz).  44.1 kHz files are band-limited 2x upsamples (windowed-sinc
@@ -1702,22 +1704,13 @@ def _write_db(path, plan):
     """lastfm_tags.db: tids, tags, tid_tag with implicit-rowid references (bound parameters)."""
     con = sqlite3.connect(path)
     try:
-        con.execute('CREATE TABLE tids (tid TEXT)')
-        con.execute('CREATE TABLE tags (tag TEXT)')
-        con.execute('CREATE TABLE tid_tag (tid INTEGER, tag INTEGER, val FLOAT)')
-        con.executemany('INSERT INTO tids (rowid, tid) VALUES (?, ?)', enumerate(plan['db_tids'], start=1))
-        con.executemany('INSERT INTO tags (rowid, tag) VALUES (?, ?)', enumerate(plan['all_tags'], start=1))
         tid_num = {tid: k for k, tid in enumerate(plan['db_tids'], start=1)}
         tag_num = {tag: k for k, tag in enumerate(plan['all_tags'], start=1)}
         rows = []
         for tid in plan['db_tids']:  # grouped by track, in tids order, like the real DB
             for tag, val in plan['raw_vals'].get(tid, {}).items():
                 rows.append((tid_num[tid], tag_num[tag], val))
-        con.executemany('INSERT INTO tid_tag (tid, tag, val) VALUES (?, ?, ?)', rows)
-        con.execute('CREATE INDEX idx_tid_tag_tid ON tid_tag (tid)')
-        con.execute('CREATE INDEX idx_tid_tag_tag ON tid_tag (tag)')
-        con.execute('CREATE INDEX idx_tids_tid ON tids (tid)')
-        con.execute('CREATE INDEX idx_tags_tag ON tags (tag)')
+        write_tables(con, enumerate(plan['all_tags'], start=1), enumerate(plan['db_tids'], start=1), rows)
         con.commit()
     finally:
         con.close()

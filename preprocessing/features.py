@@ -31,9 +31,18 @@ import numpy as np
 import scipy.fft
 
 __all__ = ['FeatureParams', 'PRESETS', 'get_params', 'log_mel', 'mel_power', 'apply_log',
-           'mel_basis', 'n_frames', 'frames_per_second']
+           'mel_basis', 'n_frames', 'frames_per_second', 'dataclass_from_dict']
 
 _LOGS = ('power_to_db', 'log10_1p')
+
+
+def dataclass_from_dict(cls, d: dict, what: str):
+    """``cls(**d)`` for a dataclass, with unknown keys an error naming them (``what``: their noun)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f'unknown {what}(s): {", ".join(unknown)}')
+    return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -112,11 +121,7 @@ class FeatureParams:
     @classmethod
     def from_dict(cls, d: dict) -> 'FeatureParams':
         """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f'unknown feature parameter(s): {", ".join(unknown)}')
-        return cls(**d)
+        return dataclass_from_dict(cls, d, 'feature parameter')
 
 
 PRESETS = {

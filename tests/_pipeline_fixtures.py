@@ -8,6 +8,7 @@ import sqlite3
 import numpy as np
 import pandas as pd
 
+from msd.lastfm import write_tables
 from tests._audio_fixtures import music_like, write_wav
 
 TAGS = ['rock', 'pop', 'jazz', 'female', 'male', 'instrumental', '80s']
@@ -55,16 +56,22 @@ def make_tiny_corpus(root, n_tracks=12, seconds=(2.0, 4.5), sr=16000, bad=True, 
     if os.path.exists(db):
         os.remove(db)
     con = sqlite3.connect(db)
-    con.execute('CREATE TABLE tags (tag TEXT)')
-    con.execute('CREATE TABLE tids (tid TEXT)')
-    con.execute('CREATE TABLE tid_tag (tid INTEGER, tag INTEGER, val FLOAT)')
-    con.executemany('INSERT INTO tags (rowid, tag) VALUES (?, ?)', [(i + 1, t) for i, t in enumerate(TAGS)])
-    for j, row in enumerate(rows):
-        tid = row['track_id']
-        con.execute('INSERT INTO tids (rowid, tid) VALUES (?, ?)', (j + 1, tid if tid in tags_of else None))
-        for t in tags_of.get(tid, []):
-            con.execute('INSERT INTO tid_tag VALUES (?, ?, ?)', (j + 1, TAGS.index(t) + 1, 100.0))
+    write_tables(con, enumerate(TAGS, 1),
+                 ((j + 1, r['track_id'] if r['track_id'] in tags_of else None) for j, r in enumerate(rows)),
+                 [(j + 1, TAGS.index(t) + 1, 100.0) for j, r in enumerate(rows) for t in tags_of.get(r['track_id'], [])],
+                 index=False)
     con.commit()
     con.close()
     return {'root': root, 'master': master, 'tags_db': db, 'audio_dir': audio_dir, 'tags_of': tags_of,
             'rows': rows}
+
+
+def make_split_corpus(root, n_tracks=12):
+    """:func:`make_tiny_corpus` plus a per-track 50/25/25 split CSV (``c['splits']``, ``c['split_of']``)."""
+    from preprocessing.splits import make_split
+    c = make_tiny_corpus(str(root), n_tracks=n_tracks)
+    splits, _ = make_split(pd.read_csv(c['master'], comment='#'), by='track', ratios=(0.5, 0.25, 0.25), seed=3)
+    c['splits'] = os.path.join(str(root), 'splits.csv')
+    splits.to_csv(c['splits'], index=False)
+    c['split_of'] = dict(zip(splits.track_id, splits.split))
+    return c

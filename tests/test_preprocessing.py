@@ -18,22 +18,14 @@ from preprocessing.dataset import (TagSelection, check_features, label_lookup, l
 from preprocessing.features import get_params, log_mel
 from preprocessing.splits import make_split, read_split_lists, read_splits
 from preprocessing.tfrecords import write_tfrecords
-from tests._pipeline_fixtures import TAGS, make_tiny_corpus
+from tests._pipeline_fixtures import TAGS, make_split_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
 def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp('corpus')
-    c = make_tiny_corpus(str(root), n_tracks=12)
-    master = pd.read_csv(c['master'], comment='#')
-    splits, _ = make_split(master, by='track', ratios=(0.5, 0.25, 0.25), seed=3)
-    path = os.path.join(str(root), 'splits.csv')
-    splits.to_csv(path, index=False)
-    c['splits'] = path
-    c['split_of'] = dict(zip(splits.track_id, splits.split))
-    return c
+    return make_split_corpus(tmp_path_factory.mktemp('corpus'))
 
 
 @pytest.fixture(scope='module')

@@ -1,15 +1,12 @@
 """``python -m training`` end to end on real TFRecords (preprocessing) and registry models (modeling)."""
 import json
-import os
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from preprocessing.dataset import TagSelection, load_manifest, resolve_labels, window_length
-from preprocessing.splits import make_split
 from preprocessing.tfrecords import write_tfrecords
-from tests._pipeline_fixtures import make_tiny_corpus
+from tests._pipeline_fixtures import make_split_corpus
 from training.__main__ import main
 
 TINY_MUSICNN = {'n_timbral_filters': 4, 'n_temporal_filters': 2, 'n_midend_filters': 4, 'n_dense_units': 8}
@@ -17,13 +14,7 @@ TINY_MUSICNN = {'n_timbral_filters': 4, 'n_temporal_filters': 2, 'n_midend_filte
 
 @pytest.fixture(scope='module')
 def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp('corpus')
-    c = make_tiny_corpus(str(root), n_tracks=12)
-    master = pd.read_csv(c['master'], comment='#')
-    splits, _ = make_split(master, by='track', ratios=(0.5, 0.25, 0.25), seed=3)
-    c['splits'] = os.path.join(str(root), 'splits.csv')
-    splits.to_csv(c['splits'], index=False)
-    return c
+    return make_split_corpus(tmp_path_factory.mktemp('corpus'))
 
 
 def _write(corpus, tmp_path_factory, fmt):
