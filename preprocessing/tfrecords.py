@@ -38,22 +38,25 @@ manifest (any host can be re-run to do it).
 """
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import multiprocessing
 import os
 import sqlite3
 import sys
 import time
-import zlib
 from collections import Counter
 
 import numpy as np
 
 from preprocessing import io as pio
+from preprocessing.encode import encode_item, encode_track  # noqa: F401  (encode_track: public API)
+from preprocessing.encode import init_worker as encode_init_worker
 from preprocessing.features import FeatureParams, frames_per_second, get_params
 from preprocessing.splits import SPLITS, hash_unit, read_splits
 
@@ -143,50 +146,6 @@ def feature_spec(fmt, sr=16000, preset=None, params=None, audio_encoding='raw') 
     return {'format': 'log-mel', 'sr': params.sr, 'dtype': 'float16', 'scale': 1.0,
             'audio_encoding': audio_encoding, 'layout': LAYOUT, 'params': params.to_dict(),
             'frames_per_second': frames_per_second(params)}
-
-
-def encode_track(path, features: dict):
-    """Decode one file and encode its audio as stored in the TFRecords.
-
-    Returns
-    -------
-    (audio_bytes, shape, duration_seconds)
-
-    Raises
-    ------
-    preprocessing.audio.AudioLoadError
-        For unreadable files (the caller records the reason).
-    """
-    from preprocessing.audio import load_audio
-    from preprocessing.features import log_mel
-    audio = load_audio(path, sr=features['sr'])
-    duration = len(audio) / features['sr']
-    if features['format'] == 'waveform':
-        arr = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype('<i2')
-    else:
-        arr = log_mel(audio, FeatureParams.from_dict(features['params']))
-        if not np.isfinite(arr).all():
-            raise ValueError('log-mel has non-finite values')
-        arr = arr.astype('<f2')
-    data = arr.tobytes()
-    if features.get('audio_encoding') == 'zlib':
-        # level 1: nearly all of zlib's gain on float16/int16 audio at a fraction of the CPU, paid
-        # in the parallel workers
-        data = zlib.compress(data, 1)
-    return data, [int(s) for s in arr.shape], duration
-
-
-def _work(item):
-    """Pool task: (track_id, path, features) -> ('ok', bytes, shape, duration) | ('skip', reason)."""
-    track_id, path, features = item
-    from preprocessing.audio import AudioLoadError
-    try:
-        audio, shape, duration = encode_track(path, features)
-    except AudioLoadError as e:
-        return ('skip', e.reason, e.detail)
-    except Exception as e:  # a bad file must never stop a long job
-        return ('skip', 'error', f'{type(e).__name__}: {e}')
-    return ('ok', audio, shape, duration)
 
 
 def serialize_example(track_id, artist_id, tags, audio_bytes, shape, duration) -> bytes:
@@ -298,15 +257,42 @@ def _shard_done(out, name):
     return pio.exists(pio.join(out, name)) and pio.exists(pio.join(out, _STATE, name + '.json'))
 
 
-def _write_shard(shard, out, features, mapper, progress, compression):
+def _results(todo, features, pool):
+    """:func:`encode_item` results for every track of the shards ``todo``, in order.
+
+    With a pool, the next shard's tracks are queued as soon as a shard starts being written, so
+    the workers go straight on to them instead of idling at each shard's end, while at most two
+    shards' tasks are ever queued (memory stays flat however many shards a run writes).
+    """
+    def items(shard):
+        return [(tid, path, features) for tid, _, path, _ in shard['tracks']]
+    if pool is None:
+        # as in the workers (preprocessing.encode.init_worker): one BLAS thread, the same speed here
+        # without a second core kept spinning
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(limits=1, user_api='blas'):
+            for shard in todo:
+                yield from map(encode_item, items(shard))
+        return
+    queued = collections.deque()
+    rest = iter(todo)
+    for shard in itertools.islice(rest, 1):
+        queued.append(pool.imap(encode_item, items(shard), chunksize=1))
+    while queued:
+        for shard in itertools.islice(rest, 1):
+            queued.append(pool.imap(encode_item, items(shard), chunksize=1))
+        yield from queued.popleft()
+
+
+def _write_shard(shard, out, results, progress, compression):
+    """Write one shard from ``results`` (an iterator of :func:`encode_item` results in track order)."""
     import tensorflow as tf
-    final = pio.join(out, shard['name'])
     tmp = pio.join(out, _STATE, shard['name'] + '.partial')
-    items = [(tid, path, features) for tid, _, path, _ in shard['tracks']]
     tag_counts, skipped, n_ok, seconds, min_length = Counter(), [], 0, 0.0, None
     options = tf.io.TFRecordOptions(compression_type=compression, compression_level=1) if compression else None
     with tf.io.TFRecordWriter(tmp, options=options) as writer:
-        for (tid, artist, path, tags), res in zip(shard['tracks'], mapper(_work, items)):
+        for (tid, artist, path, tags) in shard['tracks']:
+            res = next(results)
             if res[0] == 'ok':
                 _, audio, shape, duration = res
                 writer.write(serialize_example(tid, artist, tags, audio, shape, duration))
@@ -321,7 +307,7 @@ def _write_shard(shard, out, features, mapper, progress, compression):
     info = {'name': shard['name'], 'split': shard['split'], 'examples': n_ok, 'seconds': round(seconds, 3),
             'min_length': min_length, 'sha256': _sha256_of(tmp), 'tag_counts': {str(k): v for k, v in sorted(tag_counts.items())},
             'skipped': skipped}
-    pio.rename(tmp, final)
+    pio.rename(tmp, pio.join(out, shard['name']))
     pio.write_json(pio.join(out, _STATE, shard['name'] + '.json'), info)
     return info
 
@@ -411,55 +397,54 @@ def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', p
     compression = (compression or '').upper()
     if compression not in ('', 'ZLIB', 'GZIP'):
         raise ValueError(f"--compression must be ZLIB, GZIP or none, got {compression!r}")
-    master = read_master(master_csv)
-    splits = read_splits(splits_csv)
-    tagdb = load_clean_tags(tags_db)
-    shards, excluded = plan_shards(master, splits, tagdb, shards_per_split, audio_root)
-    if not shards:
-        raise ValueError('nothing to write: no track of the master CSV has both a split and a clean tag')
-    digest = _plan_digest(shards, {**features, 'compression': compression})
-    plan = {'features': features, 'compression': compression, 'digest': digest, 'shards': [s['name'] for s in shards],
-            'inputs': {'master': os.path.abspath(master_csv), 'tags': os.path.abspath(tags_db),
-                       'splits': os.path.abspath(splits_csv)},
-            'command': command or ' '.join(sys.argv)}
-    pio.makedirs(pio.join(out, _STATE))
-    plan_path = pio.join(out, _STATE, 'plan.json')
-    if pio.exists(plan_path):
-        old = pio.read_json(plan_path)
-        if old.get('digest') != digest:
-            if not overwrite:
-                diff = [k for k in ('format', 'sr', 'params', 'audio_encoding', 'layout') if old['features'].get(k) != features.get(k)]
-                what = f'feature settings differ ({", ".join(diff)})' if diff else 'inputs or sharding differ'
-                raise FileExistsError(f'{out} holds a different dataset: {what}; pass --overwrite to replace it '
-                                      'or choose another --out')
-            for name in pio.listdir(out):
-                if name.endswith('.tfrecord') or name in ('manifest.json', 'skipped.csv'):
-                    pio.remove(pio.join(out, name))
-            for name in pio.listdir(pio.join(out, _STATE)):
-                pio.remove(pio.join(out, _STATE, name))
-    pio.write_json(plan_path, plan)
-
-    mine = [s for g, s in enumerate(shards) if g % num_hosts == host_index]
-    todo = [s for s in mine if not _shard_done(out, s['name'])]
-    n_tracks = sum(len(s['tracks']) for s in todo)
     t0 = time.perf_counter()
-    bar = _NoBar()
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=n_tracks, unit='track', desc=f'write {format}', dynamic_ncols=True)
-    infos = []
-    pool = None
+    # the worker processes start first, so their start-up (imports) overlaps with the planning below
+    # spawn: workers import NumPy/soundfile only (preprocessing.encode), never a forked TensorFlow runtime
+    pool = multiprocessing.get_context('spawn').Pool(workers, initializer=encode_init_worker) if workers > 1 else None
     try:
-        if workers > 1 and n_tracks:
-            # spawn: workers import NumPy/soundfile only, never a forked TensorFlow runtime
-            pool = multiprocessing.get_context('spawn').Pool(workers)
-            mapper = lambda f, items: pool.imap(f, items, chunksize=1)  # noqa: E731
-        else:
-            mapper = map
-        for shard in todo:
-            infos.append(_write_shard(shard, out, features, mapper, bar, compression))
+        master = read_master(master_csv)
+        splits = read_splits(splits_csv)
+        tagdb = load_clean_tags(tags_db)
+        shards, excluded = plan_shards(master, splits, tagdb, shards_per_split, audio_root)
+        if not shards:
+            raise ValueError('nothing to write: no track of the master CSV has both a split and a clean tag')
+        digest = _plan_digest(shards, {**features, 'compression': compression})
+        plan = {'features': features, 'compression': compression, 'digest': digest, 'shards': [s['name'] for s in shards],
+                'inputs': {'master': os.path.abspath(master_csv), 'tags': os.path.abspath(tags_db),
+                           'splits': os.path.abspath(splits_csv)},
+                'command': command or ' '.join(sys.argv)}
+        pio.makedirs(pio.join(out, _STATE))
+        plan_path = pio.join(out, _STATE, 'plan.json')
+        if pio.exists(plan_path):
+            old = pio.read_json(plan_path)
+            if old.get('digest') != digest:
+                if not overwrite:
+                    diff = [k for k in ('format', 'sr', 'params', 'audio_encoding', 'layout') if old['features'].get(k) != features.get(k)]
+                    what = f'feature settings differ ({", ".join(diff)})' if diff else 'inputs or sharding differ'
+                    raise FileExistsError(f'{out} holds a different dataset: {what}; pass --overwrite to replace it '
+                                          'or choose another --out')
+                for name in pio.listdir(out):
+                    if name.endswith('.tfrecord') or name in ('manifest.json', 'skipped.csv'):
+                        pio.remove(pio.join(out, name))
+                for name in pio.listdir(pio.join(out, _STATE)):
+                    pio.remove(pio.join(out, _STATE, name))
+        pio.write_json(plan_path, plan)
+
+        mine = [s for g, s in enumerate(shards) if g % num_hosts == host_index]
+        todo = [s for s in mine if not _shard_done(out, s['name'])]
+        n_tracks = sum(len(s['tracks']) for s in todo)
+        bar = _NoBar()
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=n_tracks, unit='track', desc=f'write {format}', dynamic_ncols=True)
+        infos = []
+        try:
+            results = _results(todo, features, pool)
+            for shard in todo:
+                infos.append(_write_shard(shard, out, results, bar, compression))
+        finally:
+            bar.close()
     finally:
-        bar.close()
         if pool is not None:
             pool.terminate()
             pool.join()

@@ -424,6 +424,24 @@ def test_parallel_workers_same_bytes(corpus, logmel_dir, tmp_path):
     assert _shard_bytes(out) == _shard_bytes(logmel_dir)
 
 
+def _blas_threads(limit_first):
+    from threadpoolctl import threadpool_info
+    if limit_first:
+        from preprocessing.encode import init_worker
+        init_worker()
+    return max(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas')
+
+
+def test_writer_workers_run_one_blas_thread():
+    # OpenBLAS starts a spinning thread per core in every worker: N workers would keep 2N threads busy
+    import multiprocessing
+    with multiprocessing.get_context('spawn').Pool(1) as pool:
+        default, limited = pool.map(_blas_threads, [False, True])
+    if default == 1:
+        pytest.skip('BLAS already runs one thread here (one core or OPENBLAS_NUM_THREADS=1)')
+    assert limited == 1
+
+
 def test_bad_tag_db_and_master(corpus, tmp_path):
     bad_db = tmp_path / 'bad.db'
     import sqlite3
