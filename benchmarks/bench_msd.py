@@ -1,13 +1,15 @@
 """Benchmarks of the msd stages; one JSON line per figure on stdout.
 
-``python benchmarks/bench_msd.py [--files 20000] [--silence-files 40] [--pairs 120000] [--repeats 5]``
+``python benchmarks/bench_msd.py [--files 20000] [--silence-files 40] [--pairs 120000] [--repeats 9]``
 
 Figures
 -------
 * ``msd.scan``: files/s of ``scan`` with 1 and 2 worker processes over ``--files`` generated MP3s
-  (4 real formats, distinct files, page cache warm), median of ``--repeats`` fresh processes run with 1 and 2
-  workers in alternation; then
-  ``msd.scan.speedup`` (2 vs 1 workers; the issue's target is >= 1.8).
+  (4 real formats, distinct files, page cache warm), fresh processes run with 1 and 2 workers back
+  to back ``--repeats`` times (order alternating); the best run of each side is reported; then
+  ``msd.scan.machine_ceiling`` (the same per-file work in 2 bare processes) and
+  ``msd.scan.speedup`` (2 vs 1 workers; the issue's target is >= 1.8): the median of the
+  per-round ratios, since the machine's speed drifts by up to +-30% under other tenants.
 * ``msd.silence``: tracks/s of ``silence`` (decode at the native rate + librosa split) over 30 s
   clips with 1 and 2 workers; steady state (the one-off librosa import, ``warmup_s``, is reported
   separately).
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from statistics import median
 
 import numpy as np
 
@@ -218,32 +221,39 @@ def bench_scan(work, n_files, repeats):
     # hits both sides of the ratio instead of one
     runs = {1: [], 2: []}
     ceiling = []
-    for _ in range(repeats):
-        for workers in (1, 2):
+    for r in range(repeats):
+        for workers in ((1, 2) if r % 2 == 0 else (2, 1)):
             runs[workers].append(py(SCAN_CODE.format(root=root, out=out, workers=workers)))
-        c = py(CEILING_CODE.format(root=root))
-        ceiling.append(c['serial'] / c['parallel'])
+        ceiling.append(py(CEILING_CODE.format(root=root)))
+    # This machine's speed drifts by up to +-30% from one second to the next (other tenants; the
+    # same serial work measured 1.2-2.0 s of user CPU in a row). So the headline speedup is the
+    # median of paired ratios: each round runs 1 and 2 workers back to back (order alternating), and
+    # the ratio is taken within the round. The best run of each side is reported too.
     rates, cpu = {}, {}
     for workers in (1, 2):
-        mid = sorted(runs[workers], key=lambda r: r['seconds'])[len(runs[workers]) // 2]
+        best = min(runs[workers], key=lambda r: r['seconds'])
         assert all(r['rows'] == n_files for r in runs[workers])
-        rates[workers] = n_files / mid['seconds']
-        cpu[workers] = (mid['parent_cpu'], mid['worker_cpu'])
-        emit(bench='msd.scan', workers=workers, files=n_files, seconds=round(mid['seconds'], 3),
-             files_per_s=round(rates[workers], 1), parent_cpu_s=round(mid['parent_cpu'], 3),
-             worker_cpu_s=round(mid['worker_cpu'], 3), repeats=repeats,
+        rates[workers] = n_files / best['seconds']
+        cpu[workers] = (best['parent_cpu'], best['worker_cpu'])
+        emit(bench='msd.scan', workers=workers, files=n_files, seconds=round(best['seconds'], 3),
+             files_per_s=round(rates[workers], 1), statistic=f'best of {repeats}',
+             parent_cpu_s=round(best['parent_cpu'], 3), worker_cpu_s=round(best['worker_cpu'], 3),
              all_seconds=[round(r['seconds'], 3) for r in runs[workers]])
     # What 2 idle cores would give: serial CPU time over the parallel run's CPU time spread on 2 cores
     # (parent + workers), capped by the parent alone. Wall-clock speedup needs the cores to be free.
     serial = sum(cpu[1])
     par = max(sum(cpu[2]) / 2, cpu[2][0])
-    ceil = sorted(ceiling)[len(ceiling) // 2]
-    emit(bench='msd.scan.machine_ceiling', workers=2, files=n_files, value=round(ceil, 2),
-         all_values=[round(c, 2) for c in ceiling],
-         note='scan_file alone over the same files in 2 bare processes vs 1: the most 2 processes give here')
-    emit(bench='msd.scan.speedup', workers=2, files=n_files, value=round(rates[2] / rates[1], 2), target=1.8,
-         met=bool(rates[2] / rates[1] >= 1.8), cpu_bound_estimate=round(serial / par, 2),
-         efficiency_vs_ceiling=round(rates[2] / rates[1] / ceil, 3))
+    paired = [a['seconds'] / b['seconds'] for a, b in zip(runs[1], runs[2])]
+    ceil = [c['serial'] / c['parallel'] for c in ceiling]
+    emit(bench='msd.scan.machine_ceiling', workers=2, files=n_files, value=round(median(ceil), 2),
+         all_values=[round(c, 2) for c in ceil],
+         note='scan_file alone over the same files in 2 bare processes vs 1 (median of rounds): '
+              'the most 2 processes give here')
+    speedup = median(paired)
+    emit(bench='msd.scan.speedup', workers=2, files=n_files, value=round(speedup, 2), target=1.8,
+         met=bool(speedup >= 1.8), statistic=f'median of {repeats} paired rounds',
+         paired=[round(x, 2) for x in paired], best_vs_best=round(rates[2] / rates[1], 2),
+         cpu_bound_estimate=round(serial / par, 2), efficiency_vs_ceiling=round(speedup / median(ceil), 3))
     return root, mp3s
 
 
@@ -305,7 +315,7 @@ def main(argv=None):
                          'fewer files measure pool start-up more than scanning)')
     ap.add_argument('--silence-files', type=int, default=40, help='30 s clips for the silence figure')
     ap.add_argument('--pairs', type=int, default=120_000, help='raw pairs for clean-tags (>= 100000)')
-    ap.add_argument('--repeats', type=int, default=5)
+    ap.add_argument('--repeats', type=int, default=9)
     ap.add_argument('--work', default=None, help='scratch folder (default: a temp dir, removed)')
     ap.add_argument('--only', choices=('scan', 'rss', 'silence', 'clean'), action='append')
     a = ap.parse_args(argv)
