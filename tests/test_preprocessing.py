@@ -312,6 +312,21 @@ def test_window_and_pad_edge_cases(logmel_dir, window, seconds_vs_track):
     assert n >= n_tracks if window == 'all' else n == n_tracks
 
 
+def test_manifest_overstating_min_length_is_a_clear_error(logmel_dir, tmp_path):
+    # the reader trusts min_length to skip padding; a manifest that lies about it must fail clearly
+    import shutil
+    import tensorflow as tf
+    bad = tmp_path / 'edited'
+    shutil.copytree(logmel_dir, bad)
+    m = json.loads((bad / 'manifest.json').read_text())
+    L = window_length(m, 5.0)  # longer than every fixture track
+    m['splits']['train']['min_length'] = L + 1
+    (bad / 'manifest.json').write_text(json.dumps(m))
+    with pytest.raises(tf.errors.InvalidArgumentError, match='fewer rows than the min_length of manifest.json'):
+        for _ in make_dataset(str(bad), 'train', labels=['rock'], window_seconds=5.0, batch_size=2):
+            pass
+
+
 def test_all_windows_cover_track_and_align_last_window(logmel_dir):
     whole = {}
     for a, _, t in make_dataset(logmel_dir, 'train', labels=['rock'], window='all', window_seconds=1000, batch_size=1,
