@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 
+from msd.lastfm import write_tables
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -69,18 +71,23 @@ def write_file(path, data: bytes):
 
 
 def make_raw_db(path, tids, tags, pairs, *, with_val=True, extra_sql=()):
-    """SQLite DB in the Last.fm layout; ``pairs`` = [(tid_rowid, tag_rowid, val)] (1-based rowids)."""
+    """SQLite DB in the Last.fm layout; ``pairs`` = [(tid_rowid, tag_rowid, val)] (1-based rowids).
+
+    Written by :func:`msd.lastfm.write_tables` (with the real DB's indexes). ``with_val=False``
+    deliberately builds a layout without a ``val`` column (which ``write_tables`` never
+    writes) to test the readers' handling of it, so that variant stays hand-written.
+    """
     if os.path.exists(path):
         os.unlink(path)
     c = sqlite3.connect(path)
-    c.execute('CREATE TABLE tags(tag TEXT)')
-    c.execute('CREATE TABLE tids(tid TEXT)')
-    c.execute('CREATE TABLE tid_tag(tid INTEGER, tag INTEGER{})'.format(', val FLOAT' if with_val else ''))
-    c.executemany('INSERT INTO tags(tag) VALUES (?)', [(t,) for t in tags])
-    c.executemany('INSERT INTO tids(tid) VALUES (?)', [(t,) for t in tids])
     if with_val:
-        c.executemany('INSERT INTO tid_tag VALUES (?, ?, ?)', pairs)
+        write_tables(c, enumerate(tags, 1), enumerate(tids, 1), pairs)
     else:
+        c.execute('CREATE TABLE tags(tag TEXT)')
+        c.execute('CREATE TABLE tids(tid TEXT)')
+        c.execute('CREATE TABLE tid_tag(tid INTEGER, tag INTEGER)')
+        c.executemany('INSERT INTO tags(tag) VALUES (?)', [(t,) for t in tags])
+        c.executemany('INSERT INTO tids(tid) VALUES (?)', [(t,) for t in tids])
         c.executemany('INSERT INTO tid_tag VALUES (?, ?)', [p[:2] for p in pairs])
     for sql in extra_sql:
         c.execute(sql)

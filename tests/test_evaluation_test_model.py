@@ -188,6 +188,7 @@ VOCAB = ['rock', 'pop', 'jazz', 'female vocalists', 'ambient', 'punk']
 def tfrecord_dir(tmp_path_factory):
     import sqlite3
     import pandas as pd
+    from msd.lastfm import write_tables
     from preprocessing.tfrecords import write_tfrecords
     d = tmp_path_factory.mktemp('tfr')
     rng = np.random.default_rng(5)
@@ -203,12 +204,7 @@ def tfrecord_dir(tmp_path_factory):
     splits = ['test'] * 8 + ['validation'] * 2 + ['train'] * 2
     pd.DataFrame({'track_id': [r['track_id'] for r in rows], 'split': splits}).to_csv(d / 'splits.csv', index=False)
     con = sqlite3.connect(d / 'clean_tags.db')
-    con.execute('CREATE TABLE tags(tag TEXT)')
-    con.execute('CREATE TABLE tids(tid TEXT)')
-    con.execute('CREATE TABLE tid_tag(tid INTEGER, tag INTEGER, val FLOAT)')
-    con.executemany('INSERT INTO tags(rowid, tag) VALUES (?, ?)', [(k + 1, t) for k, t in enumerate(VOCAB)])
-    con.executemany('INSERT INTO tids(rowid, tid) VALUES (?, ?)', [(i + 1, r['track_id']) for i, r in enumerate(rows)])
-    con.executemany('INSERT INTO tid_tag VALUES (?, ?, ?)', tag_rows)
+    write_tables(con, enumerate(VOCAB, 1), ((i + 1, r['track_id']) for i, r in enumerate(rows)), tag_rows)
     con.commit()
     con.close()
     write_tfrecords(str(d / 'master.csv'), str(d / 'clean_tags.db'), str(d / 'splits.csv'), str(d / 'records'),
