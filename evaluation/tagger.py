@@ -12,9 +12,10 @@ Windowing (SPEC 10 items 16 and 17 fixed)
   the track, so the whole track is covered (musicnn dropped the trailing audio).
 * Audio shorter than one window is repeat-padded (tiled) to one window instead of crashing.
 * The track is decoded once to float32 mono at the run's rate (38 MB for 10 minutes at 16 kHz;
-  long files block by block, so the native-rate signal is never held whole); the log-mel spectrogram
-  and the model then run chunk by chunk (``batch_size`` windows at a time), so neither the STFT of
-  the whole track nor the stack of all windows is ever held in memory. Each chunk's STFT takes its
+  :func:`preprocessing.audio.load_audio` decodes long files block by block, so the native-rate
+  signal is never held whole); the log-mel spectrogram and the model then run chunk by chunk
+  (``batch_size`` windows at a time), so neither the STFT of the whole track nor the stack of all
+  windows is ever held in memory. Each chunk's STFT takes its
   ``n_fft // 2`` samples of context from the neighbouring audio, and the ``power_to_db`` ``top_db``
   clip (relative to the maximum of the *whole* track) uses the track maximum found in a first pass,
   so chunked features equal :func:`preprocessing.features.log_mel` of the whole track.
@@ -34,74 +35,16 @@ from typing import Iterator
 
 import numpy as np
 
-from preprocessing.audio import AudioLoadError, audio_info, load_audio, resample, to_mono
+from preprocessing.audio import load_audio, resample, to_mono
 from preprocessing.features import FeatureParams, apply_log, mel_power, n_frames
 
 __all__ = ['TagResult', 'RunInfo', 'Tagger', 'load_run_info', 'window_starts', 'resolve_checkpoint',
-           'load_run_model', 'load_audio_streaming']
+           'load_run_model']
 
 log = logging.getLogger(__name__)
 
 #: Frames per chunk in the first (``top_db`` maximum) pass (2048 frames of n_fft 2048: ≈ 50 MB of STFT).
 _MAX_PASS_FRAMES = 2048
-#: Files longer than this (seconds) are decoded block by block (see :func:`load_audio_streaming`).
-STREAM_ABOVE_SECONDS = 60.0
-_BLOCK_FRAMES = 1 << 16
-
-
-def load_audio_streaming(path, sr=16000, block_frames=_BLOCK_FRAMES) -> np.ndarray:
-    """:func:`preprocessing.audio.load_audio` without holding the native-rate signal in memory.
-
-    ``load_audio`` decodes the whole file at its native rate and channel count before averaging and
-    resampling: 10 minutes of 44.1 kHz stereo is a 212 MB float32 buffer plus a 106 MB mono copy,
-    for a 38 MB result. Here libsndfile decodes blocks of ``block_frames`` frames, each block is
-    averaged to mono the same way (``to_mono``) and fed to a soxr HQ resampling *stream*, whose
-    output is identical to soxr's one-shot resampling (tested bit for bit against ``load_audio``).
-
-    Returns
-    -------
-    float32 [n_samples] mono at ``sr``.
-
-    Raises
-    ------
-    preprocessing.audio.AudioLoadError
-        ``missing``/``empty``/``not-audio``/``unreadable`` from the header check, ``unreadable``
-        for a decoding error or non-finite samples, ``no-samples`` for an empty stream.
-    """
-    import soundfile as sf
-    import soxr
-    info = audio_info(path)          # classified errors for missing / empty / non-audio files
-    sr_in, sr = int(info.samplerate), int(sr)
-    cap = int(math.ceil(max(info.frames, 1) * sr / sr_in)) + 1024
-    out = np.empty(cap, np.float32)
-    n = 0
-
-    def put(chunk):
-        nonlocal out, n
-        if n + chunk.shape[0] > out.shape[0]:      # header frame counts can be estimates (MP3)
-            bigger = np.empty(max(2 * out.shape[0], n + chunk.shape[0]), np.float32)
-            bigger[:n] = out[:n]
-            out = bigger
-        out[n:n + chunk.shape[0]] = chunk
-        n += chunk.shape[0]
-
-    try:
-        with sf.SoundFile(str(path)) as f:
-            stream = None if sr_in == sr else soxr.ResampleStream(sr_in, sr, 1, dtype='float32', quality='HQ')
-            while True:
-                block = f.read(block_frames, dtype='float32', always_2d=True)
-                last = block.shape[0] < block_frames
-                if not np.all(np.isfinite(block)):
-                    raise AudioLoadError(path, 'unreadable', 'decoded samples contain NaN/inf')
-                mono = to_mono(block)
-                put(mono if stream is None else stream.resample_chunk(mono, last=last))
-                if last:
-                    break
-    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise AudioLoadError(path, 'unreadable', str(e)) from None
-    if n == 0:
-        raise AudioLoadError(path, 'no-samples', 'decoded to 0 samples')
-    return out[:n]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -610,19 +553,15 @@ class Tagger:
                      batch_size: int = 8) -> TagResult:
         """Decode ``path`` with :func:`preprocessing.audio.load_audio` and tag it.
 
-        Files longer than :data:`STREAM_ABOVE_SECONDS` are decoded block by block with
-        :func:`load_audio_streaming` (identical samples, no native-rate copy of the whole file).
+        ``load_audio`` decodes long files block by block (identical samples, no native-rate copy of
+        the whole file).
 
         Raises
         ------
         preprocessing.audio.AudioLoadError
             If the file cannot be decoded (``.reason`` says why).
         """
-        try:
-            long = audio_info(path).duration > STREAM_ABOVE_SECONDS
-        except AudioLoadError:
-            long = False          # let load_audio raise its classified error
-        audio = load_audio_streaming(path, self.sr) if long else load_audio(path, sr=self.sr)
+        audio = load_audio(path, sr=self.sr)
         result = self._predict_mono(audio, window_seconds, hop_seconds, batch_size)
         result.path = str(path)
         return result

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from preprocessing.audio import AudioLoadError, audio_info, load_audio, read_audio
+import preprocessing.audio as pa
+from preprocessing.audio import (AudioLoadError, audio_info, load_audio, load_audio_streaming, read_audio,
+                                 resample, to_mono)
 from preprocessing.features import FeatureParams, get_params, log_mel, mel_power, n_frames, frames_per_second
 from tests._audio_fixtures import music_like, write_mp3, write_wav
 
@@ -62,11 +64,17 @@ def test_load_audio_channel_mean(tmp_path):
     np.testing.assert_allclose(load_audio(path, sr=SR), 0.2, atol=1e-7)
 
 
+@pytest.mark.parametrize('stream_above', [None, -1.0], ids=['default', 'all-block-wise'])
 @pytest.mark.parametrize('kind, reason', [
     ('missing', 'missing'), ('empty', 'empty'), ('text', 'not-audio'), ('random', None),
     ('truncated_wav', None), ('zero_frames', 'no-samples'),
 ])
-def test_load_audio_bad_files_raise_typed_error(tmp_path, kind, reason):
+def test_load_audio_bad_files_raise_typed_error(tmp_path, monkeypatch, kind, reason, stream_above):
+    blocks = []
+    if stream_above is not None:          # every file with a readable header takes the block path
+        monkeypatch.setattr(pa, 'STREAM_ABOVE_SECONDS', stream_above)
+        real = pa._decode_blocks
+        monkeypatch.setattr(pa, '_decode_blocks', lambda *a: blocks.append(a) or real(*a))
     path = tmp_path / f'{kind}.mp3'
     if kind == 'empty':
         path.write_bytes(b'')
@@ -90,6 +98,10 @@ def test_load_audio_bad_files_raise_typed_error(tmp_path, kind, reason):
     else:
         assert err.value.reason in ('not-audio', 'unreadable')
     assert isinstance(err.value, ValueError)
+    if stream_above is not None and kind == 'zero_frames':
+        assert blocks                     # the header was readable: the block path raised it
+    elif kind in ('missing', 'empty', 'text'):
+        assert not blocks                 # no readable header: the one-shot path classified it
 
 
 def test_truncated_mp3_decodes_shorter_or_fails_cleanly(tmp_path):
@@ -111,6 +123,86 @@ def test_audio_info(tmp_path):
     assert info.duration == pytest.approx(2.0)
     with pytest.raises(AudioLoadError):
         audio_info(tmp_path / 'nope.wav')
+
+
+# ---------------------------------------------------------------- block-wise decoding of long files
+
+def _one_shot(path, sr):
+    """The whole-file chain (decode at the native rate, channel mean, soxr HQ), never block-wise."""
+    audio, native = read_audio(path)
+    mono = to_mono(audio)
+    return mono if sr is None else resample(mono, native, sr)
+
+
+@pytest.mark.parametrize('sr_in, channels, kind', [(44100, 2, 'mp3'), (22050, 1, 'wav'), (16000, 1, 'wav'),
+                                                   (48000, 3, 'wav')])
+def test_streaming_decode_is_identical_to_one_shot(tmp_path, sr_in, channels, kind):
+    audio = music_like(6.3, sr_in, seed=11, channels=channels)
+    if kind == 'mp3':
+        f = write_mp3(tmp_path / 'x.mp3', audio, sr_in)
+    else:
+        f = write_wav(tmp_path / 'x.wav', audio, sr_in, subtype='FLOAT')
+    for sr in (SR, None):
+        ref = _one_shot(f, sr)
+        for block in (4096, 65536, 10 ** 6):          # many blocks, a few, one
+            got = load_audio_streaming(f, sr, block_frames=block)
+            assert got.dtype == np.float32 and got.shape == ref.shape
+            np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize('content, reason', [(b'', 'empty'), (b'plain text' * 50, 'not-audio'), (None, 'missing'),
+                                             ('zero_frames', 'no-samples'), ('nan', 'unreadable')])
+def test_streaming_decode_errors_are_classified(tmp_path, content, reason):
+    f = tmp_path / 'bad.flac'
+    if content == 'zero_frames':
+        f = tmp_path / 'z.wav'
+        sf.write(str(f), np.zeros((0, 1), np.float32), SR)
+    elif content == 'nan':
+        f = tmp_path / 'nan.wav'
+        y = music_like(1, SR)
+        y[SR // 2] = np.nan
+        sf.write(str(f), y, SR, subtype='FLOAT')
+    elif content is not None:
+        f.write_bytes(content)
+    with pytest.raises(AudioLoadError) as e:
+        load_audio_streaming(f, block_frames=4096)
+    assert e.value.reason == reason
+
+
+def _count_blocks(monkeypatch):
+    """Spy on libsndfile reads made by preprocessing.audio: the frame counts asked for."""
+    asked = []
+    real = sf.SoundFile.read
+
+    def read(self, frames=-1, *args, **kwargs):
+        asked.append(frames)
+        return real(self, frames, *args, **kwargs)
+    monkeypatch.setattr(sf.SoundFile, 'read', read)
+    return asked
+
+
+@pytest.mark.parametrize('sr', [SR, None])
+def test_load_audio_decodes_long_files_block_by_block(tmp_path, monkeypatch, sr):
+    f = write_mp3(tmp_path / 'long.mp3', music_like(5, 44100, seed=13, channels=2), 44100)
+    ref = _one_shot(f, sr)
+    monkeypatch.setattr(pa, 'STREAM_ABOVE_SECONDS', 3.0)      # 5 s counts as long
+    monkeypatch.setattr(pa, '_BLOCK_FRAMES', 8192)
+    asked = _count_blocks(monkeypatch)
+    got = load_audio(f, sr=sr)
+    # block path: only 8192-frame reads (≥ 5 s · 44.1 kHz / 8192 of them), no whole-file read
+    assert asked and set(asked) == {8192} and len(asked) >= 5 * 44100 // 8192
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-7)
+
+
+def test_load_audio_reads_short_files_in_one_go(tmp_path, monkeypatch):
+    f = write_wav(tmp_path / 'short.wav', music_like(2, 22050, seed=14, channels=2), 22050, subtype='FLOAT')
+    monkeypatch.setattr(pa, 'STREAM_ABOVE_SECONDS', 3.0)
+    monkeypatch.setattr(pa, '_BLOCK_FRAMES', 8192)
+    asked = _count_blocks(monkeypatch)
+    got = load_audio(f, sr=SR)
+    assert len(asked) == 1 and asked[0] != 8192   # one whole-file read (soundfile.read), no blocks
+    np.testing.assert_array_equal(got, _one_shot(f, SR))
 
 
 # ---------------------------------------------------------------- NumPy log-mel vs librosa
