@@ -43,7 +43,7 @@ def _config(tmp_path, data_dir, **extra):
            'distribution': {'strategy': 'one_device'},   # multi-replica paths: test_training_loop
            'logging': {'progress': False, 'log_every_steps': 1}}
     for k, v in extra.items():
-        cfg[k].update(v)
+        cfg.setdefault(k, {}).update(v)
     path = tmp_path / 'cfg.json'
     path.write_text(json.dumps(cfg))
     return str(path)
@@ -105,3 +105,122 @@ def test_cli_config_errors_from_the_data_and_registry(tmp_path, logmel_dir, caps
             ('dataset.dir="/nonexistent/x"', 'config error: dataset.dir: no manifest.json')]:
         assert main(['--config', cfg, '--run-dir', str(tmp_path / 'r'), '--set', override]) == 2, override
         assert message in capsys.readouterr().err, override
+
+
+# ---------------------------------------------------------------- --auto-restart
+# The retry loop lives in training.__main__.main; the crash is injected at the per-epoch seam
+# Trainer._train_epoch (called once per epoch by Trainer.fit). The registry model is swapped for the
+# tiny fixture model (same TFRecords, same CLI path) so that the re-built trainer traces fast.
+
+class _CrashOnce:
+    """Wrap ``Trainer._train_epoch``: train epoch ``at`` normally, then raise once (before its checkpoint)."""
+
+    def __init__(self, monkeypatch, at=2, error=RuntimeError):
+        from training.trainer import Trainer
+        self.at, self.crashed, self.calls = at, 0, []   # calls: (epoch, optimizer steps before it)
+        self.history_at_crash = None
+        original = Trainer._train_epoch
+
+        def train_epoch(trainer, epoch, tb_train):
+            self.calls.append((epoch, trainer.iterations))
+            result = original(trainer, epoch, tb_train)
+            if epoch == self.at and not self.crashed:
+                self.crashed += 1
+                with open(trainer.paths.history, encoding='utf-8') as fh:
+                    self.history_at_crash = (trainer.paths.history, fh.read())
+                raise error(f'injected crash in epoch {epoch}')
+            return result
+
+        monkeypatch.setattr(Trainer, '_train_epoch', train_epoch)
+
+
+@pytest.fixture
+def tiny_registry(monkeypatch):
+    from tests._training_fixtures import tiny_model_fn
+    monkeypatch.setattr('training.trainer.registry_model_fn', lambda model_cfg: tiny_model_fn(hidden=8))
+
+
+def _history_rows(run):
+    import csv
+    with open(run / 'history.csv', newline='') as fh:
+        return list(csv.DictReader(fh))
+
+
+_RESTART_MSG = 'training failed; restarting from the last checkpoint'
+
+
+def test_auto_restart_resumes_from_the_last_checkpoint_after_a_crash(tmp_path, logmel_dir, tiny_registry,
+                                                                     monkeypatch, caplog, capsys):
+    crash = _CrashOnce(monkeypatch, at=2)
+    run = tmp_path / 'run'
+    cfg = _config(tmp_path, logmel_dir, optimization={'epochs': 3}, callbacks={'early_stopping': {'patience': None}})
+    assert main(['--config', cfg, '--run-dir', str(run), '--auto-restart', '1']) == 0
+    assert 'training: 3 epoch(s)' in capsys.readouterr().out
+    # epoch 1 trained once; epoch 2 crashed (before its checkpoint) and was re-run; then epoch 3
+    assert [e for e, _ in crash.calls] == [1, 2, 2, 3] and crash.crashed == 1
+    steps_1 = crash.calls[1][1]
+    assert steps_1 > 0
+    # the re-run epoch 2 starts from ckpt-1's optimizer state, not from scratch nor from the lost epoch 2
+    assert crash.calls[2][1] == steps_1 and crash.calls[3][1] == 2 * steps_1
+    # history.csv: each epoch exactly once; epoch 1's row is the one written before the crash
+    rows = _history_rows(run)
+    assert [r['epoch'] for r in rows] == ['1', '2', '3']
+    path, before = crash.history_at_crash
+    assert path == str(run / 'history.csv')
+    assert before.splitlines()[:2] == (run / 'history.csv').read_text().splitlines()[:2]
+    assert len(before.splitlines()) == 2   # the crash came before epoch 2's row
+    import tensorflow as tf
+    assert tf.train.latest_checkpoint(str(run / 'checkpoints')).endswith('ckpt-3')
+    assert (run / 'model.keras').exists()
+    # the crash was logged with its traceback, and the second attempt resumed from ckpt-1
+    failed = [r for r in caplog.records if _RESTART_MSG in r.getMessage()]
+    assert len(failed) == 1 and '(1/1)' in failed[0].getMessage()
+    assert failed[0].exc_info and isinstance(failed[0].exc_info[1], RuntimeError)
+    assert 'injected crash in epoch 2' in caplog.text
+    resumed = [r.getMessage().split()[2] for r in caplog.records if r.getMessage().startswith('resumed from ')]
+    assert resumed == [str(run / 'checkpoints' / 'ckpt-1') + ':']
+
+
+def test_without_auto_restart_the_crash_propagates_and_resume_continues(tmp_path, logmel_dir, tiny_registry,
+                                                                        monkeypatch, caplog, capsys):
+    crash = _CrashOnce(monkeypatch, at=2)
+    run = tmp_path / 'run'
+    cfg = _config(tmp_path, logmel_dir, optimization={'epochs': 3}, callbacks={'early_stopping': {'patience': None}})
+    with pytest.raises(RuntimeError, match='injected crash in epoch 2'):
+        main(['--config', cfg, '--run-dir', str(run), '--auto-restart', '0'])
+    assert [e for e, _ in crash.calls] == [1, 2]        # no second attempt
+    assert _RESTART_MSG not in caplog.text
+    import tensorflow as tf
+    assert tf.train.latest_checkpoint(str(run / 'checkpoints')).endswith('ckpt-1')
+    assert [r['epoch'] for r in _history_rows(run)] == ['1']
+    # the kept checkpoint lets --resume finish the run (the injected crash does not repeat)
+    assert main(['--config', cfg, '--run-dir', str(run), '--resume']) == 0
+    assert [e for e, _ in crash.calls] == [1, 2, 2, 3]
+    assert crash.calls[2][1] == crash.calls[1][1] > 0
+    assert [r['epoch'] for r in _history_rows(run)] == ['1', '2', '3']
+    assert 'training: 3 epoch(s)' in capsys.readouterr().out
+
+
+def test_auto_restart_does_not_retry_config_errors(tmp_path, logmel_dir, tiny_registry, monkeypatch, caplog, capsys):
+    import training.trainer
+    calls = []
+    original = training.trainer.train
+    monkeypatch.setattr(training.trainer, 'train', lambda *a, **k: calls.append(k) or original(*a, **k))
+    cfg = _config(tmp_path, logmel_dir)
+    assert main(['--config', cfg, '--run-dir', str(tmp_path / 'r'), '--auto-restart', '3',
+                 '--set', 'optimization.optimizer.name=Adamm']) == 2
+    assert 'config error: optimization.optimizer.name' in capsys.readouterr().err
+    assert len(calls) == 1 and _RESTART_MSG not in caplog.text
+
+
+def test_auto_restart_does_not_retry_a_non_finite_loss(tmp_path, logmel_dir, tiny_registry, monkeypatch, caplog,
+                                                      capsys):
+    # a non-finite loss recurs from the same checkpoint with the same settings: stop with advice instead
+    crash = _CrashOnce(monkeypatch, at=2, error=FloatingPointError)
+    run = tmp_path / 'run'
+    cfg = _config(tmp_path, logmel_dir, optimization={'epochs': 3}, callbacks={'early_stopping': {'patience': None}})
+    assert main(['--config', cfg, '--run-dir', str(run), '--auto-restart', '2']) == 1
+    assert [e for e, _ in crash.calls] == [1, 2]
+    err = capsys.readouterr().err
+    assert 'injected crash in epoch 2' in err and 'lower the learning rate' in err and str(run) in err
+    assert _RESTART_MSG not in caplog.text

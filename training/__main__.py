@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='continue the run in --run-dir from its newest checkpoint (starts fresh if it has none)')
     p.add_argument('--overwrite', action='store_true', help='delete an existing run directory first')
     p.add_argument('--auto-restart', type=int, default=0, metavar='N',
-                   help='after a crash (not a config error), resume from the last checkpoint up to N times')
+                   help='after a crash (not a config error or a non-finite loss), resume from the last '
+                        'checkpoint up to N times')
     p.add_argument('--print-default-config', action='store_true',
                    help='print the documented default config (// comment lines + JSON) and exit')
     p.add_argument('--no-comments', action='store_true', help='with --print-default-config: plain JSON only')
@@ -104,6 +105,13 @@ def main(argv=None) -> int:
             print(f'interrupted; continue with: python -m training --config {args.config} '
                   f'--run-dir {run_dir} --resume', file=sys.stderr)
             return 130
+        except FloatingPointError as exc:
+            # a non-finite loss or score: resuming from the last checkpoint with the same settings
+            # meets it again, so --auto-restart does not retry it
+            print(f'training stopped: {exc}. Not restarted: resuming with the same settings would meet it '
+                  f'again; lower the learning rate or check the data. Checkpoints are kept in {run_dir}',
+                  file=sys.stderr)
+            return 1
         except Exception:
             if attempt >= args.auto_restart:
                 raise
