@@ -189,6 +189,8 @@ def work(fs):
     for rel in fs:
         scan_file({root!r}, rel)
 if __name__ == '__main__':
+    import gc
+    gc.freeze()  # as msd.parallel does before forking its workers
     with mp.get_context('fork').Pool(2) as pool:
         pool.map(abs, [1, 2])  # both workers up
         t = time.perf_counter(); work(files); serial = time.perf_counter() - t
