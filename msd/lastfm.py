@@ -64,7 +64,7 @@ def check_schema(conn, path) -> bool:
     return 'val' in [r[1] for r in conn.execute('PRAGMA table_info("tid_tag")')]
 
 
-def write_tables(conn, tags, tids, pairs, index=True):
+def write_tables(conn, tags, tids, pairs):
     """Create and fill the Last.fm layout in the open connection ``conn`` (no commit).
 
     ``tags`` and ``tids`` are iterables of ``(rowid, text)`` (a ``None`` tid marks a track kept
@@ -78,11 +78,11 @@ def write_tables(conn, tags, tids, pairs, index=True):
     conn.executemany('INSERT INTO tags(rowid, tag) VALUES (?, ?)', tags)
     conn.executemany('INSERT INTO tids(rowid, tid) VALUES (?, ?)', tids)
     conn.executemany('INSERT INTO tid_tag(tid, tag, val) VALUES (?, ?, ?)', pairs)
-    if index:
-        conn.execute('CREATE INDEX tid_tag_tid ON tid_tag(tid)')
-        conn.execute('CREATE INDEX tid_tag_tag ON tid_tag(tag)')
-        conn.execute('CREATE INDEX tags_tag ON tags(tag)')
-        conn.execute('CREATE INDEX tids_tid ON tids(tid)')
+    # the published DB's indexes
+    conn.execute('CREATE INDEX tid_tag_tid ON tid_tag(tid)')
+    conn.execute('CREATE INDEX tid_tag_tag ON tid_tag(tag)')
+    conn.execute('CREATE INDEX tags_tag ON tags(tag)')
+    conn.execute('CREATE INDEX tids_tid ON tids(tid)')
 
 
 def connect_readonly(path):
