@@ -275,7 +275,9 @@ def _decode_blocks(path, info, sr, block_frames):
                 put(mono if stream is None else stream.resample_chunk(mono, last=last))
                 if last:
                     break
-    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+    except AudioLoadError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:  # as read_audio classifies them
         raise AudioLoadError(path, 'unreadable', str(e)) from None
     if n == 0:
         raise AudioLoadError(path, 'no-samples', 'decoded to 0 samples')

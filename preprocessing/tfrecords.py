@@ -55,8 +55,7 @@ from collections import Counter
 import numpy as np
 
 from preprocessing import io as pio
-from preprocessing.encode import encode_item, encode_track  # noqa: F401  (encode_track: public API)
-from preprocessing.encode import init_worker as encode_init_worker
+from preprocessing.encode import encode_item, encode_track, init_worker  # noqa: F401  (encode_track: public API)
 from preprocessing.features import FeatureParams, frames_per_second, get_params
 from preprocessing.splits import SPLITS, hash_unit, read_splits
 
@@ -129,6 +128,7 @@ def load_clean_tags(path) -> TagDB:
 
 #: Record layout written by :func:`serialize_example`: the audio bytes end every record.
 LAYOUT = 'audio-last'
+
 
 def feature_spec(fmt, sr=16000, preset=None, params=None, audio_encoding='raw') -> dict:
     """The ``features`` block of a manifest for a format/preset (validated)."""
@@ -400,7 +400,7 @@ def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', p
     t0 = time.perf_counter()
     # the worker processes start first, so their start-up (imports) overlaps with the planning below
     # spawn: workers import NumPy/soundfile only (preprocessing.encode), never a forked TensorFlow runtime
-    pool = multiprocessing.get_context('spawn').Pool(workers, initializer=encode_init_worker) if workers > 1 else None
+    pool = multiprocessing.get_context('spawn').Pool(workers, initializer=init_worker) if workers > 1 else None
     try:
         master = read_master(master_csv)
         splits = read_splits(splits_csv)
@@ -438,11 +438,12 @@ def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', p
             from tqdm import tqdm
             bar = tqdm(total=n_tracks, unit='track', desc=f'write {format}', dynamic_ncols=True)
         infos = []
+        results = _results(todo, features, pool)
         try:
-            results = _results(todo, features, pool)
             for shard in todo:
                 infos.append(_write_shard(shard, out, results, bar, compression))
         finally:
+            results.close()  # ends the serial path's BLAS thread limit now, even after an error
             bar.close()
     finally:
         if pool is not None:

@@ -457,6 +457,34 @@ def test_writer_workers_run_one_blas_thread():
     assert limited == 1
 
 
+def test_writer_error_leaves_no_shard_and_restores_blas_threads(corpus, tmp_path, monkeypatch):
+    # an error in the middle of a serial write: no shard is renamed into place, and the one-BLAS-thread
+    # limit of the serial path does not outlive the call (the traceback keeps its frames alive)
+    import preprocessing.tfrecords as tfr
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return max(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas')
+    before = blas_threads()
+    if before == 1:
+        pytest.skip('BLAS already runs one thread here')
+    real, calls = tfr.serialize_example, []
+
+    def failing(*args):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise RuntimeError('disk full')
+        return real(*args)
+    monkeypatch.setattr(tfr, 'serialize_example', failing)
+    out = tmp_path / 'w'
+    with pytest.raises(RuntimeError, match='disk full') as excinfo:
+        write_tfrecords(corpus['master'], corpus['tags_db'], corpus['splits'], str(out), format='waveform',
+                        shards_per_split=1, workers=1, progress=False)
+    assert excinfo.traceback  # keep the failed call's frames alive while checking
+    assert blas_threads() == before
+    assert not list(out.glob('*.tfrecord')) and not (out / 'manifest.json').exists()
+
+
 def test_bad_tag_db_and_master(corpus, tmp_path):
     bad_db = tmp_path / 'bad.db'
     import sqlite3
