@@ -1,7 +1,7 @@
-"""Installs the five MuseTag packages; pins come from requirements*.txt (one source of truth)."""
+"""Installs the MuseTag packages and the ``musetag`` command; pins come from requirements*.txt."""
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
@@ -16,11 +16,13 @@ setup(
     version='0.1.0',
     description='Music audio auto-tagging at scale with TensorFlow/Keras (MSD + Last.fm, Pons et al. 2018, musicnn).',
     python_requires='>=3.11,<3.12',
-    packages=['msd', 'preprocessing', 'modeling', 'training', 'evaluation'],
+    packages=find_packages(include=['core', 'msd', 'msd.*', 'preprocessing', 'modeling', 'training',
+                                    'evaluation', 'evaluation.*', 'musetag']),
     package_data={'msd': ['lists/*.txt']},
     install_requires=_requirements('requirements.txt'),
     extras_require={'dev': _requirements('requirements-dev.txt')},
     entry_points={'console_scripts': [
+        'musetag=musetag.cli:main',
         'musetag-msd=msd.__main__:main',
         'musetag-preprocess=preprocessing.__main__:main',
         'musetag-train=training.__main__:main',

@@ -5,23 +5,35 @@
 >>> model.output_shape
 (None, 50)
 
-Registered models: ``orpheus_logmel``, ``orpheus_waveform`` (Pons et al. 2018 / urop2019
-Orpheus, SPEC 5.1), ``musicnn`` (SPEC 5.2), ``vgg`` (SPEC 5.3), plus every
-``'<frontend>+<backend>'`` combination of :func:`list_frontends` × :func:`list_backends`.
-Every model outputs sigmoid probabilities from a layer named ``tags``; all input normalisation
-is inside the model. Published musicnn weights: :mod:`modeling.pretrained`.
+Registered models: ``orpheus_logmel``, ``orpheus_waveform`` (Pons et al. 2018, "End-to-end
+learning for music audio tagging at scale", as ported to TF2 by Orpheus), ``musicnn`` (Pons &
+Serra 2019), ``vgg`` (the musicnn VGG baseline), plus every ``'<frontend>+<backend>'``
+combination of :func:`list_frontends` × :func:`list_backends`. Every model outputs sigmoid
+probabilities from a layer named ``tags``; all input normalisation is inside the model.
+
+The package loads Keras only when a model function is first used (``modeling.build_model``…), so
+:mod:`modeling.rundir` (the run-directory contract) and the published-model catalogue
+(:mod:`modeling.cards`) stay light enough for commands that must answer at once.
+Published musicnn weights: :mod:`modeling.pretrained`.
 """
 from __future__ import annotations
-
-from . import layers  # noqa: F401  (registers the custom layers for model loading)
-from .registry import (FRONTEND_OUTPUT, HParamError, InputSpec, build_model, frontend_layers,
-                       list_backends, list_frontends, list_models, logits_model, model_hparams,
-                       model_info, register, register_backend, register_frontend)
-from . import orpheus, musicnn  # noqa: F401,E402  (register the built-in blocks and models)
 
 __all__ = ['InputSpec', 'HParamError', 'build_model', 'list_models', 'list_frontends',
            'list_backends', 'model_info', 'model_hparams', 'register', 'register_frontend',
            'register_backend', 'logits_model', 'frontend_layers', 'FRONTEND_OUTPUT', 'load_model']
+
+_REGISTRY = ('InputSpec', 'HParamError', 'build_model', 'list_models', 'list_frontends', 'list_backends',
+             'model_info', 'model_hparams', 'register', 'register_frontend', 'register_backend',
+             'logits_model', 'frontend_layers', 'FRONTEND_OUTPUT')
+
+
+def __getattr__(name):
+    if name in _REGISTRY:
+        from . import layers  # noqa: F401  (registers the custom layers for model loading)
+        from . import registry
+        registry._builtins()
+        return getattr(registry, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 def load_model(path, compile: bool = False):
@@ -35,9 +47,7 @@ def load_model(path, compile: bool = False):
         Restore the training configuration too (default False: inference).
     """
     import keras
-    try:  # a log-mel model fed waveforms contains the front end's LogMel layer
-        import preprocessing.tf_frontend  # noqa: F401
-    except ModuleNotFoundError as err:
-        if err.name != 'preprocessing.tf_frontend':
-            raise
+
+    from . import layers  # noqa: F401  (registers MuseTag's custom layers)
+    from preprocessing import tf_frontend  # noqa: F401  (the LogMel layer of waveform-fed models)
     return keras.models.load_model(path, compile=compile)

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 import keras
 
-from preprocessing.features import dataclass_from_dict
+from core.records import dataclass_from_dict
 
 __all__ = ['InputSpec', 'HParamError', 'register', 'register_frontend', 'register_backend',
            'build_model', 'list_models', 'list_frontends', 'list_backends', 'model_info',
@@ -186,7 +186,13 @@ def register(name: str, fn: Optional[Callable] = None, *, frontend: Optional[str
     return deco(fn) if fn is not None else deco
 
 
+def _builtins() -> None:
+    """Register the built-in blocks (their modules register themselves when imported)."""
+    from . import musicnn, orpheus  # noqa: F401
+
+
 def _resolve(name: str) -> _ModelEntry:
+    _builtins()
     if name in _MODELS:
         entry = _MODELS[name]
     elif '+' in name:
@@ -206,17 +212,20 @@ def _resolve(name: str) -> _ModelEntry:
 
 def list_frontends() -> list:
     """Registered frontend names."""
+    _builtins()
     return sorted(_FRONTENDS)
 
 
 def list_backends() -> list:
     """Registered backend names."""
+    _builtins()
     return sorted(_BACKENDS)
 
 
 def list_models(combinations: bool = True) -> list:
     """Model names: the registered models, then (unless ``combinations=False``) every
     ``'<frontend>+<backend>'`` combination."""
+    _builtins()
     names = sorted(_MODELS)
     if combinations:
         names += [f'{f}+{b}' for f in sorted(_FRONTENDS) for b in sorted(_BACKENDS)]

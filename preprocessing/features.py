@@ -30,19 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
+from core.records import dataclass_from_dict
+
 __all__ = ['FeatureParams', 'PRESETS', 'get_params', 'log_mel', 'mel_power', 'apply_log',
-           'mel_basis', 'n_frames', 'frames_per_second', 'dataclass_from_dict']
+           'mel_basis', 'n_frames', 'frames_per_second']
 
 _LOGS = ('power_to_db', 'log10_1p')
-
-
-def dataclass_from_dict(cls, d: dict, what: str):
-    """``cls(**d)`` for a dataclass, with unknown keys an error naming them (``what``: their noun)."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f'unknown {what}(s): {", ".join(unknown)}')
-    return cls(**d)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,171 @@
+"""What every MuseTag command line shares: argument types, common flags, and running a command.
+
+Flag names mean the same thing in every command (``docs/cli.md``):
+
+==================  ===========================================================================
+``--run RUN``       a run directory (training run or imported model)
+``--out PATH``      the output of the command
+``--overwrite``     replace an existing output (otherwise an existing output is an error)
+``--tags DB``       a clean tag database (``msd clean-tags``); the raw Last.fm DB is ``--lastfm``
+``--set K=V``       override one setting (repeatable); ``V`` is parsed as JSON, else kept as text
+``--workers N``     worker processes
+``-q/--quiet``      warnings only, no progress bars
+``-v/--verbose``    debug logging
+``--no-progress``   no progress bars, normal logging
+==================  ===========================================================================
+
+:func:`run_command` runs a command body and turns the exceptions users cause into one line on
+stderr and the documented exit code (:mod:`core.errors`), never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+
+from .errors import EXIT_INTERRUPTED, MuseTagError, exit_code, is_user_error
+from .logs import setup_logging
+
+__all__ = ['positive_int', 'nonneg_int', 'positive_float', 'finite_float', 'existing_file', 'existing_dir',
+           'existing_path', 'key_value', 'parse_overrides', 'add_verbosity', 'verbosity', 'show_progress',
+           'run_command', 'HelpFormatter']
+
+log = logging.getLogger(__name__)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default (``(default: …)``) and keeps descriptions as written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ''
+        if action.default in (None, False, argparse.SUPPRESS, []) or '%(default)' in text or 'default' in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def _number(text, kind):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected {"an integer" if kind is int else "a number"}, '
+                                         f'got {text!r}') from None
+
+
+def positive_int(text) -> int:
+    v = _number(text, int)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {v}')
+    return v
+
+
+def nonneg_int(text) -> int:
+    v = _number(text, int)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f'must be >= 0, got {v}')
+    return v
+
+
+def finite_float(text) -> float:
+    v = _number(text, float)
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f'must be a finite number, got {text}')
+    return v
+
+
+def positive_float(text) -> float:
+    v = finite_float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f'must be > 0, got {text}')
+    return v
+
+
+def existing_file(text) -> str:
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f'{text}: no such file' if not os.path.exists(text)
+                                         else f'{text}: not a file')
+    return text
+
+
+def existing_dir(text) -> str:
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f'{text}: no such directory' if not os.path.exists(text)
+                                         else f'{text}: not a directory')
+    return text
+
+
+def existing_path(text) -> str:
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f'{text}: no such file or directory')
+    return text
+
+
+def key_value(text) -> tuple:
+    """``--set`` item ``KEY=VALUE`` → ``(KEY, value)``; VALUE is JSON if it parses, else a string."""
+    key, sep, raw = text.partition('=')
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f'expected KEY=VALUE, got {text!r}')
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key, value
+
+
+def parse_overrides(items) -> dict:
+    """``--set`` items (``(key, value)`` pairs, or legacy JSON-object strings) → one dict."""
+    out = {}
+    for item in items or ():
+        if isinstance(item, tuple):
+            out[item[0]] = item[1]
+            continue
+        try:
+            value = json.loads(item)
+        except ValueError:
+            raise MuseTagError(f'--set {item!r}: expected KEY=VALUE') from None
+        if not isinstance(value, dict):
+            raise MuseTagError(f'--set {item!r}: expected KEY=VALUE')
+        out.update(value)
+    return out
+
+
+def add_verbosity(parser, progress: bool = True) -> None:
+    """``-q/--quiet``, ``-v/--verbose`` (and ``--no-progress``) with their documented meaning."""
+    parser.add_argument('-q', '--quiet', action='count', default=0,
+                        help='warnings only and no progress bars (the summary is still printed)')
+    parser.add_argument('-v', '--verbose', action='count', default=0, help='debug logging')
+    if progress:
+        parser.add_argument('--no-progress', action='store_true', help='no progress bars')
+
+
+def verbosity(args) -> int:
+    return getattr(args, 'verbose', 0) - getattr(args, 'quiet', 0)
+
+
+def show_progress(args) -> bool:
+    return not (getattr(args, 'quiet', 0) or getattr(args, 'no_progress', False))
+
+
+def run_command(body, args, prog: str) -> int:
+    """Set up logging, run ``body(args)`` and map exceptions to the documented exit codes.
+
+    ``body`` returns an exit code (None means 0). Errors the user can act on (:class:`MuseTagError`,
+    ``FileNotFoundError``, ``FileExistsError``, ``ValueError``, a full disk) print
+    ``<prog>: error: <message>``; Ctrl-C prints ``<prog>: interrupted``. Anything else is a bug and
+    keeps its traceback.
+    """
+    setup_logging(verbosity(args))
+    try:
+        code = body(args)
+        return 0 if code is None else int(code)
+    except KeyboardInterrupt:
+        print(f'{prog}: interrupted', file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - user errors become one line; anything else re-raises
+        if not is_user_error(e):
+            raise
+        print(f'{prog}: error: {e}', file=sys.stderr)
+        return exit_code(e)
