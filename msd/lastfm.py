@@ -23,6 +23,7 @@ with ``val > threshold``. Unknown names or numbers raise ``KeyError``.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import sqlite3
@@ -83,6 +84,61 @@ def write_tables(conn, tags, tids, pairs):
     conn.execute('CREATE INDEX tid_tag_tag ON tid_tag(tag)')
     conn.execute('CREATE INDEX tags_tag ON tags(tag)')
     conn.execute('CREATE INDEX tids_tid ON tids(tid)')
+
+
+@dataclasses.dataclass
+class TagDB:
+    """Clean tag vocabulary and per-track tag numbers read from a clean tag DB.
+
+    Attributes
+    ----------
+    vocabulary : dict int -> str
+        Clean tag number (the ``tags`` rowid) -> tag name.
+    by_track : dict str -> list[int]
+        Track id -> sorted distinct clean tag numbers.
+    """
+    vocabulary: dict
+    by_track: dict
+
+
+def load_clean_tags(path) -> TagDB:
+    """Read ``tags``, ``tids`` and ``tid_tag`` of a clean tag DB (``python -m msd clean-tags``).
+
+    Tracks whose ``tids.tid`` is NULL (no clean tag) and pairs naming a tag number missing from
+    ``tags`` are left out.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist (the message names it).
+    ValueError
+        If the file is not an SQLite DB with the expected tables and columns (naming the file).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f'clean tag DB not found: {path}')
+    try:
+        con = sqlite3.connect(pathlib.Path(path).resolve().as_uri() + '?mode=ro', uri=True)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            for table, cols in (('tags', {'tag'}), ('tids', {'tid'}), ('tid_tag', {'tid', 'tag'})):
+                if table not in tables:
+                    raise ValueError(f'{path}: clean tag DB has no table {table!r} (found {sorted(tables)})')
+                have = {r[1] for r in con.execute(f'PRAGMA table_info({table})')}
+                if not cols <= have:
+                    raise ValueError(f'{path}: table {table} lacks column(s) {sorted(cols - have)}')
+            vocab = {int(n): str(t) for n, t in con.execute('SELECT rowid, tag FROM tags ORDER BY rowid')}
+            by_track = {}
+            rows = con.execute('SELECT tids.tid, tid_tag.tag FROM tid_tag JOIN tids ON tid_tag.tid = tids.rowid '
+                               'WHERE tids.tid IS NOT NULL')
+            for tid, tag in rows:
+                if tag in vocab:
+                    by_track.setdefault(tid, set()).add(int(tag))
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise ValueError(f'{path}: not a readable SQLite tag DB ({e})') from None
+    return TagDB(vocab, {tid: sorted(nums) for tid, nums in by_track.items()})
 
 
 def connect_readonly(path):

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from msd.common import MsdError
-from msd.lastfm import LastFm, LastFmPandas, LastFmSchemaError
+from msd.lastfm import LastFm, LastFmPandas, LastFmSchemaError, TagDB, load_clean_tags
 from tests._msd_fixtures import make_raw_db, tid
 
 TAGS = ['rock', 'pop', "rock'n'roll", 'jazz', 'Robert"); DROP TABLE tags;--', 'unused']
@@ -137,3 +137,39 @@ def test_db_without_val(tmp_path):
         assert obj.query_tags(TIDS[0]) == ['rock', 'pop', "rock'n'roll"]
         with pytest.raises(MsdError, match='no val'):
             obj.with_tag('rock', threshold=5)
+
+
+def test_load_clean_tags_reads_vocabulary_and_tracks(tmp_path):
+    path = make_raw_db(str(tmp_path / 'clean.db'), TIDS, TAGS, PAIRS + [(1, 1, 50.0), (2, 9, 10.0)])
+    con = sqlite3.connect(path)
+    con.execute('UPDATE tids SET tid = NULL WHERE rowid = 5')  # a track without clean tags
+    con.commit()
+    con.close()
+    db = load_clean_tags(path)
+    assert isinstance(db, TagDB)
+    assert db.vocabulary == dict(enumerate(TAGS, 1))
+    # duplicates collapse, unknown tag numbers (9) and NULL tids are left out; numbers sorted
+    assert db.by_track == {TIDS[0]: [1, 2, 3], TIDS[1]: [1, 4], TIDS[2]: [3, 5], TIDS[3]: [1, 2]}
+
+
+def test_load_clean_tags_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match='missing.db'):
+        load_clean_tags(tmp_path / 'missing.db')
+    (tmp_path / 'text.db').write_text('not sqlite at all' * 100)
+    with pytest.raises(ValueError, match=r'text\.db: not a readable SQLite'):
+        load_clean_tags(tmp_path / 'text.db')
+    con = sqlite3.connect(tmp_path / 'bad.db')
+    con.execute('CREATE TABLE tags(tag TEXT)')
+    con.execute('CREATE TABLE tids(tid TEXT)')
+    con.commit()
+    con.close()
+    with pytest.raises(ValueError, match=r"bad\.db: clean tag DB has no table 'tid_tag'"):
+        load_clean_tags(tmp_path / 'bad.db')
+    con = sqlite3.connect(tmp_path / 'bad2.db')
+    con.execute('CREATE TABLE tags(tag TEXT)')
+    con.execute('CREATE TABLE tids(name TEXT)')
+    con.execute('CREATE TABLE tid_tag(tid INTEGER, tag INTEGER)')
+    con.commit()
+    con.close()
+    with pytest.raises(ValueError, match=r"bad2\.db: table tids lacks column\(s\) \['tid'\]"):
+        load_clean_tags(tmp_path / 'bad2.db')
