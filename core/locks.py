@@ -26,6 +26,7 @@ import os
 import shlex
 import socket
 import sys
+import time
 
 from .errors import EXIT_LOCKED, MuseTagError
 from .files import file_mode
@@ -86,10 +87,14 @@ class OutputLock:
         self.previous = None   # holder details of a stale lock taken over, if any
 
     # ------------------------------------------------------------------------------------------
-    def acquire(self) -> 'OutputLock':
+    def acquire(self, wait: float = 0.0) -> 'OutputLock':
+        """Take the lock; if another job holds it, wait up to ``wait`` seconds, then raise
+        :class:`LockedError` (``wait=0``: at once)."""
         if self._fd is not None:
             return self
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        deadline = time.monotonic() + max(0.0, wait)
+        told = False
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode())
             try:
@@ -97,9 +102,15 @@ class OutputLock:
             except OSError as e:
                 holder = _read_holder(fd)
                 os.close(fd)
-                if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+                if time.monotonic() >= deadline:
                     raise LockedError(self.target, holder) from None
-                raise
+                if not told:
+                    log.info('%s: waiting for pid %s to finish writing it', self.target, (holder or {}).get('pid'))
+                    told = True
+                time.sleep(0.2)
+                continue
             # the file may have been removed (released) between our open and our flock: then we
             # hold a lock on an orphan inode that nobody else can see; start again
             try:

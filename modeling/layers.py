@@ -24,7 +24,7 @@ class ClipStandardization(keras.layers.Layer):
     Mean and variance are taken over all non-batch axes (time × frequency for a log-mel window
     ``[B, T, F]``, samples for a waveform ``[B, n]``), so the layer has no weights and no state.
 
-    Why per clip (SPEC 10 item 8): the original normalised waveforms per sample index across the
+    Why per clip: the original Orpheus code normalised waveforms per sample index across the
     batch in training and not at all at inference, and log-mel windows per window in training but
     per whole track at inference. Doing it per clip inside the model gives the same input
     statistics in training, evaluation, prediction and export, independent of batch composition,

@@ -1,4 +1,4 @@
-"""musicnn (Pons & Serra 2019) and its VGG baseline (SPEC 5.2, 5.3), Keras 3 re-implementation.
+"""musicnn (Pons & Serra 2019) and its VGG baseline, Keras 3 re-implementation.
 
 Written to reproduce the TF1 graph of the published models exactly, so their checkpoints import
 (:mod:`modeling.pretrained`) and give the same tag probabilities:

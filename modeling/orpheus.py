@@ -1,4 +1,7 @@
-"""Orpheus = Pons et al. 2018 frontends and the dense-residual backend (SPEC 5.1), time-major.
+"""Orpheus = Pons et al. 2018 frontends and the dense-residual backend, time-major.
+
+Pons, Nieto, Prockup, Schmidt, Ehmann and Serra, "End-to-end learning for music audio tagging at
+scale", ISMIR 2018 (arXiv:1711.02520), as ported to TF2 by Orpheus (urop2019).
 
 The original takes log-mel input as ``(B, F, T)`` with kernels ``freq × time``; MuseTag
 spectrograms are time-major ``[B, T, F]``, so every 2-D kernel here is ``time × freq`` — the same
@@ -7,7 +10,7 @@ spanning the whole feature axis (``7 × M`` on ``(B, T, M, 1)``) is written as t
 ``Conv1D`` (kernel 7, M input channels): identical function and parameter count, and a faster
 kernel on CPU. Layer names follow the original (``conv1_spec`` … ``dense1_back``).
 
-Deliberate differences from the original (SPEC 10 items 8 and 11):
+Deliberate differences from the original:
 
 * ``input_norm='per_clip'`` (default) standardises each input clip inside the model
   (:class:`modeling.layers.ClipStandardization`); the original normalised in the input pipeline,
@@ -15,7 +18,7 @@ Deliberate differences from the original (SPEC 10 items 8 and 11):
 * ``backend_bn='per_filter'`` (default) batch-normalises the backend convolutions per filter (as
   musicnn does). ``backend_bn='scalar'`` reproduces the original transpose-then-BN, which
   normalises a size-1 axis: one γ/β/mean/variance shared by all filters of ``conv2_back`` and
-  ``conv3_back``. Only ``'scalar'`` has exactly SPEC's parameter counts (log-mel 5,924,154;
+  ``conv3_back``. Only ``'scalar'`` has exactly the original's parameter counts (log-mel 5,924,154;
   waveform 5,377,082 trainable for 50 outputs); ``'per_filter'`` adds
   ``2 × 2 × (n_backend_filters − 1)`` = 2,044 trainable parameters.
 """
@@ -58,7 +61,7 @@ def orpheus_logmel_frontend(x, spec, *, n_filters: int = 16, input_norm: str = '
         Time-major log-mel.
     spec : InputSpec
     n_filters : int
-        ``n`` of SPEC 5.1: timbral branches have n, 2n, 4n filters, temporal n, 2n, 4n, 8n.
+        ``n`` of the paper's front end: timbral branches have n, 2n, 4n filters, temporal n, 2n, 4n, 8n.
     input_norm : {'per_clip', 'none'}
         Per-clip standardisation of the input (see module docstring).
 
@@ -155,7 +158,7 @@ def orpheus_dense_residual_backend(features, n_outputs, *, n_backend_filters: in
     n_dense_units : int
         Units of the penultimate dense layer (500).
     backend_bn : {'per_filter', 'scalar'}
-        BN of conv2/conv3: per filter (default, SPEC 10 item 11) or the original single scalar.
+        BN of conv2/conv3: per filter (default) or the original single scalar (see the module docstring).
     dropout : float
         Rate of the two dropout layers (0.5).
 

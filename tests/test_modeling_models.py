@@ -1,4 +1,4 @@
-"""Tests of modeling/: registry, parameter counts (SPEC 5), shapes, training step, combinations,
+"""Tests of modeling/: registry, parameter counts of the published architectures, shapes, training step, combinations,
 in-model normalisation, waveform input through the LogMel front end, save/load."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from modeling.orpheus import waveform_frames
 
 LOGMEL = InputSpec(kind='log-mel', n_mels=96)
 WAVE = InputSpec(kind='waveform')
-# SPEC 10 item 11: per-filter BN of conv2_back and conv3_back instead of one scalar γ/β each
+# the default backend_bn='per_filter': per-filter BN of conv2_back and conv3_back instead of one scalar γ/β each
 PER_FILTER_EXTRA = 2 * (2 * 512 - 2)
 # narrowed blocks for the tests that run the network (same architecture, far fewer FLOPs)
 SMALL_BACK = {'n_backend_filters': 64, 'n_dense_units': 32}
@@ -84,7 +84,7 @@ def test_register_new_model_without_touching_anything():
 
 
 # ------------------------------------------------------------------------------------------------
-# parameter counts (SPEC 5.1-5.3, 50 outputs)
+# parameter counts (the published models' counts for 50 outputs)
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize('name,spec,scalar_count', [
     ('orpheus_logmel', LOGMEL, 5_924_154),
@@ -94,19 +94,19 @@ def test_orpheus_parameter_counts(name, spec, scalar_count):
     scalar = build_model(name, 50, spec, backend_bn='scalar')
     assert n_trainable(scalar) == scalar_count
     assert scalar.get_layer('bn2_back').gamma.shape == (1,)
-    per_filter = build_model(name, 50, spec)                     # the default (SPEC 10 item 11)
+    per_filter = build_model(name, 50, spec)                     # the default backend_bn
     assert per_filter.get_layer('bn2_back').gamma.shape == (512,)
     assert n_trainable(per_filter) == scalar_count + PER_FILTER_EXTRA
     if name == 'orpheus_logmel':
         # all values incl. BN moving statistics = the lite checkpoint's 5,927,110 model values
         assert n_all(scalar) == 5_927_110
-        frontend = [l for l in scalar.layers if l.name.endswith('_spec')]
+        frontend = [layer for layer in scalar.layers if layer.name.endswith('_spec')]
         assert n_trainable(frontend) == 50_048
         assert scalar.get_layer('concat_spec').output.shape[-1] == 464
         assert scalar.get_layer('conv1_spec').kernel.shape == (7, 86, 1, 16)   # time x freq
         assert n_trainable(modeling.frontend_layers(scalar)) == 50_048
     else:
-        frontend = [l for l in scalar.layers if l.name.endswith('_wave')]
+        frontend = [layer for layer in scalar.layers if layer.name.endswith('_wave')]
         assert n_trainable(frontend) == 248_448
         assert n_trainable(modeling.frontend_layers(scalar)) == 248_448
 
@@ -236,7 +236,7 @@ def test_combination_routes_hparams_to_blocks():
     assert model.get_layer('midend_conv1').kernel.shape == (7, 29 * 8, 16)
     assert model.get_layer('penultimate').kernel.shape == (2 * (29 * 8 + 3 * 16), 32)
     assert model.output_shape == (None, 12)
-    names = {l.name for l in modeling.frontend_layers(model)}
+    names = {layer.name for layer in modeling.frontend_layers(model)}
     assert 'conv1_spec' in names and 'midend_conv1' not in names
 
 

@@ -16,7 +16,8 @@ import tensorflow as tf
 import modeling
 from modeling import pretrained
 from modeling.pretrained import (ImportFailed, MSD_LABELS, MTT_LABELS, PUBLISHED_MODELS, assign_checkpoint,
-                                 build_published_model, import_published, load_run_model)
+                                 build_published_model, import_published)
+from modeling.rundir import load_run_info, load_run_model
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -84,8 +85,9 @@ def test_import_writes_a_run_dir(tmp_path):
     assert set(saved['source']['files']) == {'.index', '.data-00000-of-00001'}
     assert saved['import']['checkpoint_variables'] == 64 and saved['import']['values'] == 792_079
 
-    model, labels = load_run_model(out)
-    assert labels == MSD_LABELS and model.get_layer('tags').output.shape == (None, 50)
+    model, step = load_run_model(out)
+    assert step is None and load_run_info(out).labels == MSD_LABELS
+    assert model.get_layer('tags').output.shape == (None, 50)
     x = np.random.default_rng(1).normal(1.0, 0.6, size=(3, 187, 96)).astype(np.float32)
     y = model(x, training=False).numpy()
     # the SavedModel serves the same probabilities
@@ -98,7 +100,8 @@ def test_import_writes_a_run_dir(tmp_path):
                                              ).assert_existing_objects_matched()
     np.testing.assert_allclose(fresh(x, training=False).numpy(), y, atol=1e-6)
     # the frontend of the imported model can be frozen for fine-tuning
-    assert {'input_bn', 'timbral_7x38_conv', 'temporal_32x1_bn'} <= {l.name for l in modeling.frontend_layers(model)}
+    frontend = {layer.name for layer in modeling.frontend_layers(model)}
+    assert {'input_bn', 'timbral_7x38_conv', 'temporal_32x1_bn'} <= frontend
 
     with pytest.raises(FileExistsError):
         import_published('MSD_musicnn', out)
@@ -123,6 +126,74 @@ def test_cli_import_all_skips_existing(tmp_path, capsys):
     rc = pretrained.main(['import', '--model', 'MSD_vgg', '--out', str(out / 'x'), '--package-dir', str(tmp_path)])
     assert rc == 1                                                               # no checkpoint there: reported
     assert not (out / 'x').exists()
+
+
+def test_import_outputs_are_readable_by_the_group(tmp_path):
+    """Every file of an imported run dir gets a plain open()'s mode under the umask (not 0600/0700)."""
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / 'msd_vgg'
+        import_published('MSD_vgg', out)
+    finally:
+        os.umask(old)
+    modes = {str(p.relative_to(out)): p.stat().st_mode & 0o777 for p in [out, *out.rglob('*')]}
+    bad = {k: oct(v) for k, v in modes.items() if v not in (0o644, 0o755)}
+    assert not bad, bad
+    assert modes['labels.json'] == 0o644 and modes['.'] == 0o755 and modes['saved_model'] == 0o755
+
+
+def test_model_cards_report_the_wheels_own_results(capsys):
+    """Each card's published figures are the numbers of the wheel's experiment.result (two layouts)."""
+    pkg = pretrained.find_package_dir()
+    cards = {c.name: c for c in pretrained.model_cards()}
+    assert set(cards) == set(PUBLISHED_MODELS)
+    for name, card in cards.items():
+        text = (pkg / name / 'experiment.result').read_text()
+        numbers = [float(tok) for tok in text.replace(':', ' ').split() if tok[:1].isdigit()]
+        assert card.published is not None, name
+        assert {card.published['roc_auc_macro'], card.published['pr_auc_macro']} <= set(numbers), name
+        assert card.published['roc_auc_macro'] > card.published['pr_auc_macro']
+        assert card.input['sr'] == 16000 and card.input['input_frames'] == 187 and len(card.labels) == 50
+        assert 'ISC' in card.licence
+    assert pretrained.main(['list', '--json']) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [c['name'] for c in listed] == list(PUBLISHED_MODELS)
+    assert listed[1]['published'] == cards['MTT_musicnn'].published
+    assert pretrained.main(['list']) == 0
+    assert 'PR-AUC' in capsys.readouterr().out
+
+
+def test_canonical_name_and_unknown_model():
+    assert pretrained.canonical_name('mtt-musicnn') == 'MTT_musicnn'
+    with pytest.raises(pretrained.MuseTagError, match='MSD_musicnn, MTT_musicnn, MSD_vgg, MTT_vgg'):
+        pretrained.canonical_name('MTT_resnet')
+
+
+def test_cached_run_imports_once_and_reuses(tmp_path):
+    """The first use imports into the cache; the next use returns it untouched; a broken cache entry
+    (an interrupted import that left a partial folder) is imported again."""
+    run = pretrained.cached_run('mtt_vgg', cache_dir=tmp_path)
+    assert run == tmp_path / 'pretrained' / 'mtt_vgg'
+    assert load_run_info(run).labels == MTT_LABELS
+    stamp = (run / 'model.keras').stat().st_mtime_ns
+    assert pretrained.cached_run('MTT_vgg', cache_dir=tmp_path) == run
+    assert (run / 'model.keras').stat().st_mtime_ns == stamp
+    (run / 'model.keras').unlink()
+    assert pretrained.cached_run('MTT_vgg', cache_dir=tmp_path) == run
+    assert (run / 'model.keras').is_file()
+    assert not [p for p in run.parent.iterdir() if p.name.startswith('.')]     # no temp dirs or locks left
+
+
+def test_cli_answers_without_tensorflow(tmp_path):
+    """`list`, `--help` and a bad model name answer without importing TensorFlow (so, at once)."""
+    code = ('import sys\nfrom modeling import pretrained\ntry:\n    rc = pretrained.main(sys.argv[1:])\n'
+            'except SystemExit as e:\n    rc = e.code\nprint("TF" if "tensorflow" in sys.modules else "noTF", rc)')
+    for args, want_rc in ((['list'], 0), (['import', '--model', 'nope', '--out', str(tmp_path / 'x')], 2)):
+        proc = subprocess.run([sys.executable, '-c', code, *args], capture_output=True, text=True, cwd=str(ROOT))
+        assert proc.stdout.split()[-2:] == ['noTF', str(want_rc)], (proc.stdout[-500:], proc.stderr[-500:])
+    proc = subprocess.run([sys.executable, '-c', code, 'import', '--model', 'nope', '--out', 'x'],
+                          capture_output=True, text=True, cwd=str(ROOT))
+    assert "unknown published model 'nope'" in proc.stderr
 
 
 # ------------------------------------------------------------------------------------------------
@@ -159,8 +230,8 @@ def test_fidelity_to_published_model(fidelity, published):
     from preprocessing.audio import load_audio
     from preprocessing.features import get_params, log_mel
     clips, runs, oracle = fidelity
-    model, labels = load_run_model(runs[published])
-    assert labels == (MSD_LABELS if published.startswith('MSD') else MTT_LABELS)
+    model, _ = load_run_model(runs[published])
+    assert load_run_info(runs[published]).labels == (MSD_LABELS if published.startswith('MSD') else MTT_LABELS)
     params = get_params('musicnn')
     assert params.float16
     report = {}
