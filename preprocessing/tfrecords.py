@@ -40,26 +40,25 @@ from __future__ import annotations
 
 import collections
 import csv
-import dataclasses
 import hashlib
 import io
 import itertools
 import json
 import multiprocessing
 import os
-import sqlite3
 import sys
 import time
 from collections import Counter
 
 import numpy as np
 
+from msd.lastfm import TagDB, load_clean_tags
 from preprocessing import io as pio
 from preprocessing.encode import encode_item, encode_track, init_worker  # noqa: F401  (encode_track: public API)
 from preprocessing.features import FeatureParams, frames_per_second, get_params
 from preprocessing.splits import SPLITS, hash_unit, read_splits
 
-__all__ = ['FORMATS', 'FORMAT_VERSION', 'TagDB', 'load_clean_tags', 'plan_shards', 'shard_name',
+__all__ = ['FORMATS', 'FORMAT_VERSION', 'plan_shards', 'shard_name',
            'write_tfrecords', 'encode_track', 'serialize_example']
 
 FORMATS = ('waveform', 'log-mel')
@@ -71,57 +70,6 @@ _STATE = '_shards'
 def shard_name(split, index, count) -> str:
     """``split-NNNNN-of-MMMMM.tfrecord``."""
     return f'{split}-{index:05d}-of-{count:05d}.tfrecord'
-
-
-# ------------------------------------------------------------------------------------ tags
-
-@dataclasses.dataclass
-class TagDB:
-    """Clean tag vocabulary and per-track tag numbers read from a clean tag DB.
-
-    Attributes
-    ----------
-    vocabulary : dict int -> str
-        Clean tag number (the ``tags`` rowid) -> tag name.
-    by_track : dict str -> list[int]
-        Track id -> sorted distinct clean tag numbers.
-    """
-    vocabulary: dict
-    by_track: dict
-
-
-def load_clean_tags(path) -> TagDB:
-    """Read ``tags``, ``tids`` and ``tid_tag`` of a clean tag DB (``python -m msd clean-tags``).
-
-    Raises
-    ------
-    ValueError
-        If the file is not an SQLite DB with the expected tables and columns.
-    """
-    if not os.path.exists(path):
-        raise FileNotFoundError(f'clean tag DB not found: {path}')
-    try:
-        con = sqlite3.connect(f'file:{os.path.abspath(path)}?mode=ro', uri=True)
-        try:
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            for table, cols in (('tags', {'tag'}), ('tids', {'tid'}), ('tid_tag', {'tid', 'tag'})):
-                if table not in tables:
-                    raise ValueError(f'{path}: clean tag DB has no table {table!r} (found {sorted(tables)})')
-                have = {r[1] for r in con.execute(f'PRAGMA table_info({table})')}
-                if not cols <= have:
-                    raise ValueError(f'{path}: table {table} lacks column(s) {sorted(cols - have)}')
-            vocab = {int(n): str(t) for n, t in con.execute('SELECT rowid, tag FROM tags ORDER BY rowid')}
-            by_track = {}
-            rows = con.execute('SELECT tids.tid, tid_tag.tag FROM tid_tag JOIN tids ON tid_tag.tid = tids.rowid '
-                               'WHERE tids.tid IS NOT NULL')
-            for tid, tag in rows:
-                if tag in vocab:
-                    by_track.setdefault(tid, set()).add(int(tag))
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as e:
-        raise ValueError(f'{path}: not a readable SQLite tag DB ({e})') from None
-    return TagDB(vocab, {tid: sorted(nums) for tid, nums in by_track.items()})
 
 
 # ------------------------------------------------------------------------------------ encoding
