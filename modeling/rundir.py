@@ -405,12 +405,15 @@ def load_run_model(run_dir, checkpoint=None):
 
 
 def _with_tags_output(model):
+    """``model`` with its output layer named ``tags`` (a weightless Identity appended if needed; the
+    layers are shared, not nested, so checkpoints of ``model`` still restore into the result)."""
     import keras
     if list(getattr(model, 'output_names', []) or []) == ['tags']:
         return model
-    inputs = model.inputs
-    outputs = keras.layers.Identity(name='tags')(model(inputs[0] if len(inputs) == 1 else inputs))
-    return keras.Model(inputs, outputs, name=model.name)
+    if len(model.outputs) != 1:
+        raise RunDirError(f'a tagger has one output, this model has {len(model.outputs)}')
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, keras.layers.Identity(name='tags')(model.outputs[0]), name=model.name)
 
 
 def export_model(model, run_dir, *, saved_model: bool = True) -> None:
