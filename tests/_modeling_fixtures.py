@@ -1,9 +1,10 @@
-"""Test helpers for the modeling tests: synthetic music clips written as MP3 with lameenc."""
+"""Test helpers for the modeling tests: synthetic stereo music clips (MP3s from ``_audio_fixtures``)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from _audio_fixtures import write_mp3
 
 
 def synth_music(seconds: float = 30.0, sr: int = 44100, seed: int = 0) -> np.ndarray:
@@ -44,16 +45,8 @@ def synth_music(seconds: float = 30.0, sr: int = 44100, seed: int = 0) -> np.nda
     return (0.8 * stereo / np.max(np.abs(stereo))).astype(np.float32)
 
 
-def write_mp3(path, audio: np.ndarray, sr: int = 44100, bitrate: int = 128) -> Path:
-    """Encode float32 [n, channels] (or [n]) in [-1, 1] as MP3 with lameenc."""
-    from msd.synthetic import encode_mp3
-    path = Path(path)
-    path.write_bytes(encode_mp3(audio, sr, kbps=bitrate, quality=2))
-    return path
-
-
 def make_clips(directory, n: int = 2, seconds: float = 30.0) -> list:
     """Write ``n`` synthetic 30 s stereo 44.1 kHz MP3 clips; returns their paths."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    return [write_mp3(directory / f'clip{i}.mp3', synth_music(seconds, seed=i)) for i in range(n)]
+    return [write_mp3(directory / f'clip{i}.mp3', synth_music(seconds, seed=i), 44100) for i in range(n)]
