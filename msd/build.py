@@ -32,18 +32,21 @@ track ids) and ``master.purge.csv`` (one row per removed track: step, track_id, 
 """
 from __future__ import annotations
 
-import json
+import logging
 import os
 import time
 
 import numpy as np
 import pandas as pd
 
-from .common import (MsdError, atomic_path, check_output, command_line, logger, read_comments, read_csv,
-                     require_columns, write_csv)
+from core.files import atomic_path, check_output, json_text
+
+from .common import MsdError, command_line, read_comments, read_csv, require_columns, write_csv
 from .idlists import read_duplicates, read_mismatches
 from .lastfm import LastFm
 from .summary import MsdSummary
+
+log = logging.getLogger(__name__)
 
 H5_REQUIRED = ('track_id', 'track_7digitalid')
 H5_OPTIONAL = ('song_id', 'artist_id', 'artist_name', 'title', 'release', 'year', 'duration')
@@ -78,7 +81,7 @@ class PurgeReport:
         for i, key in enumerate(removed):
             d = '' if detail is None else detail[i] if isinstance(detail, list) else detail
             self.rows.append((step, key if ids else '', d if ids else key))
-        logger.info('%-22s removed %6d  -> %d left', step, len(removed), remaining)
+        log.info('%-22s removed %6d  -> %d left', step, len(removed), remaining)
 
     def frame(self):
         return pd.DataFrame(self.rows, columns=['step', 'track_id', 'detail'])
@@ -94,7 +97,7 @@ def _load_h5(path):
             if h5.has_field(f):
                 data[f] = h5.column(f)
             else:
-                logger.warning('%s: field %r not found; the column is left empty', path, f)
+                log.warning('%s: field %r not found; the column is left empty', path, f)
                 data[f] = np.full(len(h5), None, dtype=object)
     df = pd.DataFrame(data)
     df['track_7digitalid'] = pd.to_numeric(df['track_7digitalid'], errors='coerce').astype('Int64')
@@ -159,7 +162,7 @@ def build_master(*, h5, scan, out, lastfm=None, silence=None, mismatches=None, d
     root = os.path.abspath(root)
     sil_df = _load_silence(silence) if silence else None
     if sil_df is None:
-        logger.warning('no --silence: silence checks and filters are skipped')
+        log.warning('no --silence: silence checks and filters are skipped')
     mism_ids = read_mismatches(mismatches)[0] if mismatches else None
     dup_groups = read_duplicates(duplicates)[0] if duplicates else None
     tagged = None
@@ -184,7 +187,7 @@ def build_master(*, h5, scan, out, lastfm=None, silence=None, mismatches=None, d
     if tagged is not None:
         extra = len(tagged - set(h5_df['track_id']))
         if extra:
-            logger.info('%d tagged tracks of the Last.fm DB are not in the h5 (ignored)', extra)
+            log.info('%d tagged tracks of the Last.fm DB are not in the h5 (ignored)', extra)
 
     # 2. ambiguous links
     amb7 = df['track_7digitalid'].duplicated(keep=False)
@@ -204,7 +207,7 @@ def build_master(*, h5, scan, out, lastfm=None, silence=None, mismatches=None, d
                    int((~bad).sum()))
         df = df[~bad]
     else:
-        logger.warning('no --mismatches: mismatch purge skipped')
+        log.warning('no --mismatches: mismatch purge skipped')
 
     # 4. faulty audio
     why = pd.Series('', index=df.index, dtype=object)
@@ -236,7 +239,7 @@ def build_master(*, h5, scan, out, lastfm=None, silence=None, mismatches=None, d
                  f'mid_silence_length > {max_total_silence:g} s'),
                 ('max-gap', 'max_silence_length', 'gt', max_gap, f'max_silence_length > {max_gap:g} s')):
             if not limit:
-                logger.info('%-22s off', step)
+                log.info('%-22s off', step)
                 continue
             v = df[col]
             bad = (v < limit) if op == 'lt' else (v > limit)
@@ -302,6 +305,6 @@ def build_master(*, h5, scan, out, lastfm=None, silence=None, mismatches=None, d
            'steps': report.steps, 'summary': summary}
     with atomic_path(rep_json, overwrite) as tmp:
         with open(tmp, 'w', encoding='utf-8') as f:
-            json.dump(rep, f, indent=1)
+            f.write(json_text(rep))
     write_csv(report.frame(), rep_csv, command=command, overwrite=overwrite)
     return master, rep

@@ -25,6 +25,7 @@ audit: raw_tag, raw_tag_num, raw_count, clean_tag, clean_tag_num, kind, status, 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sqlite3
@@ -33,9 +34,13 @@ import time
 import numpy as np
 import pandas as pd
 
-from .common import MsdError, atomic_path, check_output, command_line, logger, write_csv
+from core.files import atomic_path, check_output
+
+from .common import MsdError, command_line, write_csv
 from .lastfm import check_schema, connect_readonly, write_tables
 from .tagclean import CuratedLists, map_tags
+
+log = logging.getLogger(__name__)
 
 NUMBERING_RULE = 'clean popularity (distinct tracks after the val filter) descending, ties by tag name'
 
@@ -81,7 +86,7 @@ def load_raw(path):
     known = pairs['tid'].isin(tids.index) & pairs['tag'].isin(tags[tags.notna()].index)
     n_bad = int((bad | ~known).sum())
     if n_bad:
-        logger.warning('%s: %d tid_tag rows reference missing tracks/tags or are not numbers; ignored',
+        log.warning('%s: %d tid_tag rows reference missing tracks/tags or are not numbers; ignored',
                        path, n_bad)
         pairs = pairs[~bad & known]
     pairs = pairs.astype({'tid': 'int64', 'tag': 'int64', 'val': 'float64'}).reset_index(drop=True)
@@ -165,7 +170,6 @@ def write_clean_db(path, names, tids, clean, meta, overwrite=False):
     tagged = np.unique(clean['tid'].to_numpy())
     tid_values = tids.where(tids.index.isin(tagged), None)
     with atomic_path(path, overwrite) as tmp:
-        os.unlink(tmp)  # sqlite creates it
         conn = sqlite3.connect(tmp)
         try:
             conn.execute('PRAGMA journal_mode=OFF')
@@ -228,12 +232,12 @@ def clean_tags(lastfm, out, *, tag_map=None, lists=None, min_count=2000, pool_mi
         if val_threshold > 0:
             raise MsdError(f'{lastfm}: tid_tag has no val column, so --val-threshold {val_threshold} '
                            'cannot be applied')
-        logger.warning('%s: tid_tag has no val column; no strength filter, clean val is NULL', lastfm)
+        log.warning('%s: tid_tag has no val column; no strength filter, clean val is NULL', lastfm)
     pop = raw_popularity(tags, pairs)
     mapping = map_tags(pop, lists, min_count=min_count, pool_min_count=pool_min_count, unlisted=unlisted)
     names, counts, clean, stats = apply_mapping(mapping, tags, tids, pairs, has_val, val_threshold)
     if stats['empty_tags']:
-        logger.info('clean tags without any track after the val filter (omitted): %s',
+        log.info('clean tags without any track after the val filter (omitted): %s',
                     ', '.join(stats['empty_tags'][:20]))
     meta = {'command': command or command_line(), 'source_db': os.path.abspath(lastfm),
             'min_count': min_count, 'pool_min_count': pool_min_count,

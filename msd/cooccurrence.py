@@ -16,12 +16,16 @@ Unions are counted directly from ``X`` as well.
 from __future__ import annotations
 
 import itertools
-import os
+import logging
 
 import numpy as np
 import pandas as pd
 
-from .common import MsdError, logger
+from core.files import atomic_path
+
+from .common import MsdError
+
+log = logging.getLogger(__name__)
 
 MAX_3D_TAGS = 400  # K^3 int64 counts: 400 tags = 0.5 GB; refuse more
 
@@ -49,7 +53,7 @@ class CoOccurrence:
                 nums.append(int(lastfm.tag_to_tag_num(t)))
                 kept.append(t)
             except KeyError:
-                logger.warning('co-occurrence: tag %r is not in the DB; ignored', t)
+                log.warning('co-occurrence: tag %r is not in the DB; ignored', t)
         if not kept:
             raise MsdError('co-occurrence: none of the tags is in the DB')
         self.tags = kept
@@ -177,8 +181,12 @@ class CoOccurrence:
         return out
 
     # -- output -----------------------------------------------------------------------------------
-    def heatmap(self, path, which='correlation', title=None, dpi=120):
-        """Save a PNG heat-map of the correlation matrix (or ``which='counts'``) to ``path``."""
+    def heatmap(self, path, which='correlation', title=None, dpi=120, overwrite=True):
+        """Save a PNG heat-map of the correlation matrix (or ``which='counts'``) to ``path``.
+
+        Written atomically (:func:`core.files.atomic_path`); an existing ``path`` is replaced only
+        if ``overwrite``.
+        """
         import matplotlib
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
@@ -202,7 +210,9 @@ class CoOccurrence:
         ax.set_yticklabels(self.tags, fontsize=fs)
         ax.set_title(title or f'Tag co-occurrence ({self.X.shape[0]} tracks)')
         fig.tight_layout()
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        fig.savefig(path, dpi=dpi)
-        plt.close(fig)
+        try:
+            with atomic_path(path, overwrite, suffix='.png') as tmp:
+                fig.savefig(tmp, dpi=dpi, format='png')
+        finally:
+            plt.close(fig)
         return path

@@ -11,10 +11,13 @@ in the log), never an exception, so one corrupt line does not stop a build.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 
-from .common import MsdError, logger
+from .common import MsdError
+
+log = logging.getLogger(__name__)
 
 TRACK_ID_RE = re.compile(r'\bTR[A-Z0-9]{16}\b')
 
@@ -35,7 +38,7 @@ class ListReport:
 
     def log(self):
         if self.n_bad:
-            logger.warning('%s: %d malformed line(s) ignored (first at line(s) %s)', self.path,
+            log.warning('%s: %d malformed line(s) ignored (first at line(s) %s)', self.path,
                            self.n_bad, ', '.join(map(str, self.bad_lines)))
 
 

@@ -32,12 +32,15 @@ from __future__ import annotations
 
 import collections
 import functools
+import logging
 import math
 import os
 import re
 
-from .common import MsdError, command_line, logger
+from .common import MsdError, command_line
 from .parallel import run_resumable
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ('track_7digitalid', 'file_path', 'file_size', 'duration', 'channels', 'sample_rate',
            'bitrate', 'status', 'reason')
@@ -90,7 +93,7 @@ def iter_files(root, extensions=DEFAULT_EXTENSIONS, stats: WalkStats | None = No
                 entries = sorted(it, key=_entry_name)
         except OSError as e:
             stats.bad_dirs += 1
-            logger.warning('cannot list %s: %s', directory, e)
+            log.warning('cannot list %s: %s', directory, e)
             return
         for entry in entries:
             name = entry.name
@@ -99,7 +102,7 @@ def iter_files(root, extensions=DEFAULT_EXTENSIONS, stats: WalkStats | None = No
             # the common case (plain ASCII name) costs one C call; the full check only otherwise
             if not (name.isascii() and name.isprintable()) and _bad_name(name):
                 stats.bad_names += 1
-                logger.warning('skipping a file name that is not valid UTF-8 or has a line break: %r',
+                log.warning('skipping a file name that is not valid UTF-8 or has a line break: %r',
                                os.path.join(directory, name))
                 continue
             try:
@@ -184,7 +187,7 @@ def scan_file(root, rel):
     return (tid7, rel, size, round(float(length), 4), channels, rate, bitrate, 'ok', '')
 
 
-def _warm_up():
+def warm_up():
     """Import mutagen once in the parent: forked workers inherit it instead of each paying ~30 ms."""
     import mutagen.mp3  # noqa: F401
 
@@ -210,7 +213,7 @@ def scan(root, out, *, workers=1, extensions=DEFAULT_EXTENSIONS, overwrite=False
         out, COLUMNS, iter_files(root, extensions, stats), functools.partial(scan_file, root),
         key=lambda rel: rel, error_row=_error_row, command=command or command_line(),
         meta={'root': root}, workers=workers, chunk_size=chunk_size, overwrite=overwrite,
-        restart=restart, progress=progress, desc='scan', initializer=_warm_up)
+        restart=restart, progress=progress, desc='scan', initializer=warm_up)
     result.walk = stats
     counts = collections.Counter(result.statuses)
     parts = ', '.join(f'{s} {counts[s]}' for s in STATUSES if counts[s]) or 'none'

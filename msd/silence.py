@@ -47,14 +47,17 @@ import collections
 import csv
 import functools
 import json
+import logging
 import math
 import os
 import struct
 
 import numpy as np
 
-from .common import MsdError, command_line, logger, read_comments
+from .common import MsdError, command_line, read_comments
 from .parallel import run_resumable
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ('file_path', 'status', 'reason', 'sample_rate', 'channels', 'clip_length', 'audio_start',
            'audio_end', 'effective_clip_length', 'mid_silence_length', 'non_silence_length',
@@ -266,7 +269,7 @@ def _error_row(item, message):
     return (item, 'unreadable', message) + (None,) * (len(COLUMNS) - 3)
 
 
-def _warm_up():
+def warm_up():
     # import (and JIT-compile) librosa once per worker, not inside the first task's timing
     import librosa  # noqa: F401
     import preprocessing.audio  # noqa: F401
@@ -315,12 +318,12 @@ def silence(scan_csv, out, *, root=None, workers=1, top_db=TOP_DB, frame_length=
         key=lambda rel: rel, error_row=_error_row, command=command or command_line(),
         meta={'root': root, 'params': json.dumps(params, sort_keys=True)}, workers=workers,
         chunk_size=chunk_size, overwrite=overwrite, restart=restart, progress=progress,
-        desc='silence', initializer=_warm_up)
+        desc='silence', initializer=warm_up)
     counts = collections.Counter(result.statuses)
     parts = ', '.join(f'{k} {v}' for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
     rate = result.n_new / result.seconds if result.seconds > 0 else 0.0
     result.summary = (f'silence: {result.n_rows} files ({parts or "none"})'
                       + (f'; resumed {result.n_resumed} rows' if result.n_resumed else '')
                       + f'; {result.n_new} analysed in {result.seconds:.1f} s ({rate:.1f} files/s) -> {out}')
-    logger.debug('silence params %s', params)
+    log.debug('silence params %s', params)
     return result

@@ -55,12 +55,15 @@ from __future__ import annotations
 import dataclasses
 import glob
 import hashlib
+import logging
 import os
 
 import numpy as np
 import pandas as pd
 
-from .common import MsdError, logger
+from .common import MsdError
+
+log = logging.getLogger(__name__)
 
 LISTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'lists')
 
@@ -255,7 +258,7 @@ def map_tags(popularity: pd.DataFrame, lists: CuratedLists, *, min_count=2000, p
         kinds[name] = 'vocal'
         for num, tag in zip(rows['tag_num'].tolist(), rows['tag'].tolist()):
             if num in group_of:
-                logger.warning('raw tag %r is listed for vocal tags %r and %r; keeping %r',
+                log.warning('raw tag %r is listed for vocal tags %r and %r; keeping %r',
                                tag, group_of[num], name, group_of[num])
                 continue
             group_of[num] = name
@@ -273,11 +276,11 @@ def map_tags(popularity: pd.DataFrame, lists: CuratedLists, *, min_count=2000, p
     listed = pool['norm'].isin(lists.genres)
     for name in lists.vocals:
         if name in lists.genres:
-            logger.warning('%r is both a genre and a vocal tag; the vocal list wins', name)
+            log.warning('%r is both a genre and a vocal tag; the vocal list wins', name)
     is_target = (cand & listed) | (cand & (unlisted == 'keep'))
     target_pos = np.flatnonzero(is_target.to_numpy())
     if len(target_pos) == 0:
-        logger.warning('no genre targets: no listed genre has >= %d tracks (lower --min-count?)', min_count)
+        log.warning('no genre targets: no listed genre has >= %d tracks (lower --min-count?)', min_count)
 
     # 4. matching: union-find over pool positions
     parent = list(range(len(pool)))
@@ -343,7 +346,7 @@ def map_tags(popularity: pd.DataFrame, lists: CuratedLists, *, min_count=2000, p
         name = comp_name[root]
         kinds.setdefault(name, 'genre')
         if kinds[name] == 'vocal':
-            logger.warning('genre group %r has the name of a vocal tag; merged into it', name)
+            log.warning('genre group %r has the name of a vocal tag; merged into it', name)
         entry = ('target', '') if pos in target_set else ('variant', link_rule.get(pos, ''))
         groups.setdefault(name, {})[num] = entry
         group_of[num] = name
@@ -352,7 +355,7 @@ def map_tags(popularity: pd.DataFrame, lists: CuratedLists, *, min_count=2000, p
                   if status.get(int(tag_nums[p]), ('',))[0] == 'unreviewed']
     if unreviewed:
         top = ', '.join(f'{t!r} ({c})' for t, c in unreviewed[:8])
-        logger.warning('%d candidate tags (>= %d tracks) are in neither the genres nor the non_genres '
+        log.warning('%d candidate tags (>= %d tracks) are in neither the genres nor the non_genres '
                        'list and match no genre, so they were dropped (review them, or --unlisted keep): '
                        '%s%s', len(unreviewed), min_count, top, ' ...' if len(unreviewed) > 8 else '')
 
@@ -377,10 +380,10 @@ def map_tags(popularity: pd.DataFrame, lists: CuratedLists, *, min_count=2000, p
                 absent.append(name)
         rows = list(dict.fromkeys(rows))
         if not rows and not loose:
-            logger.info('combine %s: none of these tags is in the DB; skipped', ','.join(names))
+            log.info('combine %s: none of these tags is in the DB; skipped', ','.join(names))
             continue
         if absent and absent != names[:1]:
-            logger.warning('combine %s: %s not in the DB; combined the others',
+            log.warning('combine %s: %s not in the DB; combined the others',
                            ','.join(names), ', '.join(map(repr, absent)))
         target = survivor if survivor in groups else None
         if target is None:
@@ -391,7 +394,7 @@ def map_tags(popularity: pd.DataFrame, lists: CuratedLists, *, min_count=2000, p
         for r in rows:
             if r == target:
                 continue
-            for num, (st, rule) in groups.pop(r).items():
+            for num, (_, rule) in groups.pop(r).items():
                 groups[target][num] = ('combined', f'combine:{r}' + (f'+{rule}' if rule else ''))
                 group_of[num] = target
             kinds.pop(r, None)
@@ -425,7 +428,7 @@ def map_tags(popularity: pd.DataFrame, lists: CuratedLists, *, min_count=2000, p
                 group_of.pop(num, None)
             kinds.pop(g, None)
         elif not drop_raw(raw_exact.get(name, ()), why) and not drop_raw(raw_by_norm.get(key, ()), why):
-            logger.debug('drop %r: not a clean tag nor a merged raw tag; nothing to drop', name)
+            log.debug('drop %r: not a clean tag nor a merged raw tag; nothing to drop', name)
 
     # table
     info = pop.set_index('tag_num')

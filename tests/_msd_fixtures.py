@@ -1,4 +1,7 @@
-"""Tiny hand-made inputs for the msd tests (audio files, raw Last.fm DBs, summary h5 files)."""
+"""Tiny hand-made inputs for the msd tests (raw Last.fm DBs, summary h5 files) and the msd CLI runner.
+
+Audio signals and files come from :mod:`tests._audio_fixtures`.
+"""
 from __future__ import annotations
 
 import os
@@ -15,52 +18,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def run_msd(*args, cwd=None, timeout=300, check=True):
     """Run ``python -m msd ARGS`` in a subprocess; returns CompletedProcess (text)."""
-    env = dict(os.environ)
-    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
-    env.setdefault('NUMBA_CACHE_DIR', os.path.join(REPO, '.cache', 'numba'))
-    p = subprocess.run([sys.executable, '-m', 'msd', *map(str, args)], cwd=cwd, env=env, text=True,
+    p = subprocess.run([sys.executable, '-m', 'msd', *map(str, args)], cwd=cwd, env=msd_env(), text=True,
                        capture_output=True, timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f'msd {args} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}')
     return p
 
 
-def msd_env():
+def msd_env(**extra):
+    """The environment of an msd subprocess: this checkout importable, numba's cache in the repo, plus ``extra``."""
     env = dict(os.environ)
     env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
     env.setdefault('NUMBA_CACHE_DIR', os.path.join(REPO, '.cache', 'numba'))
+    env.update(extra)
     return env
-
-
-def square(n, amp=0.5):
-    """A +-amp square wave at Nyquist/2 (every sample has |x| = amp): RMS of any k samples is exact."""
-    y = np.full(n, amp, dtype=np.float32)
-    y[1::2] *= -1
-    return y
-
-
-def tone(seconds, sr, freq=440.0, amp=0.3, channels=1):
-    t = np.arange(int(seconds * sr)) / sr
-    y = (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-    return y if channels == 1 else np.stack([y] * channels, axis=1)
-
-
-def write_wav(path, y, sr):
-    import soundfile as sf
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    sf.write(path, y, sr, subtype='FLOAT')
-    return path
-
-
-def mp3_bytes(y, sr, channels=1, kbps=64):
-    import lameenc
-    enc = lameenc.Encoder()
-    enc.set_bit_rate(kbps)
-    enc.set_in_sample_rate(sr)
-    enc.set_channels(channels)
-    enc.set_quality(7)
-    pcm = (np.clip(y, -1, 1) * 32767).astype(np.int16)
-    return enc.encode(pcm.tobytes()) + enc.flush()
 
 
 def write_file(path, data: bytes):

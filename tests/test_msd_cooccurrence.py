@@ -1,9 +1,11 @@
 """CoOccurrence: counts equal brute-force set counts; correlations, equivalents, subsets, heat-map."""
 import itertools
+import os
 
 import numpy as np
 import pytest
 
+from msd.common import read_csv
 from msd.cooccurrence import CoOccurrence
 from msd.lastfm import LastFm, LastFmPandas
 from tests._msd_fixtures import make_raw_db, run_msd, tid
@@ -88,6 +90,35 @@ def test_heatmap_png(db, tmp_path):
 
 
 def test_cli(db, tmp_path):
-    p = run_msd('cooccurrence', '--db', db, '--out', tmp_path / 'h.png', '--top', '7', '--csv', tmp_path / 'c.csv')
+    p = run_msd('cooccurrence', '--tags', db, '--out', tmp_path / 'h.png', '--top', '7', '--csv', tmp_path / 'c.csv')
     assert 'equivalent: e ~ f2' in p.stdout or 'equivalent: f2 ~ e' in p.stdout
     assert (tmp_path / 'h.png').exists() and (tmp_path / 'c.csv').exists()
+    assert oct((tmp_path / 'h.png').stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    # an existing output is refused without --overwrite, before any work
+    again = run_msd('cooccurrence', '--tags', db, '--out', tmp_path / 'h.png', check=False)
+    assert again.returncode == 2 and '--overwrite' in again.stderr and 'Traceback' not in again.stderr
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _analysed_tags(csv_path):
+    return read_csv(csv_path)['tag'].tolist()
+
+
+def test_cli_select_and_the_older_spelling(db, tmp_path):
+    """``--tags DB --select a,b`` is the unified spelling; ``--db DB --tags a,b`` still works."""
+    run_msd('cooccurrence', '--tags', db, '--select', 'a,b,e', '--out', tmp_path / 'new.png',
+            '--csv', tmp_path / 'new.csv')
+    assert _analysed_tags(tmp_path / 'new.csv') == ['a', 'b', 'e']
+    run_msd('cooccurrence', '--db', db, '--tags', 'a,b,e', '--out', tmp_path / 'old.png', '--csv', tmp_path / 'old.csv')
+    assert _analysed_tags(tmp_path / 'old.csv') == ['a', 'b', 'e']
+    run_msd('cooccurrence', '--db', db, '--out', tmp_path / 'db.png', '--top', '3', '--csv', tmp_path / 'db.csv')
+    assert len(_analysed_tags(tmp_path / 'db.csv')) == 3
+    p = run_msd('cooccurrence', '--out', tmp_path / 'x.png', check=False)
+    assert p.returncode == 2 and '--tags DB is required' in p.stderr
+    p = run_msd('cooccurrence', '--tags', tmp_path / 'missing.db', '--out', tmp_path / 'x.png', check=False)
+    assert p.returncode == 2 and 'missing.db: no such file' in p.stderr and not (tmp_path / 'x.png').exists()

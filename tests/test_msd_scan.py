@@ -10,13 +10,15 @@ import pandas as pd
 import pytest
 
 from msd.common import OutputExistsError, read_comments, read_csv
+from msd.parallel import PAUSE_ENV
 from msd.scan import COLUMNS, iter_files, parse_7digitalid, scan
-from tests._msd_fixtures import mp3_bytes, msd_env, run_msd, tone, write_file, write_wav
+from tests._audio_fixtures import encode_mp3, tone, write_wav
+from tests._msd_fixtures import msd_env, run_msd, write_file
 
 
 @pytest.fixture(scope='module')
 def good_mp3():
-    return mp3_bytes(tone(2.0, 22050), 22050)
+    return encode_mp3(tone(2.0, 22050), 22050, bitrate=64)
 
 
 @pytest.fixture()
@@ -27,7 +29,7 @@ def tree(tmp_path, good_mp3):
     write_file(root / '3' / '3000001.clip.mp3', good_mp3[:len(good_mp3) // 3])  # truncated
     write_file(root / '3' / '3000002.clip.mp3', b'')                           # zero bytes
     write_file(root / '3' / 'song without id.mp3', good_mp3)
-    write_wav(str(root / '3' / 'stereo.wav'), tone(1.0, 44100, channels=2), 44100)
+    write_wav(root / '3' / 'stereo.wav', tone(1.0, 44100, channels=2), 44100, subtype='FLOAT')
     write_file(root / 'readme.txt', b'not listed')
     write_file(root / '.hidden.mp3', good_mp3)
     return root
@@ -88,7 +90,7 @@ def test_refuses_to_overwrite(tree, tmp_path):
 
 def test_bad_cli_arguments_fail_at_once(tmp_path):
     p = run_msd('scan', '--root', tmp_path / 'missing', '--out', tmp_path / 's.csv', check=False)
-    assert p.returncode == 2 and 'not a directory' in p.stderr
+    assert p.returncode == 2 and 'no such directory' in p.stderr
     p = run_msd('scan', '--root', tmp_path, '--out', tmp_path / 's.csv', '--workers', '0', check=False)
     assert p.returncode == 2 and '--workers' in p.stderr
 
@@ -147,26 +149,47 @@ def big_tree(tmp_path_factory, good_mp3):
     return root, ref
 
 
-def _start_pool_scan(root, out):
-    """``msd scan --workers 2`` in its own session (so a test can kill the group); (proc, partial)."""
+def _start_pool_scan(root, out, pause_after):
+    """``msd scan --workers 2`` in its own session (so a test can kill the group), paused by the
+    test hook (:data:`msd.parallel.PAUSE_ENV`) once ``pause_after`` rows are in the partial file.
+
+    Returns (proc, partial path, release path): the job waits until the release path exists.
+    """
+    release = str(out) + '.release'
     cmd = [sys.executable, '-m', 'msd', 'scan', '--root', str(root), '--out', str(out), '--workers', '2',
            '--no-progress']
-    proc = subprocess.Popen(cmd, env=msd_env(), start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    return proc, str(out) + '.partial'
+    proc = subprocess.Popen(cmd, env=msd_env(**{PAUSE_ENV: f'{pause_after}:{release}'}), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, str(out) + '.partial', release
+
+
+def _wait_until_paused(proc, release):
+    """Rows in the partial file once the job reached the hook (it stays paused until released)."""
+    reached = release + '.reached'
+    deadline = time.monotonic() + 120   # only a job that never gets there can fail here
+    while not os.path.exists(reached):
+        assert proc.poll() is None, f'scan ended before reaching the hook: {proc.communicate()}'
+        assert time.monotonic() < deadline, 'scan never reached the hook'
+        time.sleep(0.02)
+    with open(reached) as f:
+        return int(f.read())
+
+
+def _gone(p):
+    """True once process ``p`` has exited (a zombie nobody reaps yet counts as exited)."""
+    import psutil
+    try:
+        return p.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 @pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT])
 def test_killed_pool_run_resumes_to_identical_output(tmp_path, big_tree, sig):
     root, ref = big_tree
     out = tmp_path / 'run' / 'scan.csv'
-    proc, partial = _start_pool_scan(root, out)
-    deadline = time.time() + 60
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(partial) and _data_rows(partial) >= 100:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, 'scan finished before it could be interrupted'
+    proc, partial, release = _start_pool_scan(root, out, pause_after=100)
+    rows = _wait_until_paused(proc, release)
     if sig == signal.SIGKILL:
         os.killpg(proc.pid, signal.SIGKILL)  # parent and workers, no chance to clean up
     else:
@@ -175,10 +198,9 @@ def test_killed_pool_run_resumes_to_identical_output(tmp_path, big_tree, sig):
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and 'resume' in err and 'Traceback' not in err
     assert os.path.exists(partial) and not out.exists()
-    done = _data_rows(partial)
-    assert 0 < done < N_BIG
+    assert _data_rows(partial) == rows and 100 <= rows < N_BIG
     p = run_msd('scan', '--root', root, '--out', out, '--workers', '2', '--no-progress')
-    assert 'resumed' in p.stdout
+    assert f'resumed {rows} rows' in p.stdout
     a = read_csv(ref, keep_default_na=False)
     b = read_csv(out, keep_default_na=False)
     assert len(b) == N_BIG and b['file_path'].is_unique
@@ -187,22 +209,39 @@ def test_killed_pool_run_resumes_to_identical_output(tmp_path, big_tree, sig):
     assert ref.read_text().splitlines()[1:] == out.read_text().splitlines()[1:]
 
 
+def test_workers_exit_when_the_job_is_killed(tmp_path, big_tree):
+    """``kill -9`` of the job alone (not its group): its two workers must not live on."""
+    import psutil
+    root, _ = big_tree
+    proc, _, release = _start_pool_scan(root, tmp_path / 'scan.csv', pause_after=100)
+    _wait_until_paused(proc, release)
+    workers = psutil.Process(proc.pid).children()
+    assert len(workers) == 2
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)   # not communicate(): surviving workers would hold its pipes open
+        deadline = time.monotonic() + 10
+        while not all(_gone(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(_gone(w) for w in workers), 'workers outlived their job'
+    finally:
+        for w in workers:
+            if not _gone(w):
+                w.kill()
+
+
 def test_killed_worker_stops_the_run_with_a_message_and_resumes(tmp_path, big_tree):
     """A worker killed on its own (the OOM killer) must not hang the run: the parent stops with a
     clear message, keeps the partial file, and the same command resumes it."""
     import psutil
     root, ref = big_tree
     out = tmp_path / 'run' / 'scan.csv'
-    proc, partial = _start_pool_scan(root, out)
-    deadline = time.time() + 60
-    victim = None
-    while time.time() < deadline and proc.poll() is None and victim is None:
-        if os.path.exists(partial) and _data_rows(partial) >= 50:
-            kids = psutil.Process(proc.pid).children()
-            victim = kids[0] if kids else None
-        time.sleep(0.005)
-    assert victim is not None, 'scan finished before a worker could be killed'
+    proc, partial, release = _start_pool_scan(root, out, pause_after=50)
+    _wait_until_paused(proc, release)
+    victim = psutil.Process(proc.pid).children()[0]
     victim.kill()
+    victim.wait(timeout=30)
+    open(release, 'w').close()   # let the job go on, with one worker dead
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, err
     assert 'worker process died' in err and 'resume' in err and 'Traceback' not in err
@@ -261,7 +300,7 @@ def test_bad_file_names_are_skipped_not_fatal(tmp_path, good_mp3):
 
 def test_msd_never_imports_tensorflow():
     code = ('import sys, msd.__main__, msd.scan, msd.silence, msd.build, msd.cleandb, msd.cooccurrence, '
-            'msd.lastfm, msd.summary; import msd.silence as s; s._warm_up(); '
+            'msd.lastfm, msd.summary; import msd.silence as s; s.warm_up(); '
             'print("tensorflow" in sys.modules)')
     p = subprocess.run([sys.executable, '-c', code], env=msd_env(), capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr

@@ -21,7 +21,8 @@ import pytest
 from msd.common import read_csv
 from msd.scan import scan
 from msd.silence import COLUMNS, mp3_truncation, silence, silence_stats, stats_from_intervals
-from tests._msd_fixtures import mp3_bytes, run_msd, square, tone, write_file, write_wav
+from tests._audio_fixtures import encode_mp3, square, tone, write_wav
+from tests._msd_fixtures import run_msd, write_file
 
 HOP = 512
 
@@ -109,12 +110,12 @@ def test_stats_from_intervals_units():
 def audio_tree(tmp_path_factory):
     root = tmp_path_factory.mktemp('sil') / 'audio'
     sr1, sr2 = 22050, 44100
-    write_wav(str(root / 'a' / '1.wav'), _signal([('s', 40), ('z', 50), ('s', 70)]), sr1)
+    write_wav(root / 'a' / '1.wav', _signal([('s', 40), ('z', 50), ('s', 70)]), sr1, subtype='FLOAT')
     stereo = np.stack([_signal([('z', 20), ('s', 100), ('z', 20)])] * 2, axis=1)
-    write_wav(str(root / 'a' / '2.wav'), stereo, sr2)
-    write_wav(str(root / 'b' / '3.wav'), np.zeros(sr1, np.float32), sr1)
+    write_wav(root / 'a' / '2.wav', stereo, sr2, subtype='FLOAT')
+    write_wav(root / 'b' / '3.wav', np.zeros(sr1, np.float32), sr1, subtype='FLOAT')
     write_file(root / 'b' / '4.wav', b'RIFF....WAVEfmt garbage that is not a wav file at all' * 10)
-    write_wav(str(root / 'c' / '5.wav'), _signal([('s', 30)]), sr1)
+    write_wav(root / 'c' / '5.wav', _signal([('s', 30)]), sr1, subtype='FLOAT')
     scan_csv = root.parent / 'scan.csv'
     scan(root, scan_csv, progress=False)
     return root, scan_csv
@@ -187,7 +188,7 @@ def test_cli_bad_scan_csv(tmp_path):
 def test_mp3_truncation_check(tmp_path):
     for sr, ch, kbps in ((44100, 2, 128), (22050, 1, 64), (16000, 1, 32)):
         y = tone(3.0, sr, channels=ch)
-        data = mp3_bytes(y, sr, ch, kbps)
+        data = encode_mp3(y, sr, bitrate=kbps)
         whole = write_file(tmp_path / f'{sr}.mp3', data)
         assert mp3_truncation(whole) is None
         cut = write_file(tmp_path / f'{sr}cut.mp3', data[:len(data) // 2 + 7])
@@ -201,7 +202,7 @@ def test_mp3_truncation_check(tmp_path):
 
 def test_truncated_mp3_gets_its_own_status(tmp_path):
     root = tmp_path / 'audio'
-    data = mp3_bytes(tone(3.0, 22050), 22050)
+    data = encode_mp3(tone(3.0, 22050), 22050, bitrate=64)
     write_file(root / '1.clip.mp3', data)
     write_file(root / '2.clip.mp3', data[:len(data) // 2 + 7])
     scan(root, tmp_path / 'scan.csv', progress=False)
