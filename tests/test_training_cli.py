@@ -96,11 +96,13 @@ def test_waveform_records_with_in_model_logmel(tmp_path, wave_dir):
 def test_cli_config_errors_from_the_data_and_registry(tmp_path, logmel_dir, capsys):
     cfg = _config(tmp_path, logmel_dir)
     for override, message in [
-            ('dataset.tags.with=["no-such-tag"]', "config error: dataset.tags: tag 'no-such-tag' is not in the dataset vocabulary"),
+            ('dataset.tags.with=["no-such-tag"]',
+             "config error: dataset.tags: tag 'no-such-tag' is not in the dataset vocabulary"),
             ('dataset.validation_split=valid', 'config error: dataset.validation_split: no split "valid"'),
             ('model.name=nope', "config error: model.name: unknown model 'nope'"),
             ('model.hparams.n_filterz=3', 'config error: model.hparams.n_filterz: '),
-            ('optimization.optimizer.name=Adamm', 'config error: optimization.optimizer.name: unknown Keras optimizer "Adamm"'),
+            ('optimization.optimizer.name=Adamm',
+             'config error: optimization.optimizer.name: unknown Keras optimizer "Adamm"'),
             ('optimization.optimizer.kwargs.lr=0.1', 'config error: optimization.optimizer.kwargs.lr: not an argument'),
             ('dataset.dir="/nonexistent/x"', 'config error: dataset.dir: no manifest.json')]:
         assert main(['--config', cfg, '--run-dir', str(tmp_path / 'r'), '--set', override]) == 2, override

@@ -1,4 +1,5 @@
 """Training config: schema, key-naming errors, --set overrides, template, shipped configs, CLI."""
+import dataclasses
 import glob
 import json
 import os
@@ -96,9 +97,9 @@ def test_overrides_parse_json_then_string():
 
 def test_frozen():
     cfg = load_config(None)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.seed = 3
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.input.batch_size = 3
 
 
@@ -127,16 +128,41 @@ def test_template_documents_every_key_and_parses_back(tmp_path):
     assert parse_config(read_json_file(str(path))) == Config()
 
 
+def _input_info(cfg):
+    """The model input a config implies, for log-mel with the musicnn preset's frame rate."""
+    import modeling
+    from preprocessing.dataset import window_length
+    from preprocessing.features import get_params
+    from training.data import InputInfo
+    kind = modeling.model_info(cfg.model.name)['input_kind']
+    params = get_params('musicnn').to_dict()
+    if kind == 'waveform':
+        return InputInfo('waveform', 16000, cfg.input.window_seconds, samples=round(cfg.input.window_seconds * 16000))
+    frames = window_length({'features': {'format': 'log-mel', 'sr': 16000, 'params': params}},
+                           cfg.input.window_seconds)
+    return InputInfo('log-mel', 16000, cfg.input.window_seconds, frames=frames, n_mels=params['n_mels'],
+                     params=params)
+
+
 @pytest.mark.parametrize('path', CONFIGS, ids=[os.path.basename(p) for p in CONFIGS])
 def test_shipped_configs_are_valid(path):
+    """Every ready config loads, and its model, optimizer and schedule build as training builds them."""
     cfg = load_config(path)
     assert cfg.description
     import modeling
+    from training.schedules import build_schedule
+    from training.trainer import make_optimizer, registry_model_fn
     info = modeling.model_info(cfg.model.name)
-    unknown = set(cfg.model.hparams) - set(info['hparams'])
-    assert not unknown, f'{path}: unknown hparams {unknown}'
     if os.path.basename(path) != 'demo.json':              # MSD configs: the model's own window
         assert cfg.input.window_seconds == info['default_window_seconds']
+    n_tags = cfg.dataset.tags.top or 21
+    model = registry_model_fn(cfg.model)(n_tags, _input_info(cfg))
+    assert model.output_shape == (None, n_tags)
+    opt = cfg.optimization
+    schedule = build_schedule(opt.schedule, base_lr=float(opt.optimizer.kwargs.get('learning_rate', 0.001)),
+                              steps_per_epoch=opt.steps_per_epoch or 100, epochs=opt.epochs)
+    optimizer = make_optimizer(opt.optimizer, schedule)
+    assert float(optimizer.learning_rate) > 0
 
 
 def test_required_configs_exist():
@@ -145,7 +171,6 @@ def test_required_configs_exist():
             'msd_logmel_cyclic.json', 'demo.json'} <= names
     cyclic = load_config(os.path.join(REPO, 'configs', 'msd_logmel_cyclic.json'))
     assert cyclic.optimization.schedule.name == 'cyclic'
-    assert cyclic.optimization.schedule.max_lr == 0.0014 and cyclic.input.batch_size == 128
 
 
 def _cli(*args):

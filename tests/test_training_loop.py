@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests._training_fixtures import TAGS, base_config, input_info, make_arrays, make_source, tiny_model_fn
+from modeling.rundir import HISTORY_COLUMNS
+from tests._training_fixtures import (BATCHES_PER_EPOCH, TAGS, base_config, feature_params, input_info, make_arrays,
+                                      make_source, tiny_model_fn)
 from training.config import ConfigError, parse_config
-from training.rundir import HISTORY_COLUMNS
 from training.trainer import Trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,7 +74,7 @@ def test_short_run_writes_every_artifact(tmp_path):
     assert cfg['logging']['run_dir'] == str(run)
     assert json.loads((run / 'labels.json').read_text()) == TAGS
     feats = json.loads((run / 'features.json').read_text())
-    assert feats == {'input': 'log-mel', 'sr': 16000, 'params': None, 'window_seconds': 0.25,
+    assert feats == {'input': 'log-mel', 'sr': 16000, 'params': feature_params(), 'window_seconds': 0.25,
                      'input_frames': 8, 'input_samples': None}
     rows = read_history(run)
     assert list(rows[0]) == list(HISTORY_COLUMNS)
@@ -242,21 +243,31 @@ def _subprocess_env(**extra):
     return env
 
 
+def wait_for(path, proc, what, limit=300):
+    """Wait until ``path`` exists (the job reached a known point); fail if the job ended first."""
+    deadline = time.time() + limit
+    while not os.path.exists(path):
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ''
+            raise AssertionError(f'the job ended before {what}: rc {proc.returncode}\n{out[-3000:]}')
+        assert time.time() < deadline, f'the job did not reach {what}'
+        time.sleep(0.05)
+
+
 def test_resume_after_sigkill_mid_epoch(tmp_path):
     run = tmp_path / 'run'
+    marker = tmp_path / 'in-epoch-2'
     cfg = base_config(distribution={'strategy': 'one_device'}, optimization={'epochs': 3})
-    proc = subprocess.Popen([sys.executable, FIXTURE, '--config-json', json.dumps(cfg), '--run-dir', str(run),
-                             '--step-delay', '0.15'], env=_subprocess_env(), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    index = run / 'checkpoints' / 'ckpt-1.index'
-    deadline = time.time() + 120
-    while not index.exists():
-        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-        assert time.time() < deadline, 'no epoch-1 checkpoint'
-        time.sleep(0.05)
-    time.sleep(0.8)                                                  # well inside epoch 2 (16 x 0.15 s)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # the job blocks while making epoch 2's 4th batch: epoch 1 is checkpointed, epoch 2 has started
+    proc = subprocess.Popen([sys.executable, FIXTURE, 'trainer', '--config-json', json.dumps(cfg),
+                             '--run-dir', str(run), '--block-at-batch', str(BATCHES_PER_EPOCH + 4),
+                             '--marker', str(marker)], env=_subprocess_env(), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(marker, proc, 'epoch 2')
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
     assert not (run / 'checkpoints' / 'ckpt-2.index').exists()       # killed mid-epoch 2
     assert [int(r['epoch']) for r in read_history(run)] == [1]
     ckpt1 = tf.train.latest_checkpoint(str(run / 'checkpoints'))
@@ -298,7 +309,7 @@ def test_multi_worker_two_processes_one_run(tmp_path):
     for i in range(2):
         tf_config = json.dumps({'cluster': cluster, 'task': {'type': 'worker', 'index': i}})
         procs.append(subprocess.Popen(
-            [sys.executable, FIXTURE, '--config-json', json.dumps(cfg), '--run-dir', str(run)],
+            [sys.executable, FIXTURE, 'trainer', '--config-json', json.dumps(cfg), '--run-dir', str(run)],
             env=_subprocess_env(TF_CONFIG=tf_config, TMPDIR=str(tmp_path)), cwd=REPO,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = []

@@ -19,9 +19,12 @@ import difflib
 import json
 import math
 import os
+import time
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
+
+from core.errors import MuseTagError
 
 __all__ = [
     'ConfigError', 'Config', 'TagsConfig', 'DatasetConfig', 'InputConfig', 'ModelConfig',
@@ -29,7 +32,7 @@ __all__ = [
     'ReduceOnPlateauConfig', 'CallbacksConfig', 'DistributionConfig', 'LoggingConfig',
     'MONITORS', 'SCHEDULES', 'load_config', 'parse_config', 'apply_overrides', 'parse_override',
     'config_to_dict', 'default_config_dict', 'explain_rows', 'format_template', 'read_json_file',
-    'monitor_mode',
+    'monitor_mode', 'config_name', 'default_run_dir', 'MAX_WINDOW_SECONDS',
 ]
 
 #: Validation quantities that callbacks may monitor (columns of history.csv).
@@ -37,6 +40,9 @@ MONITORS = ('val_pr_auc_macro', 'val_roc_auc_macro', 'val_pr_auc_micro', 'val_ro
             'val_loss')
 #: Learning-rate schedule names.
 SCHEDULES = ('constant', 'step', 'plateau', 'cyclic', 'one_cycle')
+#: Longest training window accepted, in seconds. Tagging models are trained on 3-30 s windows;
+#: a window of hours is a typo, and would only fail later for lack of memory.
+MAX_WINDOW_SECONDS = 3600.0
 
 
 def monitor_mode(monitor: str) -> str:
@@ -44,8 +50,8 @@ def monitor_mode(monitor: str) -> str:
     return 'min' if monitor.endswith('loss') else 'max'
 
 
-class ConfigError(ValueError):
-    """A bad configuration value; ``key`` is the dotted path of the offending key."""
+class ConfigError(MuseTagError, ValueError):
+    """A bad configuration value; ``key`` is the dotted path of the offending key (exit code 2)."""
 
     def __init__(self, key: str, message: str):
         self.key = key
@@ -79,7 +85,7 @@ class TagsConfig:
 class DatasetConfig:
     dir: str = field(default='data/tfrecords-logmel', metadata=_doc(
         'TFRecord directory written by `python -m preprocessing` (holds manifest.json); '
-        'relative paths are relative to the working directory'))
+        'a relative path is relative to the working directory, and the run stores it as an absolute path'))
     train_split: str = field(default='train', metadata=_doc('split name used for training'))
     validation_split: str = field(default='validation', metadata=_doc(
         'split used for per-epoch validation (whole tracks, all windows)'))
@@ -89,7 +95,9 @@ class DatasetConfig:
 @dataclass(frozen=True)
 class InputConfig:
     window_seconds: float = field(default=15.0, metadata=_doc(
-        'length of one training window in seconds (15 = Orpheus, 3 = musicnn)', gt=0.0))
+        'length of one training window in seconds (15 = Orpheus, 3 = musicnn); at most one hour, and '
+        'a batch of windows must fit in a quarter of the memory', gt=0.0, le=MAX_WINDOW_SECONDS,
+        why='one hour; tagging models are trained on 3-30 s windows'))
     window: Literal['random', 'center'] = field(default='random', metadata=_doc(
         'training window position: random offset per example and epoch, or centred'))
     batch_size: int = field(default=32, metadata=_doc(
@@ -136,8 +144,8 @@ class ScheduleConfig:
     name: Literal['constant', 'step', 'plateau', 'cyclic', 'one_cycle'] = field(
         default='constant', metadata=_doc(
             'constant | step (x gamma every step_epochs) | plateau (constant + '
-            'callbacks.reduce_on_plateau, which must be enabled) | cyclic (triangular CLR, SPEC 7.3) | '
-            'one_cycle (linear warm-up over 40% then cosine to 0, SPEC 7.3; disables early stopping '
+            'callbacks.reduce_on_plateau, which must be enabled) | cyclic (triangular CLR, Smith 2017) | '
+            'one_cycle (linear warm-up over 40% then cosine to 0; disables early stopping '
             'and reduce-on-plateau)'))
     step_epochs: Optional[float] = field(default=None, metadata=_doc(
         'step: epochs between LR drops (default 10)', gt=0.0))
@@ -149,7 +157,7 @@ class ScheduleConfig:
         'cyclic/one_cycle: min_lr = max_lr / div_factor (default 4 for cyclic, 25 for one_cycle)',
         ge=1.0))
     step_size_epochs: Optional[float] = field(default=None, metadata=_doc(
-        'cyclic: half period s in epochs (default 2, i.e. a 4-epoch cycle as in SPEC 7.3)',
+        'cyclic: half period s in epochs (default 2, i.e. the 4-epoch cycle of Orpheus\' best run)',
         gt=0.0))
     step_size_steps: Optional[int] = field(default=None, metadata=_doc(
         'cyclic: half period s in optimizer steps (overrides step_size_epochs)', ge=1))
@@ -207,7 +215,7 @@ class DistributionConfig:
 @dataclass(frozen=True)
 class LoggingConfig:
     run_dir: Optional[str] = field(default=None, metadata=_doc(
-        'run directory; null = runs/<config name>-<YYYYmmdd-HHMMSS>; --run-dir overrides'))
+        'run directory; null = runs/<config name>-<YYYYmmdd-HHMMSS>; --run overrides'))
     tensorboard: bool = field(default=True, metadata=_doc('write TensorBoard events under run_dir/tensorboard'))
     log_every_steps: int = field(default=50, metadata=_doc(
         'log the running train loss (console + TensorBoard) every N steps', ge=1))
@@ -315,7 +323,8 @@ def _check_bounds(value, meta: dict, path: str) -> None:
                          ('lt', '<', lambda v, b: v < b), ('le', '<=', lambda v, b: v <= b)):
         bound = meta.get(name)
         if bound is not None and not ok(value, bound):
-            raise ConfigError(path, f'must be {op} {bound:g}, got {_show(value)}')
+            why = f' ({meta["why"]})' if meta.get('why') else ''
+            raise ConfigError(path, f'must be {op} {bound:g}, got {_show(value)}{why}')
 
 
 def _convert(tp, value, path: str):
@@ -571,3 +580,8 @@ def config_name(path: Optional[str]) -> str:
     if not path:
         return 'default'
     return os.path.splitext(os.path.basename(path))[0]
+
+
+def default_run_dir(config_path: Optional[str]) -> str:
+    """``runs/<config name>-<YYYYmmdd-HHMMSS>`` (relative to the working directory)."""
+    return os.path.join('runs', f'{config_name(config_path)}-{time.strftime("%Y%m%d-%H%M%S")}')

@@ -14,6 +14,7 @@ A *data source* gives the trainer four things:
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -22,9 +23,13 @@ import tensorflow as tf
 
 from .config import Config, ConfigError
 
-__all__ = ['InputInfo', 'TFRecordSource', 'ArraySource', 'resolve_feature_params']
+__all__ = ['InputInfo', 'TFRecordSource', 'ArraySource', 'resolve_feature_params', 'check_window_memory',
+           'physical_memory_bytes']
 
-log = logging.getLogger('musetag.training')
+log = logging.getLogger(__name__)
+
+#: The largest share of the machine's memory one training batch plus one validation batch may need.
+MEMORY_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -60,13 +65,16 @@ class InputInfo:
     feature_params: Optional[dict] = field(default=None)
 
     def features_json(self) -> dict:
-        """The run directory's features.json (CONTRACT.md)."""
-        out = {'input': self.kind, 'sr': self.sr, 'params': self.params,
-               'window_seconds': self.window_seconds, 'input_frames': self.frames,
-               'input_samples': self.samples}
-        if self.feature_params is not None:
-            out['model_feature_params'] = self.feature_params  # log-mel computed inside the model
-        return out
+        """The run directory's features.json (``modeling.rundir.features_json``, ``docs/run-directory.md``)."""
+        from modeling.rundir import features_json
+        return features_json(self.kind, self.sr, window_seconds=self.window_seconds, params=self.params,
+                             input_frames=self.frames, input_samples=self.samples,
+                             model_feature_params=self.feature_params)  # log-mel computed inside the model
+
+    def window_bytes(self) -> int:
+        """Bytes of one model input window as float32 (frames x mel bands, or samples)."""
+        values = (self.frames or 1) * (self.n_mels or 1) if self.kind == 'log-mel' else (self.samples or 1)
+        return 4 * int(values)
 
 
 def resolve_feature_params(value) -> Optional[dict]:
@@ -84,6 +92,46 @@ def resolve_feature_params(value) -> Optional[dict]:
         raise ConfigError('input.feature_params', str(exc)) from None
 
 
+def physical_memory_bytes() -> Optional[int]:
+    """Physical memory of this machine in bytes (None where the OS does not say)."""
+    try:
+        return int(os.sysconf('SC_PAGE_SIZE')) * int(os.sysconf('SC_PHYS_PAGES'))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_window_memory(info: InputInfo, batch_size: int, validation_batch_size: int,
+                        memory: Optional[int] = None) -> int:
+    """Refuse windows whose batches cannot fit in memory, before any data is read.
+
+    One training batch plus one validation batch of float32 windows (``InputInfo.window_bytes``
+    each) must need at most :data:`MEMORY_SHARE` of the physical memory: the input pipeline keeps
+    a few batches in flight and pads every track to the window.
+
+    Returns
+    -------
+    int
+        Bytes of one training plus one validation batch.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``input.window_seconds``, the window's size and the memory it would need.
+    """
+    memory = physical_memory_bytes() if memory is None else memory
+    need = info.window_bytes() * (int(batch_size) + int(validation_batch_size))
+    if memory and need > MEMORY_SHARE * memory:
+        unit = f'{info.frames} frames x {info.n_mels} mel bands' if info.kind == 'log-mel' \
+            else f'{info.samples} samples'
+        raise ConfigError('input.window_seconds',
+                          f'{info.window_seconds:g} s windows ({unit}, {info.window_bytes() / 2**20:.1f} MiB each) '
+                          f'in a training batch of {batch_size} and a validation batch of {validation_batch_size} '
+                          f'need {need / 2**30:.1f} GiB, more than {MEMORY_SHARE:.0%} of the '
+                          f'{memory / 2**30:.1f} GiB of memory of this machine; use shorter windows or smaller '
+                          'batches')
+    return need
+
+
 def _full_batches(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
     """Drop a partial last batch: every step then has exactly the global batch size, so the loss
     scaling is exact and no replica ever receives an empty batch (batch norm would give NaN)."""
@@ -99,7 +147,7 @@ class TFRecordSource:
     """
 
     def __init__(self, cfg: Config):
-        from preprocessing import dataset as pds  # the lead's module (CONTRACT.md)
+        from preprocessing import dataset as pds
         self._pds = pds
         self.cfg = cfg
         self.dir = cfg.dataset.dir
@@ -120,6 +168,8 @@ class TFRecordSource:
                 raise ConfigError(f'dataset.{key}', f'no split "{split}" in {self.dir} '
                                                     f'(splits: {", ".join(sorted(self.manifest["splits"]))})')
         self.info = self._input_info()
+        c = cfg.input
+        check_window_memory(self.info, c.batch_size, c.validation_batch_size or c.batch_size)
 
     def _make(self, split: str, key: str, **kwargs) -> tf.data.Dataset:
         try:

@@ -15,13 +15,15 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
+from modeling.rundir import RunPaths, load_run_model, read_json, resolve_checkpoint
+
 from .config import ConfigError
-from .rundir import RunPaths, read_json
 
 __all__ = ['flatten_layers', 'output_layer', 'transfer_weights', 'load_source_model',
            'freeze_frontend', 'init_from_run']
 
-log = logging.getLogger('musetag.training')
+log = logging.getLogger(__name__)
+
 
 def flatten_layers(model: keras.Model) -> list:
     """All layers of ``model`` with weights, nested models expanded (depth-first, in order)."""
@@ -50,12 +52,14 @@ def output_layer(model: keras.Model, n_outputs: int):
 
 
 def _restore_into(model, run_dir: str) -> str:
-    paths = RunPaths(run_dir)
-    ckpt = tf.train.latest_checkpoint(paths.best) or tf.train.latest_checkpoint(paths.checkpoints)
-    if ckpt is None:
-        raise ConfigError('model.init_from', f'no model.keras and no checkpoint in "{run_dir}"')
-    tf.train.Checkpoint(model=model).restore(ckpt).expect_partial()
-    return ckpt
+    for which in ('best', 'last'):
+        try:
+            ckpt = resolve_checkpoint(run_dir, which)
+        except FileNotFoundError:
+            continue
+        tf.train.Checkpoint(model=model).restore(ckpt).expect_partial()
+        return ckpt
+    raise ConfigError('model.init_from', f'no model.keras and no checkpoint in "{run_dir}"')
 
 
 def load_source_model(run_dir: str, rebuild: Callable[[int], keras.Model]) -> tuple[keras.Model, list[str]]:
@@ -79,9 +83,8 @@ def load_source_model(run_dir: str, rebuild: Callable[[int], keras.Model]) -> tu
     labels = list(read_json(paths.labels))
     if os.path.isfile(paths.model_keras):
         try:
-            from modeling import load_model  # registers MuseTag's custom layers
-            return load_model(paths.model_keras), labels
-        except Exception as exc:  # unregistered custom layers etc.: fall back to the checkpoint
+            return load_run_model(run_dir)[0], labels
+        except Exception as exc:  # noqa: BLE001 - unregistered custom layers etc.: fall back to the checkpoint
             log.warning('cannot load %s (%s); rebuilding and restoring the checkpoint', paths.model_keras, exc)
     model = rebuild(len(labels))
     where = _restore_into(model, run_dir)

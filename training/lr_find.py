@@ -1,9 +1,10 @@
-"""LR range test: ``python -m training.lr_find --config configs/X.json [--min-lr --max-lr --steps]``.
+"""LR range test: ``musetag lr-find --config configs/X.json [--min-lr --max-lr --steps]``.
 
 The model of the config is trained for up to ``--steps`` steps while the learning rate grows
-exponentially, ``lr(step) = min_lr * (max_lr / min_lr) ** (step / steps)`` (SPEC 7.3, the Orpheus
-``--lr-range`` formula). The loss of each step and an exponentially smoothed loss
-(``beta = 0.98``, bias-corrected, as in fastai's ``lr_find``) are recorded.
+exponentially, ``lr(step) = min_lr * (max_lr / min_lr) ** (step / steps)`` (the formula of
+Orpheus' ``--lr-range`` option; Smith 2017, "Cyclical learning rates for training neural
+networks"). The loss of each step and an exponentially smoothed loss (``beta = 0.98``,
+bias-corrected, as in fastai's ``lr_find``) are recorded.
 
 Stopping rule (our choice, documented): stop when the *smoothed* loss exceeds ``--stop-factor``
 (default 4) times the lowest smoothed loss seen, or a loss is not finite. The Orpheus branch
@@ -13,7 +14,11 @@ before the useful region; comparing smoothed loss with its minimum is robust to 
 Outputs in the run directory (default ``runs/<config>-lrfind-<timestamp>``): ``lr_find.csv``
 (step, lr, loss, smoothed_loss), ``lr_find.png`` (loss vs LR, log x axis, with the suggestions
 marked) and ``lr_find.json`` (summary with two suggestions: the LR of the steepest descent of the
-smoothed loss, and the LR of the minimum smoothed loss / 10). No checkpoint is written.
+smoothed loss, and the LR of the minimum smoothed loss / 10). No checkpoint is written. The
+directory is locked while the test runs, like a training run's.
+
+Exit codes: 0 done, 2 bad arguments or configuration, 3 the directory is locked by another job,
+4 no space left on the device, 130 interrupted (``core.errors``).
 """
 from __future__ import annotations
 
@@ -26,15 +31,15 @@ import sys
 import time
 from dataclasses import replace
 
-import numpy as np
+from core.cli import HelpFormatter, add_verbosity, key_value, positive_float, positive_int, run_command
 
 from .config import ConfigError, config_name, load_config
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow is imported
+__all__ = ['lr_range_test', 'suggest', 'main', 'build_parser']
 
-__all__ = ['lr_range_test', 'suggest', 'main']
+DEFAULT_PROG = 'python -m training.lr_find'
 
-log = logging.getLogger('musetag.training')
+log = logging.getLogger(__name__)
 
 
 def suggest(lrs, smoothed) -> dict:
@@ -50,6 +55,7 @@ def suggest(lrs, smoothed) -> dict:
     dict with ``steepest`` (LR where d smoothed / d log10 lr is most negative), ``min_loss`` (LR
     of the minimum smoothed loss) and ``min_loss_div10``.
     """
+    import numpy as np
     lrs, smoothed = np.asarray(lrs, float), np.asarray(smoothed, float)
     ok = np.isfinite(smoothed)
     lrs, smoothed = lrs[ok], smoothed[ok]
@@ -76,23 +82,51 @@ def lr_range_test(cfg, *, run_dir, min_lr=1e-7, max_lr=10.0, steps=200, stop_fac
         raise ConfigError('', f'--min-lr must be positive and below --max-lr (got {min_lr}, {max_lr})')
     if steps < 3:
         raise ConfigError('', f'--steps must be >= 3, got {steps}')
-    from .rundir import atomic_write_text, write_json
     from .schedules import ExponentialRangeLR
-    from .trainer import Trainer, epoch_seed
+    from .trainer import Trainer
     schedule = ExponentialRangeLR(min_lr, max_lr, steps)
-    trainer = Trainer(cfg, run_dir=run_dir, data=data, model_fn=model_fn, strategy=strategy,
-                      schedule_override=schedule)
-    ds = trainer.data.train_dataset(epoch_seed(cfg.seed, 1), repeat=True)
-    iterator = iter(trainer._distribute(ds, repeat=True))
+    with Trainer(cfg, run_dir=run_dir, data=data, model_fn=model_fn, strategy=strategy,
+                 schedule_override=schedule) as trainer:
+        t0 = time.time()
+        lrs, losses, smoothed, stopped_at = _sweep(trainer, steps, stop_factor, beta)
+        result = {'lr': lrs, 'loss': losses, 'smoothed': smoothed, 'stopped_at': stopped_at,
+                  'suggestion': suggest(lrs, smoothed), 'seconds': round(time.time() - t0, 2)}
+        if trainer.worker.is_chief:
+            settings = {'min_lr': min_lr, 'max_lr': max_lr, 'steps': steps, 'steps_run': len(lrs),
+                        'stop_factor': stop_factor, 'smoothing_beta': beta,
+                        'rule': f'stop when smoothed loss > {stop_factor} x its minimum, or non-finite'}
+            result['files'] = _write_outputs(run_dir, result, settings)
+    return result
+
+
+def _write_outputs(run_dir, result: dict, settings: dict) -> dict:
+    """lr_find.csv, lr_find.png and lr_find.json in ``run_dir`` → their paths."""
+    from core.files import atomic_write_text, write_json
+    paths = {ext: os.path.join(run_dir, f'lr_find.{ext}') for ext in ('csv', 'png', 'json')}
+    buf = io.StringIO()
+    buf.write('step,lr,loss,smoothed_loss\n')
+    for i, (a, b, c) in enumerate(zip(result['lr'], result['loss'], result['smoothed'])):
+        buf.write(f'{i},{a!r},{b!r},{c!r}\n')
+    atomic_write_text(paths['csv'], buf.getvalue())
+    _plot(paths['png'], result['lr'], result['loss'], result['smoothed'], result['suggestion'],
+          os.path.basename(os.path.normpath(run_dir)))
+    summary = {k: v for k, v in result.items() if k not in ('lr', 'loss', 'smoothed')}
+    summary.update(settings)
+    write_json(paths['json'], _finite(summary))
+    return paths
+
+
+def _sweep(trainer, steps: int, stop_factor: float, beta: float):
+    """Run the exponential sweep → (lrs, losses, smoothed losses, the step it stopped at or None).
+
+    One optimizer step per learning rate (:meth:`training.trainer.Trainer.train_steps`).
+    """
     lrs, losses, smoothed = [], [], []
     avg, best, stopped_at = 0.0, math.inf, None
-    t0 = time.time()
-    for step in range(steps):
-        lr = trainer.current_lr(step)
-        loss = float(trainer._train_step(next(iterator))) / cfg.input.batch_size
+    for step, loss in zip(range(steps), trainer.train_steps()):
         avg = beta * avg + (1 - beta) * loss
         smooth = avg / (1 - beta ** (step + 1))
-        lrs.append(lr)
+        lrs.append(trainer.current_lr(step))
         losses.append(loss)
         smoothed.append(smooth)
         if not math.isfinite(loss) or not math.isfinite(smooth):
@@ -102,25 +136,7 @@ def lr_range_test(cfg, *, run_dir, min_lr=1e-7, max_lr=10.0, steps=200, stop_fac
         if step > 0 and smooth > stop_factor * best:
             stopped_at = step
             break
-    seconds = time.time() - t0
-    result = {'lr': lrs, 'loss': losses, 'smoothed': smoothed, 'stopped_at': stopped_at,
-              'suggestion': suggest(lrs, smoothed), 'seconds': round(seconds, 2)}
-    if trainer.worker.is_chief:
-        paths = {'csv': os.path.join(run_dir, 'lr_find.csv'), 'png': os.path.join(run_dir, 'lr_find.png'),
-                 'json': os.path.join(run_dir, 'lr_find.json')}
-        buf = io.StringIO()
-        buf.write('step,lr,loss,smoothed_loss\n')
-        for i, (a, b, c) in enumerate(zip(lrs, losses, smoothed)):
-            buf.write(f'{i},{a!r},{b!r},{c!r}\n')
-        atomic_write_text(paths['csv'], buf.getvalue())
-        _plot(paths['png'], lrs, losses, smoothed, result['suggestion'], os.path.basename(os.path.normpath(run_dir)))
-        summary = {k: v for k, v in result.items() if k not in ('lr', 'loss', 'smoothed')}
-        summary.update({'min_lr': min_lr, 'max_lr': max_lr, 'steps': steps, 'steps_run': len(lrs),
-                        'stop_factor': stop_factor, 'smoothing_beta': beta,
-                        'rule': f'stop when smoothed loss > {stop_factor} x its minimum, or non-finite'})
-        write_json(paths['json'], _finite(summary))
-        result['files'] = paths
-    return result
+    return lrs, losses, smoothed, stopped_at
 
 
 def _finite(obj):
@@ -132,7 +148,11 @@ def _finite(obj):
 
 
 def _plot(path, lrs, losses, smoothed, suggestion, title):
+    """Loss and smoothed loss against the LR (log x axis), suggestions marked, as a PNG at ``path``."""
     import matplotlib
+    import numpy as np
+
+    from core.files import atomic_path
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -158,46 +178,49 @@ def _plot(path, lrs, losses, smoothed, suggestion, title):
     ax.grid(True, which='both', alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path + '.tmp.png'
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path, overwrite=True, suffix='.png') as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog='python -m training.lr_find',
-                                description='LR range test: exponential LR sweep, loss vs LR plot.')
-    p.add_argument('--config', required=True)
-    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='SECTION.KEY=VALUE')
-    p.add_argument('--run-dir', help='output directory (default runs/<config>-lrfind-<timestamp>)')
-    p.add_argument('--min-lr', type=float, default=1e-7)
-    p.add_argument('--max-lr', type=float, default=10.0)
-    p.add_argument('--steps', type=int, default=200)
-    p.add_argument('--stop-factor', type=float, default=4.0,
-                   help='stop when the smoothed loss exceeds this factor times its minimum (default 4)')
-    args = p.parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    from .__main__ import setup_logging
-    setup_logging()
+def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, formatter_class=HelpFormatter,
+                                description='LR range test: exponential LR sweep, loss vs LR plot, suggested LRs.')
+    p.add_argument('--config', required=True, help='JSON training config (see configs/)')
+    p.add_argument('--set', dest='overrides', action='append', default=[], type=key_value, metavar='KEY=VALUE',
+                   help='override a config value (VALUE is parsed as JSON, else taken as a string); repeatable')
+    p.add_argument('--run', '--run-dir', dest='run', metavar='RUN',
+                   help='output directory (default: runs/<config>-lrfind-<timestamp>)')
+    p.add_argument('--min-lr', type=positive_float, default=1e-7, help='learning rate of the first step')
+    p.add_argument('--max-lr', type=positive_float, default=10.0, help='learning rate after --steps steps')
+    p.add_argument('--steps', type=positive_int, default=200, help='steps of the sweep (at most)')
+    p.add_argument('--stop-factor', type=positive_float, default=4.0,
+                   help='stop when the smoothed loss exceeds this factor times its minimum')
+    add_verbosity(p, progress=False)
+    return p
+
+
+def _command(args) -> int:
+    cfg = load_config(args.config, args.overrides)
     cfg = replace(cfg, logging=replace(cfg.logging, progress=False, tensorboard=False))
-    run_dir = args.run_dir or os.path.join(
-        'runs', f'{config_name(args.config)}-lrfind-{time.strftime("%Y%m%d-%H%M%S")}')
-    try:
-        res = lr_range_test(cfg, run_dir=run_dir, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps,
-                            stop_factor=args.stop_factor)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    run_dir = args.run or os.path.join('runs', f'{config_name(args.config)}-lrfind-{time.strftime("%Y%m%d-%H%M%S")}')
+    from core.logs import import_tensorflow
+    import_tensorflow()
+    res = lr_range_test(cfg, run_dir=run_dir, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps,
+                        stop_factor=args.stop_factor)
     s = res['suggestion']
     stop = f'stopped at step {res["stopped_at"]}' if res['stopped_at'] is not None else 'ran all steps'
     print(f'lr_find: {len(res["lr"])} steps ({stop}) in {res["seconds"]:.0f} s; suggested LR '
           f'{_g(s["steepest"])} (steepest descent), {_g(s["min_loss_div10"])} (min loss / 10); '
           f'plot {res.get("files", {}).get("png")}')
     return 0
+
+
+def main(argv=None, prog=None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    prog = prog or DEFAULT_PROG
+    args = build_parser(prog).parse_args(argv)
+    return run_command(_command, args, prog)
 
 
 def _g(x):

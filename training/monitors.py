@@ -3,7 +3,7 @@
 The trainer calls :meth:`update` once per epoch with the monitored validation value and keeps
 the state (``best``, ``wait``) in ``tf.Variable``s of the checkpoint, so a resumed run continues
 with exactly the same counters and best value (the Orpheus custom loop forgot the best value on
-resume, SPEC 10.15). No TensorFlow here, so the logic is tested directly.
+resume). No TensorFlow here, so the logic is tested directly.
 
 Improvement (Keras semantics): ``value > best + min_delta`` in ``max`` mode, ``value < best -
 min_delta`` in ``min`` mode; the first finite value is always an improvement; NaN never is.

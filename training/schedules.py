@@ -1,6 +1,6 @@
 """Learning-rate schedules (Keras ``LearningRateSchedule``s evaluated at ``optimizer.iterations``).
 
-Formulas (``step`` = optimizer iterations, counted from 0; SPEC 7.3):
+Formulas (``step`` = optimizer iterations, counted from 0):
 
 constant
     ``lr = base``

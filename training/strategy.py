@@ -15,25 +15,55 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-import tensorflow as tf
-
 from .config import ConfigError
 
-__all__ = ['make_strategy', 'WorkerInfo', 'worker_info', 'tf_config_cluster_size']
+__all__ = ['make_strategy', 'WorkerInfo', 'worker_info', 'tf_config_cluster_size', 'strategy_kind',
+           'expects_chief']
 
-log = logging.getLogger('musetag.training')
+log = logging.getLogger(__name__)
+
+
+def _tf_config() -> dict:
+    raw = os.environ.get('TF_CONFIG', '').strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise ConfigError('distribution.strategy', 'TF_CONFIG is set but is not a JSON object')
+    return value
 
 
 def tf_config_cluster_size() -> int:
     """Number of tasks (chief + workers) in ``$TF_CONFIG``; 0 when it is unset or empty."""
-    raw = os.environ.get('TF_CONFIG', '').strip()
-    if not raw:
-        return 0
-    try:
-        cluster = json.loads(raw).get('cluster', {})
-    except (json.JSONDecodeError, AttributeError):
-        raise ConfigError('distribution.strategy', 'TF_CONFIG is set but is not a JSON object') from None
+    cluster = _tf_config().get('cluster') or {}
     return sum(len(v) for k, v in cluster.items() if k in ('chief', 'worker'))
+
+
+def strategy_kind(name: str = 'auto') -> str:
+    """The strategy ``distribution.strategy`` stands for (``auto`` resolved from ``$TF_CONFIG``)."""
+    if name == 'auto':
+        return 'multi_worker' if tf_config_cluster_size() > 1 else 'mirrored'
+    return name
+
+
+def expects_chief(name: str = 'auto') -> bool:
+    """Whether this process will be the chief (the one that writes the run directory).
+
+    The same rule as :func:`worker_info`, read from ``$TF_CONFIG`` without TensorFlow, so the
+    command line can lock the run directory before TensorFlow starts.
+    """
+    if strategy_kind(name) != 'multi_worker':
+        return True
+    tf_config = _tf_config()
+    task = tf_config.get('task') or {}
+    cluster = tf_config.get('cluster') or {}
+    if not task.get('type'):
+        return True
+    return task['type'] == 'chief' or (task['type'] == 'worker' and int(task.get('index') or 0) == 0
+                                       and 'chief' not in cluster)
 
 
 #: One strategy object per kind and process. Two MirroredStrategy objects over the same devices
@@ -43,15 +73,18 @@ def tf_config_cluster_size() -> int:
 _STRATEGIES: dict = {}
 
 
-def make_strategy(name: str = 'auto') -> tf.distribute.Strategy:
+def make_strategy(name: str = 'auto'):
     """Return the strategy named in ``distribution.strategy`` (created once per process).
 
     Parameters
     ----------
     name : {'auto', 'mirrored', 'multi_worker', 'one_device'}
+
+    Returns
+    -------
+    tf.distribute.Strategy
     """
-    if name == 'auto':
-        name = 'multi_worker' if tf_config_cluster_size() > 1 else 'mirrored'
+    name = strategy_kind(name)
     if name not in _STRATEGIES:
         _STRATEGIES[name] = _create(name)
     strategy = _STRATEGIES[name]
@@ -59,7 +92,8 @@ def make_strategy(name: str = 'auto') -> tf.distribute.Strategy:
     return strategy
 
 
-def _create(name: str) -> tf.distribute.Strategy:
+def _create(name: str):
+    import tensorflow as tf
     if name == 'multi_worker':
         if tf_config_cluster_size() == 0:
             raise ConfigError('distribution.strategy', 'multi_worker needs the TF_CONFIG environment variable')
@@ -85,8 +119,9 @@ class WorkerInfo:
     num_workers: int
 
 
-def worker_info(strategy: tf.distribute.Strategy) -> WorkerInfo:
+def worker_info(strategy) -> WorkerInfo:
     """Chief = task ``chief``, or ``worker`` 0 when the cluster has no chief (Keras convention)."""
+    import tensorflow as tf
     resolver = getattr(strategy, 'cluster_resolver', None)
     if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return WorkerInfo(True, None, 0, 1)

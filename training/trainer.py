@@ -1,9 +1,10 @@
 """The one training loop of MuseTag (custom ``strategy.run`` loop for every model and strategy).
 
-Why a custom loop: Keras ``fit`` fails under ``MultiWorkerMirroredStrategy`` in this stack
-(ENVIRONMENT.md), and Orpheus' two diverging paths (custom loop and ``fit``) had different loss
-scaling, callbacks and resume bugs (SPEC 10.12). Here one loop serves ``MirroredStrategy``
-(1..n local replicas), ``OneDeviceStrategy`` and ``MultiWorkerMirroredStrategy``.
+Why a custom loop: with the pinned stack (TensorFlow 2.16, Keras 3) ``Model.fit`` fails under
+``MultiWorkerMirroredStrategy`` (``Attempt to convert a value (PerReplica:…) to a Tensor``), and
+Orpheus' two diverging paths (a custom loop and ``fit``) had different loss scaling, callbacks and
+resume bugs. Here one loop serves ``MirroredStrategy`` (1..n local replicas), ``OneDeviceStrategy``
+and ``MultiWorkerMirroredStrategy``.
 
 Per step: binary cross-entropy per example (mean over tags), summed and divided by the GLOBAL
 batch size (``tf.nn.compute_average_loss``), plus ``weight_decay * sum(0.5 ||W||^2)`` over kernels
@@ -11,25 +12,32 @@ and any ``model.losses``, both scaled by ``1 / num_replicas`` (``tf.nn.scale_reg
 because replica gradients are summed. Partial last batches are dropped, so every step sees exactly
 the global batch.
 
-Per epoch: mean train loss; a validation pass over every window of every validation track
-(mean BCE over windows = ``val_loss``) and EXACT ROC-AUC / PR-AUC, macro and micro, on whole-track
-scores (mean over windows) from ``evaluation.metrics``; the learning rate. All of it goes to
-TensorBoard (``tensorboard/{train,validation}``) and ``history.csv``. Then early stopping and
-reduce-on-plateau update their state, a checkpoint ``checkpoints/ckpt-<epoch>`` is written (keep
-``logging.keep_checkpoints``) and, when the monitored value improved, ``checkpoints/best/``.
+Per epoch (:meth:`Trainer.fit`, one named step each): train (mean train loss); validate: every
+window of every validation track (mean BCE over windows = ``val_loss``) and EXACT ROC-AUC / PR-AUC,
+macro and micro, on whole-track scores (mean over windows) from ``evaluation.metrics``; update
+early stopping and reduce-on-plateau; save the checkpoint ``checkpoints/ckpt-<epoch>`` (keep
+``logging.keep_checkpoints``), then, when the monitored value improved, keep it as
+``checkpoints/best/``; then log the epoch (``history.csv``, TensorBoard ``tensorboard/{train,
+validation}``, the console). The history rows are saved inside every checkpoint too, so a run that
+stops between the checkpoint and ``history.csv`` (a full disk) gets its row back on resume, and
+``history.csv`` never lists an epoch whose checkpoint is missing.
 
 Resume (``resume=True``): restores model, optimizer (including ``iterations``, hence the LR schedule
-position), epoch counter, early-stopping / plateau state and the best value from the newest epoch
-checkpoint. A run killed in the middle of an epoch restarts that epoch from its beginning (the
+position), epoch counter, early-stopping / plateau state and the best value from the newest complete
+epoch checkpoint. A run killed in the middle of an epoch restarts that epoch from its beginning (the
 data order of epoch e depends only on ``seed`` and e, so the re-run sees the same batches).
 Without a checkpoint, ``resume=True`` simply starts: passing ``--resume`` always is a safe way to
-restart crashed jobs.
+restart crashed jobs. Incomplete checkpoint files of an interrupted save are removed.
+
+One job per run directory: the chief holds ``modeling.rundir.run_lock(run_dir)`` while it trains
+(``core.locks``), so a second training into the same directory is refused at once, naming the first.
 
 Validation runs on one device per worker, outside ``strategy.run``: every worker computes the same
 metrics from the same weights, so early-stopping decisions agree without communication.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -38,30 +46,35 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from . import finetune
-from .config import Config, ConfigError, config_name, config_to_dict, monitor_mode, schedule_unused_params
+from core.errors import NoSpaceError, is_no_space
+from core.files import is_url
+from modeling.rundir import History, RunPaths, export_model, read_json, run_lock, write_json, write_run_files
+
+from . import checkpoints, finetune
+from .config import (Config, ConfigError, config_to_dict, default_run_dir, monitor_mode,
+                     schedule_unused_params)
 from .data import InputInfo, TFRecordSource
 from .monitors import EarlyStopping, PlateauReducer, Tracker
-from .rundir import History, RunPaths, read_json, replace_dir, write_json
 from .schedules import PlateauScaled, build_schedule, needs_steps_per_epoch
 from .strategy import make_strategy, tf_config_cluster_size, worker_info
 
-__all__ = ['Trainer', 'TrainResult', 'TrainState', 'registry_model_fn', 'make_optimizer',
+__all__ = ['Trainer', 'TrainResult', 'TrainState', 'EpochLog', 'registry_model_fn', 'make_optimizer',
            'default_run_dir', 'train', 'epoch_seed']
 
-log = logging.getLogger('musetag.training')
+log = logging.getLogger(__name__)
 
 ModelFn = Callable[[int, InputInfo], keras.Model]
 _ONLY_FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA
 #: Keys that must not change when a run is resumed (the checkpoint would not fit otherwise).
 _FROZEN_ON_RESUME = (('model', 'name'), ('model', 'hparams'), ('dataset', 'tags'), ('input', 'window_seconds'),
                      ('input', 'feature_params'))
+_CKPT, _BEST = 'ckpt', 'best'   # checkpoint name prefixes in checkpoints/ and checkpoints/best/
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -69,12 +82,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1000003 + epoch) % (2 ** 31 - 1)
 
 
-def default_run_dir(config_path: Optional[str]) -> str:
-    return os.path.join('runs', f'{config_name(config_path)}-{time.strftime("%Y%m%d-%H%M%S")}')
-
-
 def registry_model_fn(model_cfg) -> ModelFn:
-    """Model factory backed by ``modeling.build_model`` (CONTRACT.md)."""
+    """Model factory backed by ``modeling.build_model`` (model registry name and hyper-parameters)."""
 
     def build(n_outputs: int, info: InputInfo) -> keras.Model:
         import modeling
@@ -167,6 +176,27 @@ class TrainState(tf.Module):
         return None if isinstance(value, float) and math.isnan(value) else value
 
 
+class EpochLog(tf.Module):
+    """The history rows of every finished epoch (JSON text), saved in each checkpoint.
+
+    ``history.csv`` is rewritten from the restored rows on resume, so it always lists exactly the
+    epochs of the checkpoint. A string variable on the CPU, outside the distribution strategy.
+    """
+
+    def __init__(self):
+        super().__init__(name='epoch_log')
+        with tf.device('/cpu:0'):
+            self.text = tf.Variable('', dtype=tf.string, trainable=False)
+
+    def rows(self) -> Optional[list]:
+        """The saved rows, or None when nothing was restored (a new run, or an older checkpoint)."""
+        raw = self.text.numpy().decode('utf-8')
+        return json.loads(raw) if raw else None
+
+    def set(self, rows: list) -> None:
+        self.text.assign(json.dumps(rows))
+
+
 @dataclass
 class TrainResult:
     """What :meth:`Trainer.fit` returns."""
@@ -178,6 +208,16 @@ class TrainResult:
     stopped_early: bool
     history: list = field(default_factory=list)
     seconds: float = 0.0
+
+
+@dataclass
+class _Callbacks:
+    """Early stopping, reduce-on-plateau and the best-value tracker of one :meth:`Trainer.fit`."""
+    monitor: str
+    best: Tracker
+    stopper: Optional[EarlyStopping]
+    reducer: Optional[PlateauReducer]
+    stopped: bool
 
 
 def _nan(x) -> float:
@@ -218,12 +258,23 @@ class Trainer:
         Replace the configured schedule (used by the LR range test).
     export : bool
         Write model.keras and saved_model/ at the end (default True; tests switch it off).
+    lock : core.locks.OutputLock, optional
+        The lock of ``run_dir`` when the caller already holds it (the command line holds it across
+        ``--auto-restart`` attempts); otherwise the chief takes ``modeling.rundir.run_lock(run_dir)``
+        here and releases it when :meth:`fit` ends or in :meth:`close`.
+
+    Raises
+    ------
+    core.locks.LockedError
+        Another job is training into ``run_dir`` (exit code 3).
+    ConfigError
+        A bad setting, named by its dotted key.
     """
 
     def __init__(self, cfg: Config, *, run_dir: Optional[str] = None, resume: bool = False,
                  overwrite: bool = False, data=None, model_fn: Optional[ModelFn] = None,
-                 strategy: Optional[tf.distribute.Strategy] = None, config_path: Optional[str] = None,
-                 schedule_override=None, export: bool = True):
+                 strategy=None, config_path: Optional[str] = None, schedule_override=None,
+                 export: bool = True, lock=None):
         self.cfg = cfg
         self.do_export = export
         # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF op.
@@ -239,41 +290,85 @@ class Trainer:
         self.paths = RunPaths(self.run_dir)
         self.resume = resume
         self.schedule_override = schedule_override
+        self._lock, self._owns_lock, self._tmp = None, False, None
+        self._phase = 'starting'
         if cfg.optimization.optimizer.name:  # name and kwargs are checked before anything slow
             _optimizer_class(cfg.optimization.optimizer)
         for name in schedule_unused_params(cfg.optimization.schedule):
             log.warning('optimization.schedule.%s is not used by schedule "%s"', name,
                         cfg.optimization.schedule.name)
-        self._prepare_run_dir(overwrite)
-        keras.utils.set_random_seed(cfg.seed)
-        self.data = data if data is not None else TFRecordSource(cfg)
-        self.labels = list(self.data.labels)
-        self.info: InputInfo = self.data.info
-        self.model_fn = model_fn or registry_model_fn(cfg.model)
-        self._ckpt_dir, self._best_dir = self._checkpoint_dirs()
-        self._latest = tf.train.latest_checkpoint(self.paths.checkpoints) if resume else None
-        self._check_resume_compat()
-        self._build()
+        try:
+            self._take_lock(lock)
+            self.data = data if data is not None else TFRecordSource(cfg)
+            self._prepare_run_dir(overwrite)
+            keras.utils.set_random_seed(cfg.seed)
+            self.labels = list(self.data.labels)
+            self.info: InputInfo = self.data.info
+            self.model_fn = model_fn or registry_model_fn(cfg.model)
+            self._ckpt_dir = self._checkpoint_dir()
+            self._latest = checkpoints.latest(self.paths.checkpoints) if resume else None
+            self._check_resume_compat()
+            self._build()
+        except BaseException:
+            self.close()
+            raise
 
-    # ------------------------------------------------------------------ set-up
+    # ------------------------------------------------------------------ the run directory
+    def _take_lock(self, lock) -> None:
+        """The chief locks the run directory; the other workers of a cluster write nowhere in it."""
+        if not self.worker.is_chief:
+            return
+        self._owns_lock = lock is None
+        self._lock = run_lock(self.run_dir) if lock is None else lock
+        self._lock.acquire()
+
+    def close(self) -> None:
+        """Release the run directory's lock (if this trainer took it) and a worker's scratch folder."""
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        if self._lock is not None and self._owns_lock:
+            self._lock.release()
+
+    def __enter__(self) -> 'Trainer':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def _prepare_run_dir(self, overwrite: bool) -> None:
-        has_ckpt = tf.train.latest_checkpoint(self.paths.checkpoints) is not None
+        has_ckpt = checkpoints.latest(self.paths.checkpoints) is not None
         if overwrite and os.path.isdir(self.run_dir) and self.worker.is_chief and not self.resume:
-            shutil.rmtree(self.run_dir)
+            shutil.rmtree(self.run_dir)   # under our lock: no other job is using it
             has_ckpt = False
-        if has_ckpt and not self.resume:
+        if has_ckpt and not self.resume and not overwrite:
             raise ConfigError('logging.run_dir', f'"{self.run_dir}" already holds checkpoints: pass --resume '
-                                                 'to continue it, --overwrite to replace it, or another --run-dir')
+                                                 'to continue it, --overwrite to replace it, or another --run')
         if self.worker.is_chief:
             os.makedirs(self.run_dir, exist_ok=True)
+            self._discard_incomplete()
 
-    def _checkpoint_dirs(self):
+    def _discard_incomplete(self) -> None:
+        """Remove files of checkpoints whose save did not complete (chief; never raises)."""
+        if not self.worker.is_chief:
+            return
+        try:
+            removed = (checkpoints.discard_incomplete(self.paths.checkpoints, _CKPT)
+                       + checkpoints.discard_incomplete(self.paths.best, _BEST))
+        except OSError as exc:
+            log.warning('could not remove incomplete checkpoint files in %s: %s', self.paths.checkpoints, exc)
+            return
+        if removed:
+            log.info('removed %d file(s) of incomplete checkpoints: %s', len(removed),
+                     ', '.join(os.path.basename(p) for p in removed))
+
+    def _checkpoint_dir(self) -> str:
         if self.worker.is_chief:
-            return self.paths.checkpoints, self.paths.best
+            return self.paths.checkpoints
         # Non-chief workers must take part in saving (collective reads of the variables) but
         # write to a private temporary directory that is deleted at the end.
         self._tmp = tempfile.mkdtemp(prefix=f'musetag-worker{self.worker.task_id}-')
-        return os.path.join(self._tmp, 'checkpoints'), os.path.join(self._tmp, 'checkpoints', 'best')
+        return os.path.join(self._tmp, 'checkpoints')
 
     def _check_resume_compat(self) -> None:
         if not self._latest or not os.path.isfile(self.paths.config):
@@ -313,6 +408,7 @@ class Trainer:
             return n
         return None
 
+    # ------------------------------------------------------------------ model, optimizer, state
     def _build(self) -> None:
         cfg = self.cfg
         self.steps_per_epoch = self._steps_per_epoch()
@@ -330,7 +426,8 @@ class Trainer:
             log.info('batch-norm momentum %.3g in %d layer(s)', cfg.model.batchnorm_momentum, n_bn)
         n_out = int(self.model.outputs[0].shape[-1]) if getattr(self.model, 'outputs', None) else None
         if n_out is not None and n_out != len(self.labels):
-            raise ConfigError('model.name', f'the model has {n_out} outputs but {len(self.labels)} labels were selected')
+            raise ConfigError('model.name', f'the model has {n_out} outputs but {len(self.labels)} labels '
+                                            'were selected')
         self.finetune_report = None
         if cfg.model.init_from and not self._latest:
             self.finetune_report = finetune.init_from_run(
@@ -348,21 +445,40 @@ class Trainer:
                                       epochs=cfg.optimization.epochs)
                 self.schedule = PlateauScaled(base, self.state.lr_scale, rp.min_lr) if self.use_plateau else base
             self.optimizer = make_optimizer(cfg.optimization.optimizer, self.schedule)
-            # Required before the first distributed step with >1 replica (ENVIRONMENT.md).
+            # With more than one replica, a custom loop must build the optimizer inside the scope
+            # before the first step (TF 2.16 otherwise fails with a placeholder InvalidArgumentError).
             self.optimizer.build(self.model.trainable_variables)
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, state=self.state)
+        self.epoch_log = EpochLog()
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, state=self.state,
+                                              history=self.epoch_log)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self._ckpt_dir,
-                                                  max_to_keep=cfg.logging.keep_checkpoints)
-        self.best_manager = tf.train.CheckpointManager(self.checkpoint, self._best_dir, max_to_keep=1,
-                                                       checkpoint_name='best')
+                                                  max_to_keep=self.cfg.logging.keep_checkpoints,
+                                                  checkpoint_name=_CKPT)
         if self._latest:
-            self.checkpoint.restore(self._latest).assert_existing_objects_matched()
-            log.info('resumed from %s: %d epoch(s) done, %d optimizer steps', self._latest,
-                     int(self.state.epoch.numpy()), self.iterations)
+            self._restore(self._latest)
         elif self.steps_per_epoch:
             self.state.steps_per_epoch.assign(self.steps_per_epoch)
         self._train_step = self._make_train_step()
         self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+
+    def _restore(self, path: str) -> None:
+        """Restore model, optimizer and loop state (all must match), then the history rows if saved."""
+        status = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, state=self.state).restore(path)
+        status.assert_existing_objects_matched().expect_partial()
+        tf.train.Checkpoint(history=self.epoch_log).restore(path).expect_partial()   # older checkpoints have none
+        log.info('resumed from %s: %d epoch(s) done, %d optimizer steps', path,
+                 int(self.state.epoch.numpy()), self.iterations)
+        self._repair_best()
+
+    def _repair_best(self) -> None:
+        """Keep the restored epoch as the best checkpoint if it is the best one and the run stopped
+        before keeping it (the best checkpoint is made after the epoch checkpoint)."""
+        epoch, best = int(self.state.epoch.numpy()), int(self.state.best_epoch.numpy())
+        if not self.worker.is_chief or not best or best != epoch:
+            return
+        if checkpoints.latest(self.paths.best) != os.path.join(self.paths.best, f'{_BEST}-{best}'):
+            log.info('keeping epoch %d as the best checkpoint (not done before the run stopped)', best)
+            self._keep_best(epoch, self.state.get(self.state.best_value))
 
     @property
     def iterations(self) -> int:
@@ -410,8 +526,21 @@ class Trainer:
             options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return self.strategy.experimental_distribute_dataset(ds.with_options(options))
 
+    def train_steps(self, epoch: int = 1) -> Iterator[float]:
+        """Optimizer steps on the repeated training data (in epoch ``epoch``'s order), one per item.
+
+        Each ``next()`` runs one distributed training step and yields its loss: the mean binary
+        cross-entropy per example of the global batch (without the weight-decay term). Nothing is
+        validated, checkpointed or logged: the LR range test and the benchmarks use it.
+        """
+        batch = self.cfg.input.batch_size
+        ds = self.data.train_dataset(epoch_seed(self.cfg.seed, epoch), repeat=True)
+        for item in self._distribute(ds, repeat=True):
+            yield float(self._train_step(item)) / batch
+
     # ------------------------------------------------------------------ epoch parts
     def _train_epoch(self, epoch: int, tb_train):
+        """One pass (or ``optimization.steps_per_epoch`` steps) → (mean train loss, steps, seconds)."""
         cfg = self.cfg
         spe = cfg.optimization.steps_per_epoch
         ds = self.data.train_dataset(epoch_seed(cfg.seed, epoch), repeat=spe is not None)
@@ -438,17 +567,8 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                 if steps % cfg.logging.log_every_steps == 0:
-                    running = window_sum / (window_n * cfg.input.batch_size)
-                    it = self.iterations
-                    if tb_train is not None:
-                        with tb_train.as_default(step=it):
-                            tf.summary.scalar('batch_loss', running)
-                            tf.summary.scalar('batch_learning_rate', self.current_lr(it - 1))
-                    if bar is not None:
-                        bar.set_postfix(loss=f'{running:.4f}')
-                    elif self.worker.is_chief:
-                        log.info('epoch %d step %d: loss %.4f (%.1f steps/s)', epoch, steps, running,
-                                 steps / max(time.time() - t0, 1e-9))
+                    self._log_running_loss(epoch, steps, window_sum / (window_n * cfg.input.batch_size),
+                                           time.time() - t0, tb_train, bar)
                     window_sum, window_n = 0.0, 0
         finally:
             if bar is not None:
@@ -459,6 +579,18 @@ class Trainer:
         self._last_steps = steps
         seconds = time.time() - t0
         return loss_sum / (steps * cfg.input.batch_size), steps, seconds
+
+    def _log_running_loss(self, epoch, steps, running, seconds, tb_train, bar) -> None:
+        it = self.iterations
+        if tb_train is not None:
+            with tb_train.as_default(step=it):
+                tf.summary.scalar('batch_loss', running)
+                tf.summary.scalar('batch_learning_rate', self.current_lr(it - 1))
+        if bar is not None:
+            bar.set_postfix(loss=f'{running:.4f}')
+        elif self.worker.is_chief:
+            log.info('epoch %d step %d: loss %.4f (%.1f steps/s)', epoch, steps, running,
+                     steps / max(seconds, 1e-9))
 
     def validate(self) -> Optional[dict]:
         """Validation pass: ``val_loss`` and exact track-level AUCs; None without a validation split.
@@ -485,13 +617,7 @@ class Trainer:
         track_ids, track_scores, track_labels = agg.result()
         if not np.all(np.isfinite(track_scores)):
             raise FloatingPointError('the model produced non-finite validation scores')
-        metrics_log = logging.getLogger('evaluation.metrics')
-        level = metrics_log.level
-        metrics_log.setLevel(logging.WARNING)   # its per-call INFO line would repeat every epoch
-        try:
-            m = tagging_metrics(track_labels, track_scores, labels=self.labels)
-        finally:
-            metrics_log.setLevel(level)
+        m = tagging_metrics(track_labels, track_scores, labels=self.labels)
         single = m.get('single_class_tags') or []
         if single and not getattr(self, '_single_logged', False) and self.worker.is_chief:
             log.info('validation: %d of %d tags have a single class (left out of the macro averages): %s',
@@ -504,40 +630,113 @@ class Trainer:
 
     # ------------------------------------------------------------------ run-dir files
     def _write_run_files(self, tb_train) -> None:
+        """config.json (dataset.dir made absolute), labels.json, features.json; config to TensorBoard."""
         if not self.worker.is_chief:
             return
         resolved = config_to_dict(self.cfg)
         resolved['logging']['run_dir'] = self.run_dir
-        write_json(self.paths.config, resolved)
-        write_json(self.paths.labels, self.labels)
-        write_json(self.paths.features, self.info.features_json())
+        resolved['dataset']['dir'] = _absolute(resolved['dataset']['dir'])
+        write_run_files(self.run_dir, config=resolved, labels=self.labels, features=self.info.features_json())
         if tb_train is not None:
-            import json
             with tb_train.as_default(step=int(self.state.epoch.numpy())):
                 tf.summary.text('config', '```\n' + json.dumps(resolved, indent=2) + '\n```')
                 tf.summary.text('labels', ', '.join(self.labels))
 
     def _writers(self):
+        """TensorBoard writers (train, validation) of the chief, else (None, None)."""
         if not (self.worker.is_chief and self.cfg.logging.tensorboard):
             return None, None
         return (tf.summary.create_file_writer(os.path.join(self.paths.tensorboard, 'train')),
                 tf.summary.create_file_writer(os.path.join(self.paths.tensorboard, 'validation')))
 
+    def _history(self) -> History:
+        """history.csv as the restored checkpoint records it (rows of epochs 1..restored epoch)."""
+        history = History(self.paths.history)
+        saved = self.epoch_log.rows()
+        done = int(self.state.epoch.numpy())
+        before = list(history.rows)
+        if saved is not None:
+            history.rows = [dict(r) for r in saved]
+        else:   # a new run, or a checkpoint without rows: drop rows of epochs not checkpointed
+            history.truncate(done)
+        if self.worker.is_chief and history.rows != before:
+            history.write()
+        return history
+
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
-        """Train until ``optimization.epochs`` or early stopping, then export the best model."""
-        cfg, state = self.cfg, self.state
+        """Train until ``optimization.epochs`` or early stopping, then export the best model.
+
+        Each epoch runs the named steps :meth:`_train_and_validate`, :meth:`_update_callbacks`,
+        :meth:`_save_epoch` and :meth:`_log_epoch`. The run directory's lock is released at the end.
+
+        Raises
+        ------
+        core.errors.NoSpaceError
+            The device filled up: incomplete checkpoint files were removed and the message names
+            the last complete checkpoint, from which ``--resume`` continues (exit code 4).
+        FloatingPointError
+            A non-finite training loss or validation score.
+        """
         t_start = time.time()
+        if self._lock is not None:
+            self._lock.acquire()   # again, if a previous fit released it
+        try:
+            history, trained, callbacks = self._run_epochs()
+            self._phase = 'exporting the model'
+            if self.worker.is_chief and self.do_export and (trained or self._export_outdated()):
+                self.export()
+        except BaseException as exc:
+            self._discard_incomplete()
+            if isinstance(exc, Exception) and is_no_space(exc):
+                raise self._no_space_error(exc) from exc
+            raise
+        finally:
+            self.close()
+        state = self.state
+        best_epoch = int(state.best_epoch.numpy()) or None
+        result = TrainResult(self.run_dir, int(state.epoch.numpy()), best_epoch, state.get(state.best_value),
+                             callbacks.monitor, bool(state.get(state.stopped)), history.rows, time.time() - t_start)
+        if self.worker.is_chief:
+            log.info('done: %d epoch(s) in %s; best %s = %s at epoch %s%s', result.epochs_completed,
+                     _hms(result.seconds), result.monitor, _f4(result.best_value), best_epoch,
+                     f'; exported {self.paths.model_keras}' if self.do_export else '')
+        return result
+
+    def _run_epochs(self):
+        """The epoch loop → (History, epochs trained now, _Callbacks)."""
+        cfg = self.cfg
+        self._phase = 'writing the run files'
+        history = self._history()
+        writers = self._writers()
+        try:
+            self._write_run_files(writers[0])
+            callbacks = self._callbacks()
+            self._log_start(callbacks)
+            trained = 0
+            for epoch in range(int(self.state.epoch.numpy()) + 1, cfg.optimization.epochs + 1):
+                if callbacks.stopped:
+                    break
+                self._phase = f'training epoch {epoch}'
+                row, validated = self._train_and_validate(epoch, writers[0])
+                improved = self._update_callbacks(epoch, row, validated, callbacks)
+                self._phase = f'saving epoch {epoch}'
+                self._save_epoch(epoch, row, improved, callbacks.monitor, history)
+                self._log_epoch(epoch, row, validated, writers)
+                trained += 1
+                if callbacks.stopped and self.worker.is_chief:
+                    log.info('early stopping after epoch %d: %s has not improved for %d epochs (best %s at epoch %d)',
+                             epoch, callbacks.monitor, cfg.callbacks.early_stopping.patience,
+                             _f4(callbacks.best.best), int(self.state.best_epoch.numpy()))
+        finally:
+            _close_writers(writers)
+        return history, trained, callbacks
+
+    def _callbacks(self) -> _Callbacks:
+        """Early stopping, reduce-on-plateau and the best tracker, continued from the loop state."""
+        cfg, state = self.cfg, self.state
         es_cfg, rp_cfg = cfg.callbacks.early_stopping, cfg.callbacks.reduce_on_plateau
         monitor = es_cfg.monitor
-        history = History(self.paths.history)
-        done = int(state.epoch.numpy())
-        n_rows = len(history.rows)
-        history.truncate(done)
-        if len(history.rows) != n_rows and self.worker.is_chief:
-            history.write()   # rows of an epoch that was not checkpointed before a crash
-        tb_train, tb_val = self._writers()
-        self._write_run_files(tb_train)
         stopper = EarlyStopping(es_cfg.patience, mode=monitor_mode(monitor), min_delta=es_cfg.min_delta,
                                 best=state.get(state.es_best), wait=state.get(state.es_wait)) \
             if self.use_early_stop else None
@@ -547,137 +746,159 @@ class Trainer:
             if self.use_plateau else None
         best = Tracker(monitor_mode(monitor), 0.0, state.get(state.best_value))
         stopped = bool(state.get(state.stopped)) and self.use_early_stop
-        if stopped:
-            log.info('run %s early-stopped at epoch %d; nothing left to train', self.run_dir, done)
-        if self.worker.is_chief:
-            log.info('training %s: %d tags, %d replica(s) x %d worker(s), global batch %d, %s input %s',
-                     self.run_dir, len(self.labels), self.replicas // max(self.worker.num_workers, 1),
-                     self.worker.num_workers, cfg.input.batch_size, self.info.kind,
-                     self.info.frames or self.info.samples)
-        trained = 0
-        for epoch in range(done + 1, cfg.optimization.epochs + 1):
-            if stopped:
-                break
-            trained += 1
-            train_loss, steps, train_s = self._train_epoch(epoch, tb_train)
-            lr_used = self.current_lr(self.iterations - 1)
-            t_val = time.time()
-            val = self.validate()
-            val_s = time.time() - t_val
-            row = {'epoch': epoch, 'train_loss': train_loss, 'lr': lr_used, 'steps': steps,
-                   'train_seconds': round(train_s, 3), 'val_seconds': round(val_s, 3),
-                   'train_examples_per_sec': round(steps * cfg.input.batch_size / max(train_s, 1e-9), 2)}
-            if val is not None:
-                row.update({k: v for k, v in val.items() if k.startswith('val_')})
-            # ---- callbacks (same decisions on every worker: same weights, same data)
-            value = row.get(monitor)
-            improved = best.update(_nan(value)) if val is not None else True
-            if improved:
-                state.best_value.assign(_nan(best.best))
-                state.best_epoch.assign(epoch)
-            if stopper is not None and val is not None:
-                if stopper.update(_nan(value)):
-                    stopped = True
-                    state.stopped.assign(1)
-                state.es_best.assign(_nan(stopper.tracker.best))
-                state.es_wait.assign(stopper.tracker.wait)
-            if reducer is not None and val is not None:
-                if reducer.update(_nan(row.get(rp_cfg.monitor))):
-                    state.lr_scale.assign(reducer.scale)
-                    if self.worker.is_chief:
-                        log.info('reduce-on-plateau: LR scale -> %.4g (next LR %.3g)', reducer.scale,
-                                 self.current_lr())
-                state.rp_best.assign(_nan(reducer.tracker.best))
-                state.rp_wait.assign(reducer.tracker.wait)
-            state.epoch.assign(epoch)
-            # ---- logs first, then the checkpoint: a crash in between leaves an extra history row
-            # that the resumed run drops (History.truncate), never a checkpoint without its row.
-            if self.worker.is_chief:
-                history.append(row)
-                _log_epoch(epoch, cfg.optimization.epochs, row)
-                if tb_train is not None:
-                    with tb_train.as_default(step=epoch):
-                        tf.summary.scalar('epoch_loss', train_loss)
-                        tf.summary.scalar('learning_rate', lr_used)
-                        tf.summary.scalar('steps_per_second', steps / max(train_s, 1e-9))
-                    tb_train.flush()
-                if tb_val is not None and val is not None:
-                    with tb_val.as_default(step=epoch):
-                        tf.summary.scalar('epoch_loss', val['val_loss'])
-                        for k in ('roc_auc_macro', 'pr_auc_macro', 'roc_auc_micro', 'pr_auc_micro'):
-                            tf.summary.scalar(k, val['val_' + k])
-                    tb_val.flush()
-            else:
-                history.rows.append(row)
-            # best before the epoch checkpoint: an epoch checkpoint never records a best epoch
-            # whose weights are not on disk
-            if improved:
-                self.best_manager.save(checkpoint_number=epoch)
+        return _Callbacks(monitor, best, stopper, reducer, stopped)
+
+    def _log_start(self, callbacks: _Callbacks) -> None:
+        if not self.worker.is_chief:
+            return
+        if callbacks.stopped:
+            log.info('run %s early-stopped at epoch %d; nothing left to train', self.run_dir,
+                     int(self.state.epoch.numpy()))
+        log.info('training %s: %d tags, %d replica(s) x %d worker(s), global batch %d, %s input %s',
+                 self.run_dir, len(self.labels), self.replicas // max(self.worker.num_workers, 1),
+                 self.worker.num_workers, self.cfg.input.batch_size, self.info.kind,
+                 self.info.frames or self.info.samples)
+
+    def _train_and_validate(self, epoch: int, tb_train) -> tuple:
+        """Train one epoch and validate → (history row, whether there was a validation pass)."""
+        train_loss, steps, train_s = self._train_epoch(epoch, tb_train)
+        lr_used = self.current_lr(self.iterations - 1)
+        t_val = time.time()
+        val = self.validate()
+        val_s = time.time() - t_val
+        row = {'epoch': epoch, 'train_loss': train_loss, 'lr': lr_used, 'steps': steps,
+               'train_seconds': round(train_s, 3), 'val_seconds': round(val_s, 3),
+               'train_examples_per_sec': round(steps * self.cfg.input.batch_size / max(train_s, 1e-9), 2)}
+        if val is not None:
+            row.update({k: v for k, v in val.items() if k.startswith('val_')})
+        return row, val is not None
+
+    def _update_callbacks(self, epoch: int, row: dict, validated: bool, cb: _Callbacks) -> bool:
+        """Best tracker, early stopping, reduce-on-plateau → the loop state; True if ``epoch`` is the best.
+
+        Every worker takes the same decisions: same weights, same validation data.
+        """
+        state, rp_monitor = self.state, self.cfg.callbacks.reduce_on_plateau.monitor
+        value = row.get(cb.monitor)
+        improved = cb.best.update(_nan(value)) if validated else True
+        if improved:
+            state.best_value.assign(_nan(cb.best.best))
+            state.best_epoch.assign(epoch)
+        if cb.stopper is not None and validated:
+            if cb.stopper.update(_nan(value)):
+                cb.stopped = True
+                state.stopped.assign(1)
+            state.es_best.assign(_nan(cb.stopper.tracker.best))
+            state.es_wait.assign(cb.stopper.tracker.wait)
+        if cb.reducer is not None and validated:
+            if cb.reducer.update(_nan(row.get(rp_monitor))):
+                state.lr_scale.assign(cb.reducer.scale)
                 if self.worker.is_chief:
-                    write_json(self.paths.best_json, {'epoch': epoch, 'monitor': monitor,
-                                                      'value': None if value is None or math.isnan(value) else value,
-                                                      'checkpoint': os.path.basename(self.best_manager.latest_checkpoint)})
-            self.manager.save(checkpoint_number=epoch)
-            if stopped and self.worker.is_chief:
-                log.info('early stopping after epoch %d: %s has not improved for %d epochs (best %.4f at epoch %d)',
-                         epoch, monitor, es_cfg.patience, best.best if best.best is not None else math.nan,
-                         int(state.best_epoch.numpy()))
-        for w in (tb_train, tb_val):
-            if w is not None:
-                w.close()
-        if self.worker.is_chief:
-            if self.do_export and (trained or not os.path.isfile(self.paths.model_keras)):
-                self.export()
-        else:
-            shutil.rmtree(getattr(self, '_tmp', ''), ignore_errors=True)
-        best_epoch = int(state.best_epoch.numpy()) or None
-        result = TrainResult(self.run_dir, int(state.epoch.numpy()), best_epoch, state.get(state.best_value),
-                             monitor, bool(state.get(state.stopped)), history.rows, time.time() - t_start)
-        if self.worker.is_chief:
-            log.info('done: %d epoch(s) in %s; best %s = %s at epoch %s%s', result.epochs_completed,
-                     _hms(result.seconds), monitor, _f4(result.best_value), best_epoch,
-                     f'; exported {self.paths.model_keras}' if self.do_export else '')
-        return result
+                    log.info('reduce-on-plateau: LR scale -> %.4g (next LR %.3g)', cb.reducer.scale,
+                             self.current_lr())
+            state.rp_best.assign(_nan(cb.reducer.tracker.best))
+            state.rp_wait.assign(cb.reducer.tracker.wait)
+        state.epoch.assign(epoch)
+        return improved
+
+    def _save_epoch(self, epoch: int, row: dict, improved: bool, monitor: str, history: History) -> None:
+        """The epoch checkpoint (with the history rows inside), then the best one, then history.csv.
+
+        In this order a run stopped at any point (a full disk, a kill) leaves a run directory whose
+        files agree: the history row and the best checkpoint of an epoch exist only once its epoch
+        checkpoint is complete, and resuming restores what is missing after it.
+        """
+        self.epoch_log.set(history.rows + [row])
+        self.manager.save(checkpoint_number=epoch)
+        if not self.worker.is_chief:
+            history.rows.append(row)
+            return
+        if improved:
+            self._keep_best(epoch, row.get(monitor))
+        history.append(row)
+
+    def _keep_best(self, epoch: int, value) -> None:
+        """Keep the (complete) epoch checkpoint as ``checkpoints/best/best-<epoch>`` + best.json (chief)."""
+        src = os.path.join(self.paths.checkpoints, f'{_CKPT}-{epoch}')
+        best = checkpoints.keep_as(src, self.paths.best, f'{_BEST}-{epoch}')
+        value = None if value is None or math.isnan(value) else value
+        write_json(self.paths.best_json, {'epoch': epoch, 'monitor': self.cfg.callbacks.early_stopping.monitor,
+                                          'value': value, 'checkpoint': os.path.basename(best)})
+
+    def _log_epoch(self, epoch: int, row: dict, validated: bool, writers) -> None:
+        """The epoch's line on the console and its scalars in TensorBoard (chief)."""
+        if not self.worker.is_chief:
+            return
+        _log_epoch_line(epoch, self.cfg.optimization.epochs, row)
+        tb_train, tb_val = writers
+        if tb_train is not None:
+            with tb_train.as_default(step=epoch):
+                tf.summary.scalar('epoch_loss', row['train_loss'])
+                tf.summary.scalar('learning_rate', row['lr'])
+                tf.summary.scalar('steps_per_second', row['steps'] / max(row['train_seconds'], 1e-9))
+            tb_train.flush()
+        if tb_val is not None and validated:
+            with tb_val.as_default(step=epoch):
+                tf.summary.scalar('epoch_loss', row['val_loss'])
+                for k in ('roc_auc_macro', 'pr_auc_macro', 'roc_auc_micro', 'pr_auc_micro'):
+                    tf.summary.scalar(k, row['val_' + k])
+            tb_val.flush()
+
+    def _no_space_error(self, exc: BaseException) -> NoSpaceError:
+        """The one-line message of a full disk: what was being done, the last complete checkpoint."""
+        last = checkpoints.latest(self.paths.checkpoints) if self.worker.is_chief else None
+        where = (f'the last complete checkpoint is epoch {checkpoints.number_of(last)} ({last})' if last
+                 else 'no epoch was saved yet')
+        err = NoSpaceError(f'no space left on the device while {self._phase} of {self.run_dir} '
+                           f'({_short_reason(exc)}); {where}; incomplete checkpoint files were removed. '
+                           'Free some space, then continue the run with --resume')
+        err.last_checkpoint = last
+        return err
 
     # ------------------------------------------------------------------ export
+    def _export_outdated(self) -> bool:
+        """True when model.keras is missing or older than the checkpoint it would be exported from."""
+        src = checkpoints.latest(self.paths.best) or checkpoints.latest(self.paths.checkpoints)
+        if not os.path.isfile(self.paths.model_keras):
+            return src is not None
+        return src is not None and os.path.getmtime(self.paths.model_keras) < os.path.getmtime(src + '.index')
+
     def export(self) -> Optional[str]:
         """Write model.keras and saved_model/ from the best checkpoint (or the last one)."""
-        src = tf.train.latest_checkpoint(self.paths.best) or tf.train.latest_checkpoint(self.paths.checkpoints)
+        src = checkpoints.latest(self.paths.best) or checkpoints.latest(self.paths.checkpoints)
         if src is None:
             log.warning('nothing to export: no checkpoint in %s', self.paths.checkpoints)
             return None
         model = self.model_fn(len(self.labels), self.info)  # outside the strategy: a plain model
         tf.train.Checkpoint(model=model).restore(src).expect_partial()
-        export_model(model, self.paths)
+        export_model(model, self.run_dir)
         return src
 
 
-def export_model(model: keras.Model, paths: RunPaths) -> None:
-    """Save ``model`` as ``model.keras`` and ``saved_model/`` (output renamed ``tags`` if needed)."""
-    model = _with_tags_output(model)
-    tmp_keras = os.path.join(paths.root, '.model.tmp.keras')
-    model.save(tmp_keras)
-    os.replace(tmp_keras, paths.model_keras)
-    tmp_dir = tempfile.mkdtemp(prefix='.saved_model.tmp', dir=paths.root)
-    shutil.rmtree(tmp_dir)
-    _quiet(model.export, tmp_dir)
-    replace_dir(tmp_dir, paths.saved_model)
+def _close_writers(writers) -> None:
+    """Close TensorBoard writers; a failing final flush (a full disk) is a warning, not the error
+    that ends the run (it would hide the one that did)."""
+    for w in writers:
+        if w is None:
+            continue
+        try:
+            w.close()
+        except Exception as exc:  # noqa: BLE001 - TensorBoard events are not needed to resume
+            log.warning('could not finish the TensorBoard events: %s', _short_reason(exc))
 
 
-def _quiet(fn, *args):
-    """model.export prints its endpoint summary to stdout; keep batch logs clean."""
-    import contextlib
-    import io
-    with contextlib.redirect_stdout(io.StringIO()):
-        return fn(*args)
+def _absolute(path: str) -> str:
+    """An absolute local path (URLs unchanged), so the run can be evaluated from any directory."""
+    return path if not path or is_url(path) else os.path.abspath(path)
 
 
-def _with_tags_output(model: keras.Model) -> keras.Model:
-    if list(getattr(model, 'output_names', []) or []) == ['tags']:
-        return model
-    inputs = model.inputs
-    outputs = keras.layers.Identity(name='tags')(model(inputs[0] if len(inputs) == 1 else inputs))
-    return keras.Model(inputs, outputs, name=model.name)
+def _short_reason(exc: BaseException) -> str:
+    """'File too large' / 'No space left on device' … from an OSError or a TensorFlow error."""
+    text = str(exc)
+    for reason in ('No space left on device', 'Disk quota exceeded', 'File too large'):
+        if reason.lower() in text.lower():
+            return reason
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _progress(total, desc, show):
@@ -697,7 +918,7 @@ def _hms(seconds: float) -> str:
     return f'{h}:{m:02d}:{s:02d}' if h else f'{m}:{s:02d}'
 
 
-def _log_epoch(epoch, epochs, row) -> None:
+def _log_epoch_line(epoch, epochs, row) -> None:
     val = ''
     if row.get('val_loss') is not None:
         val = (f' | val loss {row["val_loss"]:.4f} ROC-AUC {_f4(row.get("val_roc_auc_macro"))}/'
@@ -710,4 +931,5 @@ def _log_epoch(epoch, epochs, row) -> None:
 
 def train(cfg: Config, **kwargs) -> TrainResult:
     """Build a :class:`Trainer` and run it (see its parameters)."""
-    return Trainer(cfg, **kwargs).fit()
+    with Trainer(cfg, **kwargs) as trainer:
+        return trainer.fit()
