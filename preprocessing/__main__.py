@@ -1,74 +1,128 @@
-"""Command line of the preprocessing stage.
+"""Command line of the preprocessing stage (``python -m preprocessing``, ``musetag preprocess``).
 
-``python -m preprocessing features FILE_OR_DIR … [--preset musicnn|orpheus] [--limit N] [--out DIR]``
-    compute log-mel spectrograms of audio files (prints shapes; ``--out`` saves ``.npy``).
-``python -m preprocessing split --master master.csv --out splits.csv [--by artist|track|list] …``
-    write a persisted split manifest.
-``python -m preprocessing write --master … --tags clean_tags.db --splits splits.csv --out DIR …``
-    write sharded TFRecords (waveform or log-mel) and their manifest.
-``python -m preprocessing info DIR``
+``split --master master.csv --out splits.csv [--by artist|track|list] [--ratios 0.8 0.1 0.1] …``
+    write a persisted split manifest (``docs/master-table.md``); prints the ratios reached and
+    warns about an empty or tiny split.
+``write --master master.csv --tags clean_tags.db --splits splits.csv --out DIR …``
+    write sharded TFRecords (waveform or log-mel) and their manifest (``docs/tfrecords.md``).
+``info DIR``
     summarise a TFRecord dataset's manifest.
+``features FILE_OR_DIR … [--preset musicnn|orpheus] [--set KEY=VALUE] [--out DIR]``
+    compute log-mel spectrograms of audio files (prints shapes; ``--out`` saves ``.npy``); every
+    file of a folder is tried, and each one that cannot be read is reported with its reason.
+
+Exit codes (the same for every MuseTag command, ``core.errors``):
+
+====  ==========================================================================================
+0     done; every input was used
+1     done, but some inputs were skipped, each reported: bad lines in master.csv / splits.csv,
+      split rows naming unknown tracks, files outside the audio root, unreadable audio
+      (``write``: listed in ``DIR/skipped.csv``); tracks without a split or a clean tag are the
+      ordinary selection and do not count
+2     bad arguments or input (the message names the problem); nothing written
+3     the output is being written by another job (the message names it)
+4     no space left on the device: the partial shard was removed, finished shards are kept and
+      the same command resumes
+130   interrupted; the same command resumes a ``write``
+====  ==========================================================================================
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import shlex
 import sys
-import time
 
-AUDIO_EXTS = ('.mp3', '.wav', '.flac', '.ogg', '.oga', '.aiff', '.aif', '.au', '.m4a')
+from core.cli import (HelpFormatter, add_verbosity, existing_file, existing_path, key_value, nonneg_int,
+                      parse_overrides, positive_int, run_command, show_progress)
+
+PROG = 'python -m preprocessing'
+SPLITS = ('train', 'validation', 'test')   # preprocessing.splits.SPLITS, without importing pandas here
 
 
-def _iter_audio(inputs):
+def _set_item(text):
+    """``--set`` item: ``KEY=VALUE``, or (the older form) a JSON object of several."""
+    if text.lstrip().startswith('{'):
+        return text   # checked by core.cli.parse_overrides
+    return key_value(text)
+
+
+def _command_line(prog, argv) -> str:
+    return ' '.join([prog, shlex.join(argv)]) if argv else prog
+
+
+# ------------------------------------------------------------------------------------------ features
+def _iter_files(inputs, problems):
+    """Every file named or found (recursively, sorted) under the inputs; unreadable folders go to
+    ``problems``."""
+    def unreadable(err):
+        problems.append((err.filename, f'folder not readable ({err.strerror})'))
+
     for item in inputs:
-        if os.path.isdir(item):
-            for root, dirs, files in os.walk(item):
-                dirs.sort()
-                for name in sorted(files):
-                    if name.lower().endswith(AUDIO_EXTS):
-                        yield os.path.join(root, name)
-        else:
-            yield item
+        if not os.path.isdir(item):
+            yield item, os.path.basename(item)
+            continue
+        base = os.path.basename(os.path.normpath(item))
+        for root, dirs, names in os.walk(item, onerror=unreadable):
+            dirs.sort()
+            for name in sorted(names):
+                path = os.path.join(root, name)
+                yield path, os.path.join(base, os.path.relpath(path, item))
+
+
+def _save_spectrogram(out, rel, spec, used):
+    import numpy as np
+
+    from core.files import atomic_path
+    target = os.path.join(out, rel + '.npy')
+    k = 2
+    while target in used:   # two inputs with one name: keep both
+        target = os.path.join(out, f'{rel}-{k}.npy')
+        k += 1
+    used.add(target)
+    with atomic_path(target, overwrite=True, suffix='.npy') as tmp:
+        np.save(tmp, spec)
 
 
 def cmd_features(args):
-    import numpy as np
+    import time
+
     from preprocessing.audio import AudioLoadError, load_audio
     from preprocessing.features import get_params, log_mel
-    overrides = dict(json.loads(args.set)) if args.set else {}
-    params = get_params(args.preset, **overrides)
-    done = bad = 0
-    for path in _iter_audio(args.inputs):
+    params = get_params(args.preset, **parse_overrides(args.set))
+    done, problems, used = 0, [], set()
+    for path, rel in _iter_files(args.inputs, problems):
         if args.limit and done >= args.limit:
             break
         t0 = time.perf_counter()
         try:
             audio = load_audio(path, sr=params.sr)
         except AudioLoadError as e:
-            print(f'skip {path}: {e.reason} ({e.detail})' if e.detail else f'skip {path}: {e.reason}')
-            bad += 1
+            problems.append((path, f'{e.reason} ({e.detail})' if e.detail else e.reason))
+            print(f'skip {path}: {problems[-1][1]}')
             continue
         spec = log_mel(audio, params)
         ms = (time.perf_counter() - t0) * 1000
         print(f'{path}: {len(audio) / params.sr:6.2f} s -> log-mel {spec.shape[0]}x{spec.shape[1]} '
               f'({args.preset}), range [{spec.min():.2f}, {spec.max():.2f}], {ms:.0f} ms')
         if args.out:
-            os.makedirs(args.out, exist_ok=True)
-            np.save(os.path.join(args.out, os.path.basename(path) + '.npy'), spec)
+            _save_spectrogram(args.out, rel, spec, used)
         done += 1
-    print(f'features: {done} file(s) computed, {bad} skipped')
-    return 0 if done or not bad else 1
+    for path, reason in problems:
+        if reason.startswith('folder'):
+            print(f'skip {path}: {reason}')
+    print(f'features: {done} file(s) computed, {len(problems)} skipped')
+    return 1 if problems else 0
 
 
+# ------------------------------------------------------------------------------------------ split
 def cmd_split(args):
     from preprocessing.splits import split_command
-    split_command(args)
-    return 0
+    return split_command(args)
 
 
+# ------------------------------------------------------------------------------------------ write
 def _shards_arg(values):
-    from preprocessing.splits import SPLITS
     if len(values) == 1:
         return values[0]
     if len(values) == 3:
@@ -76,29 +130,44 @@ def _shards_arg(values):
     raise argparse.ArgumentTypeError('--shards-per-split takes 1 or 3 integers (train validation test)')
 
 
+def _write_summary(summary) -> str:
+    skipped = {**summary['excluded'], **summary['tracks_skipped']}
+    text = (f"write: {summary['tracks_written']} tracks in {summary['shards_written']} new shard(s) "
+            f"({summary['shards_already_done']} already complete) of {summary['shards_total']}; skipped: "
+            + (', '.join(f'{k} {v}' for k, v in skipped.items()) or 'none') + f"; {summary['seconds']} s")
+    if not summary['manifest']:
+        text += '; manifest pending (other hosts unfinished)'
+    if summary['input_problems'] or summary['tracks_skipped']:
+        text += f" (input problems and unreadable files are listed in {os.path.join(summary['out'], 'skipped.csv')}"
+        text += ')' if summary['manifest'] else ' once every host has finished)'
+    return text
+
+
 def cmd_write(args):
+    try:
+        shards = _shards_arg(args.shards_per_split)
+    except argparse.ArgumentTypeError as e:
+        raise ValueError(str(e)) from None
     from preprocessing.tfrecords import write_tfrecords
     params = None
     if args.format == 'log-mel':
         from preprocessing.features import get_params
-        overrides = dict(json.loads(args.set)) if args.set else {}
-        params = get_params(args.preset, sr=args.sr, **overrides)
+        params = get_params(args.preset, sr=args.sr, **parse_overrides(args.set))
     summary = write_tfrecords(args.master, args.tags, args.splits, args.out, format=args.format,
-                              preset=args.preset, sr=args.sr, params=params,
-                              shards_per_split=_shards_arg(args.shards_per_split), workers=args.workers,
-                              num_hosts=args.num_hosts, host_index=args.host_index,
+                              preset=args.preset, sr=args.sr, params=params, shards_per_split=shards,
+                              workers=args.workers, num_hosts=args.num_hosts, host_index=args.host_index,
                               audio_root=args.audio_root, overwrite=args.overwrite,
                               audio_encoding=args.audio_encoding,
                               compression='' if args.compression == 'none' else args.compression,
-                              progress=not args.no_progress, command=' '.join(['python -m preprocessing'] + sys.argv[1:]))
-    skipped = ', '.join(f'{k} {v}' for k, v in {**summary['excluded'], **summary['tracks_skipped']}.items()) or 'none'
-    print(f"write: {summary['tracks_written']} tracks in {summary['shards_written']} new shard(s) "
-          f"({summary['shards_already_done']} already complete) of {summary['shards_total']}; skipped: {skipped}; "
-          f"{summary['seconds']} s" + ('' if summary['manifest'] else '; manifest pending (other hosts unfinished)'))
-    return 0
+                              progress=show_progress(args), command=args.command_line)
+    print(_write_summary(summary))
+    return 1 if summary['input_problems'] or summary['tracks_skipped'] else 0
 
 
+# ------------------------------------------------------------------------------------------ info
 def cmd_info(args):
+    import json
+
     from preprocessing.dataset import load_manifest
     m = load_manifest(args.dir)
     f = m['features']
@@ -107,73 +176,96 @@ def cmd_info(args):
     for split, s in m['splits'].items():
         print(f"  {split:<10} {s['tracks']:>7} tracks {s['seconds'] / 3600:8.2f} h in {len(s['shards'])} shard(s)")
     vocab = sorted(m['tags']['vocabulary'], key=lambda v: -v['counts']['train'])
-    print(f"  {len(vocab)} tags; most frequent in train: " + ', '.join(f"{v['tag']} ({v['counts']['train']})" for v in vocab[:10]))
+    top = ', '.join(f"{v['tag']} ({v['counts']['train']})" for v in vocab[:10])
+    print(f"  {len(vocab)} tags; most frequent in train: {top}")
     if m.get('skipped'):
         print('  skipped: ' + ', '.join(f'{k} {v}' for k, v in m['skipped'].items()))
     return 0
 
 
-def build_parser():
-    ap = argparse.ArgumentParser(prog='python -m preprocessing', description=__doc__.split('\n\n')[0])
-    sub = ap.add_subparsers(dest='command', required=True)
+# ------------------------------------------------------------------------------------------ parser
+def _parser(sub, name, help_text, func):
+    p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
+    add_verbosity(p)
+    p.set_defaults(func=func)
+    return p
 
-    p = sub.add_parser('features', help='compute log-mel spectrograms of audio files')
-    p.add_argument('inputs', nargs='+', help='audio files or folders (recursive)')
-    p.add_argument('--preset', default='musicnn', choices=['musicnn', 'orpheus'])
-    p.add_argument('--set', help='JSON dict of FeatureParams overrides, e.g. \'{"n_mels": 128}\'')
-    p.add_argument('--limit', type=int, default=0, help='stop after N files (0 = all)')
-    p.add_argument('--out', help='save each spectrogram as OUT/<file>.npy')
-    p.set_defaults(func=cmd_features)
 
-    p = sub.add_parser('split', help='write a persisted train/validation/test split manifest')
-    p.add_argument('--master', required=True, help='master CSV (python -m msd build)')
+def _add_features(sub):
+    p = _parser(sub, 'features', 'compute log-mel spectrograms of audio files', cmd_features)
+    p.add_argument('inputs', nargs='+', type=existing_path, help='audio files or folders (every file, recursively)')
+    p.add_argument('--preset', default='musicnn', choices=['musicnn', 'orpheus'], help='log-mel parameters')
+    p.add_argument('--set', action='append', type=_set_item, metavar='KEY=VALUE', default=[],
+                   help='override one feature parameter, e.g. --set n_mels=128 (repeatable; a JSON object of '
+                        'several is accepted too)')
+    p.add_argument('--limit', type=nonneg_int, default=0, help='stop after N files computed (0 = all)')
+    p.add_argument('--out', help='save each spectrogram as OUT/<input folder>/<relative path>.npy')
+
+
+def _add_split(sub):
+    p = _parser(sub, 'split', 'write a persisted train/validation/test split manifest (splits.csv)', cmd_split)
+    p.add_argument('--master', required=True, type=existing_file, help='master table (msd build)')
     p.add_argument('--out', required=True, help='output CSV: track_id,split')
     p.add_argument('--by', choices=['artist', 'track', 'list'], default=None,
-                   help='artist-disjoint (default when artist ids exist), per track, or imported lists')
-    p.add_argument('--lists', nargs=3, metavar=('TRAIN', 'VAL', 'TEST'), help='track-id list files for --by list')
-    p.add_argument('--ratios', nargs=3, type=float, default=[0.8, 0.1, 0.1])
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--overwrite', action='store_true')
-    p.set_defaults(func=cmd_split)
+                   help='artist-disjoint, per track, or imported lists (default: artist when every track has an '
+                        'artist id, else track, with a warning)')
+    p.add_argument('--lists', nargs=3, metavar=('TRAIN', 'VAL', 'TEST'), type=existing_file,
+                   help='track-id list files for --by list')
+    p.add_argument('--ratios', nargs=3, type=float, default=[0.8, 0.1, 0.1], metavar=('TRAIN', 'VAL', 'TEST'),
+                   help='split proportions (any scale)')
+    p.add_argument('--seed', type=int, default=0, help='seed of the hash split')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing --out')
 
-    p = sub.add_parser('write', help='write sharded TFRecords + manifest.json')
-    p.add_argument('--master', required=True)
-    p.add_argument('--tags', required=True, help='clean tag DB (python -m msd clean-tags)')
-    p.add_argument('--splits', required=True, help='split manifest (python -m preprocessing split)')
-    p.add_argument('--out', required=True, help='output directory (local or s3://, gs://, hdfs:// URL)')
-    p.add_argument('--format', choices=['waveform', 'log-mel'], default='log-mel')
+
+def _add_write(sub):
+    p = _parser(sub, 'write', 'write sharded TFRecords + manifest.json (docs/tfrecords.md)', cmd_write)
+    p.add_argument('--master', required=True, type=existing_file, help='master table (msd build)')
+    p.add_argument('--tags', required=True, type=existing_file, help='clean tag DB (msd clean-tags)')
+    p.add_argument('--splits', required=True, type=existing_file, help='split manifest (preprocessing split)')
+    p.add_argument('--out', required=True, help='output directory (local, or an s3://, gs://, hdfs:// URL)')
+    p.add_argument('--format', choices=['waveform', 'log-mel'], default='log-mel', help='what the records store')
     p.add_argument('--preset', choices=['musicnn', 'orpheus'], default='musicnn', help='log-mel parameters')
-    p.add_argument('--set', help='JSON dict of FeatureParams overrides for log-mel')
-    p.add_argument('--sr', type=int, default=16000)
-    p.add_argument('--shards-per-split', nargs='+', type=int, default=[8],
+    p.add_argument('--set', action='append', type=_set_item, metavar='KEY=VALUE', default=[],
+                   help='override one log-mel parameter, e.g. --set n_mels=128 (repeatable; a JSON object of '
+                        'several is accepted too)')
+    p.add_argument('--sr', type=positive_int, default=16000, help='sample rate of the stored audio (Hz)')
+    p.add_argument('--shards-per-split', nargs='+', type=positive_int, default=[8], metavar='N',
                    help='one number for every split, or three (train validation test)')
-    p.add_argument('--workers', type=int, default=max(1, (os.cpu_count() or 1)))
-    p.add_argument('--num-hosts', type=int, default=1, help='machines sharing this dataset')
-    p.add_argument('--host-index', type=int, default=0, help='this machine: 0 … num-hosts-1')
+    p.add_argument('--workers', type=positive_int, default=max(1, os.cpu_count() or 1),
+                   help='processes decoding audio (1 = in this process)')
+    p.add_argument('--num-hosts', type=positive_int, default=1, help='machines sharing this dataset')
+    p.add_argument('--host-index', type=nonneg_int, default=0, help='this machine: 0 … num-hosts-1')
     p.add_argument('--audio-encoding', choices=['raw', 'zlib'], default='raw',
-                   help='per-example audio bytes: raw (default; windows are cut straight out of the '
-                        'records, fastest to read) or zlib level 1 (~25%% smaller log-mel, ~12%% '
-                        'smaller PCM, ~3x slower to read)')
+                   help='per-example audio bytes: raw (windows are cut straight out of the records, fastest to '
+                        'read) or zlib level 1 (~25%% smaller log-mel, ~12%% smaller PCM, ~3x slower to read)')
     p.add_argument('--compression', choices=['none', 'ZLIB', 'GZIP'], default='none',
-                   help='whole-file TFRecord compression (default none: slower to read)')
-    p.add_argument('--audio-root', help='resolve the master CSV file_path column against this folder')
+                   help='whole-file TFRecord compression (slower to read)')
+    p.add_argument('--audio-root', help="folder every audio file must lie in; file_path is relative to it "
+                                        "(default: the '# audio_root=' line of the master table)")
     p.add_argument('--overwrite', action='store_true', help='replace a dataset written with other settings')
-    p.add_argument('--no-progress', action='store_true')
-    p.set_defaults(func=cmd_write)
 
-    p = sub.add_parser('info', help='summarise a TFRecord dataset')
-    p.add_argument('dir')
-    p.set_defaults(func=cmd_info)
+
+def build_parser(prog=PROG):
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split('\n\n')[0], formatter_class=HelpFormatter,
+                                 epilog='Exit codes: 0 done, 1 some inputs skipped (each reported), 2 bad '
+                                        'arguments or input, 3 output locked by another job, 4 disk full, '
+                                        '130 interrupted.')
+    sub = ap.add_subparsers(dest='command', required=True, metavar='COMMAND')
+    _add_split(sub)
+    _add_write(sub)
+    p = _parser(sub, 'info', 'summarise a TFRecord dataset', cmd_info)
+    p.add_argument('dir', help='dataset directory (local or URL)')
+    _add_features(sub)
     return ap
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+def main(argv=None, prog=None) -> int:
+    """Run the preprocessing command line; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = prog or PROG
+    args = build_parser(prog).parse_args(argv)
+    args.command_line = _command_line(prog, argv)
+    return run_command(args.func, args, prog)
 
 
 if __name__ == '__main__':

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from preprocessing import io as pio
+from core.files import exists, join, read_json
 from preprocessing.features import FeatureParams
 
 __all__ = ['TagSelection', 'load_manifest', 'resolve_labels', 'label_lookup', 'window_length',
@@ -55,13 +55,13 @@ class TagSelection:
 
 def load_manifest(directory) -> dict:
     """Read ``directory/manifest.json`` (clear errors for a missing or incomplete dataset)."""
-    path = pio.join(directory, 'manifest.json')
-    if not pio.exists(path):
-        state = pio.join(directory, '_shards', 'plan.json')
+    path = join(directory, 'manifest.json')
+    if not exists(path):
+        state = join(directory, '_shards', 'plan.json')
         hint = (' (writing has not finished: re-run `python -m preprocessing write` to complete it)'
-                if pio.exists(state) else '')
+                if exists(state) else '')
         raise FileNotFoundError(f'no manifest.json in {directory}: not a MuseTag TFRecord dataset{hint}')
-    manifest = pio.read_json(path)
+    manifest = read_json(path)
     for key in ('features', 'splits', 'tags'):
         if key not in manifest:
             raise ValueError(f'{path}: manifest lacks {key!r}')
@@ -158,7 +158,7 @@ def split_files(directory, manifest, split) -> list:
     """Shard paths of ``split`` in manifest order."""
     if split not in manifest['splits']:
         raise ValueError(f'unknown split {split!r}; the dataset has {sorted(manifest["splits"])}')
-    files = [pio.join(directory, s['file']) for s in manifest['splits'][split]['shards']]
+    files = [join(directory, s['file']) for s in manifest['splits'][split]['shards']]
     if not files:
         raise ValueError(f'split {split!r} of {directory} has no shards')
     return files

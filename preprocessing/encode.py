@@ -11,6 +11,7 @@ import zlib
 
 import numpy as np
 
+from core.procs import exit_with_parent
 from preprocessing.audio import AudioLoadError, load_audio
 from preprocessing.features import FeatureParams, log_mel
 
@@ -58,8 +59,11 @@ def encode_item(item):
     return ('ok', audio, shape, duration)
 
 
-def init_worker():
-    """Pool initializer: one BLAS thread per worker process.
+def init_worker(owner: int | None = None):
+    """Pool initializer: the worker ends with the job (``owner``: the job's pid), one BLAS thread.
+
+    Without :func:`core.procs.exit_with_parent`, a worker waiting for tasks never notices that
+    ``kill -9`` ended the job: it holds its own end of the task pipe and would wait forever.
 
     The mel projection (``power @ mel_basis.T``) is the only BLAS call. OpenBLAS would start one
     thread per core in every worker and keep them spinning after each call: with N workers on N
@@ -68,4 +72,5 @@ def init_worker():
     for 66 ms). The workers are the parallelism; BLAS threads on top only oversubscribe the cores.
     """
     from threadpoolctl import threadpool_limits
+    exit_with_parent(owner)
     threadpool_limits(limits=1, user_api='blas')

@@ -1,35 +1,42 @@
-"""Persisted train/validation/test split manifests.
+"""Persisted train/validation/test split manifests (``splits.csv``, format in ``docs/master-table.md``).
 
-A split is a CSV (``track_id,split``) written once and read by every later stage, never derived
-from directory-listing order (SPEC 10 item 2). Three ways to make one:
+A split is a table (``track_id,split``) written once and read by every later stage, never derived
+from the order of a directory listing. Three ways to make one:
 
-``by='artist'`` (default when the master CSV has artist ids)
-    Every artist's tracks land in the same split (no artist leakage between train and test).
+``by='artist'`` (default when every track of the master table has an artist id)
+    Every artist's tracks land in the same split (no artist leaks between train and test).
 ``by='track'``
-    Independent per track.
+    Independent per track (tracks of one artist may land in different splits).
 ``by='list'``
     Imported lists of track ids (one per line; extra tab/space/comma-separated columns ignored),
     e.g. the standard MSD split of Choi et al. used by musicnn, so results compare with published
     numbers.
 
 The hash split is deterministic for a seed and *stable*: a track's split depends only on
-``(seed, key)``, so adding tracks to the corpus never moves existing ones.
+``(seed, key)``, so adding tracks to the corpus never moves existing ones. With few artists the
+hash split is coarse (44 tracks of 11 artists can leave a split empty): :func:`split_warnings`
+names every split that ends up empty or far below its ratio.
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 
 import numpy as np
-import pandas as pd
 
-from preprocessing.io import atomic_write_text, read_master
+from core.errors import MuseTagError
+from msd.tables import SPLIT_COLUMNS, BadLine, Table, read_table, write_table
 
-__all__ = ['SPLITS', 'hash_unit', 'make_split', 'read_split_lists', 'read_splits', 'write_splits']
+__all__ = ['SPLITS', 'hash_unit', 'make_split', 'read_split_lists', 'read_splits', 'write_splits',
+           'missing_artists', 'split_warnings', 'split_command']
+
+log = logging.getLogger(__name__)
 
 SPLITS = ('train', 'validation', 'test')
-_TRACK_ID = re.compile(r'TR[A-Z0-9]{16}')
+#: a split below this fraction of the tracks its ratio asks for is reported as tiny
+TINY_FRACTION = 0.5
 
 
 def hash_unit(keys, seed=0) -> np.ndarray:
@@ -70,8 +77,16 @@ def read_split_lists(paths) -> dict:
     return lists
 
 
-def make_split(master: pd.DataFrame, *, by='artist', ratios=(0.8, 0.1, 0.1), seed=0, lists=None):
-    """Assign every master-CSV track to a split.
+def missing_artists(master) -> int:
+    """Number of tracks of ``master`` (DataFrame) without an artist id (all of them if no column)."""
+    if 'artist_id' not in master.columns:
+        return len(master)
+    ids = master['artist_id']
+    return int((ids.isna() | (ids.astype(str).str.strip() == '')).sum())
+
+
+def make_split(master, *, by='artist', ratios=(0.8, 0.1, 0.1), seed=0, lists=None):
+    """Assign every master-table track to a split.
 
     Parameters
     ----------
@@ -84,7 +99,14 @@ def make_split(master: pd.DataFrame, *, by='artist', ratios=(0.8, 0.1, 0.1), see
     -------
     splits : DataFrame[track_id, split] in master order (tracks absent from the lists dropped).
     report : dict of counts (per split, and ``unlisted`` / ``missing`` for lists).
+
+    Raises
+    ------
+    core.errors.MuseTagError
+        ``by='artist'`` and some tracks have no artist id: an artist split could not keep their
+        artists apart.
     """
+    import pandas as pd
     if 'track_id' not in master.columns:
         raise ValueError('master CSV has no track_id column')
     tids = master['track_id'].astype(str)
@@ -106,11 +128,13 @@ def make_split(master: pd.DataFrame, *, by='artist', ratios=(0.8, 0.1, 0.1), see
             raise ValueError(f'--ratios needs three non-negative numbers, got {list(ratios)}')
         edges = np.cumsum(r / r.sum())
         if by == 'artist':
-            if 'artist_id' not in master.columns:
-                raise ValueError("by='artist' needs an artist_id column in the master CSV (use --by track)")
-            keys = master['artist_id'].fillna('').astype(str)
-            # tracks without an artist id are their own "artist"
-            keys = keys.where(keys != '', 'track:' + tids)
+            lacking = missing_artists(master)
+            if lacking:
+                raise MuseTagError(
+                    f'{lacking} of {len(master)} tracks have no artist id, so an artist split cannot keep their '
+                    'artists apart: tracks of one artist could land in both train and test. Use --by track '
+                    '(artists may then leak between splits) or give every track its artist_id.')
+            keys = master['artist_id'].astype(str)
         elif by == 'track':
             keys = tids
         else:
@@ -123,39 +147,114 @@ def make_split(master: pd.DataFrame, *, by='artist', ratios=(0.8, 0.1, 0.1), see
     return out.reset_index(drop=True), report
 
 
-def write_splits(splits: pd.DataFrame, path, *, header=''):
-    """Write ``track_id,split`` CSV atomically (``# header`` comment line first)."""
-    text = splits[['track_id', 'split']].to_csv(index=False)
-    atomic_write_text(path, (f'# {header}\n' if header else '') + text)
+def split_warnings(report: dict, ratios) -> list:
+    """Messages for every split that is empty or below :data:`TINY_FRACTION` of what its ratio asks.
+
+    ``report`` is :func:`make_split`'s; ``ratios`` the three requested ratios (any scale).
+    """
+    total = sum(report[s] for s in SPLITS)
+    r = np.asarray(ratios, dtype=np.float64)
+    r = r / r.sum() if r.sum() > 0 else r
+    out = []
+    for s, want in zip(SPLITS, r):
+        got = report[s]
+        if want <= 0:
+            continue
+        if got == 0:
+            out.append(f'the {s} split is empty (asked for {want:.0%} of {total} tracks)')
+        elif got < TINY_FRACTION * want * total:
+            out.append(f'the {s} split is tiny: {got} tracks, {got / total:.1%} of {total} where {want:.0%} '
+                       'was asked for')
+    return out
 
 
-def read_splits(path) -> pd.DataFrame:
-    """Read a split manifest, validating its columns and split names."""
-    df = pd.read_csv(path, comment='#', dtype=str)
-    missing = {'track_id', 'split'} - set(df.columns)
-    if missing:
-        raise ValueError(f'{path}: split manifest lacks column(s) {sorted(missing)}')
-    bad = sorted(set(df['split']) - set(SPLITS))
-    if bad:
-        raise ValueError(f'{path}: unknown split name(s) {bad}; expected {list(SPLITS)}')
-    if df['track_id'].duplicated().any():
-        raise ValueError(f'{path}: track {df["track_id"][df["track_id"].duplicated()].iloc[0]} appears twice')
-    return df
+def write_splits(splits, path, *, command: str | None = None, overwrite: bool = True) -> None:
+    """Write ``track_id,split`` atomically (normal permissions), ``# musetag <command>`` first."""
+    write_table(splits[list(SPLIT_COLUMNS)], path, command=command, overwrite=overwrite, key='track_id')
 
 
-def split_command(args):
-    """CLI body of ``python -m preprocessing split``."""
-    master = read_master(args.master)
-    if os.path.exists(args.out) and not args.overwrite:
-        raise FileExistsError(f'{args.out} exists; pass --overwrite to replace it')
-    by = args.by
-    if by is None:
-        by = 'artist' if 'artist_id' in master.columns and master['artist_id'].notna().any() else 'track'
+def read_splits(path) -> Table:
+    """Read a split manifest with the rules of ``master.csv`` (docs/master-table.md).
+
+    Returns
+    -------
+    msd.tables.Table
+        ``.frame`` holds the good rows (``track_id``, ``split``); ``.bad_lines`` every line
+        skipped: wrong field count, unterminated quote, repeated track id, a split name other
+        than train/validation/test, ….
+
+    Raises
+    ------
+    ValueError
+        No header with ``track_id`` and ``split``, or no good row at all (the first bad lines are
+        named).
+    """
+    table = read_table(path, what='split manifest', required=SPLIT_COLUMNS, key='track_id',
+                       text_columns=SPLIT_COLUMNS)
+    frame = table.frame
+    names = frame['split'].fillna('').astype(str).str.strip()
+    unknown = ~names.isin(SPLITS)
+    if unknown.any():
+        for i in np.nonzero(unknown.to_numpy())[0]:
+            table.bad_lines.append(BadLine(table.lines[i], f'unknown split {names.iloc[i]!r} (expected one of '
+                                           f'{", ".join(SPLITS)})', f'{frame["track_id"].iloc[i]},{names.iloc[i]}'))
+        table.bad_lines.sort(key=lambda b: b.line)
+    keep = ~unknown.to_numpy()
+    table.frame = frame.assign(split=names)[keep].reset_index(drop=True)
+    table.lines = [n for n, k in zip(table.lines, keep) if k]
+    if table.frame.empty:
+        detail = '; '.join(map(str, table.bad_lines[:3]))
+        raise ValueError(f'{path}: no usable row in the split manifest' + (f' ({detail})' if detail else ''))
+    return table
+
+
+# ---------------------------------------------------------------------------------------- command
+def choose_method(master, by):
+    """The split method for ``--by`` (None: artist when every track has an artist id).
+
+    Returns ``(method, warning or None)``. Falling back to ``track`` is a warning stating that
+    artists may then leak between splits; an explicit or implied artist split with tracks lacking
+    artist ids raises :class:`~core.errors.MuseTagError` (from :func:`make_split`).
+    """
+    if by is not None:
+        return by, None
+    lacking = missing_artists(master)
+    if lacking == len(master):
+        return 'track', ('the master table has no artist ids: splitting by track (--by track), so tracks of one '
+                         'artist may land in different splits and artists leak between train and test')
+    return 'artist', None
+
+
+def split_command(args) -> int:
+    """CLI body of ``preprocessing split``: read the master table, split, write, report.
+
+    Returns the exit code (0; 1 when bad master lines were skipped).
+    """
+    from core.files import check_output
+    from msd.tables import read_master, report_bad_lines
+    table = read_master(args.master)
+    check_output(args.out, args.overwrite)
+    report_bad_lines(table, 'master CSV')
+    master = table.frame
+    by, fallback = choose_method(master, args.by)
+    if fallback:
+        log.warning(fallback)
     lists = read_split_lists(args.lists) if by == 'list' else None
     splits, report = make_split(master, by=by, ratios=args.ratios, seed=args.seed, lists=lists)
-    write_splits(splits, args.out, header=f'musetag split --by {by} --ratios {" ".join(map(str, args.ratios))} --seed {args.seed}')
+    command = args.command_line + f' (--by {by})' if args.by is None else args.command_line
+    write_splits(splits, args.out, command=command, overwrite=args.overwrite)
+    total = len(splits)
+    parts = ', '.join(f'{s} {report[s]} ({report[s] / total:.2f})' if total else f'{s} 0' for s in SPLITS)
     extra = ''
     if by == 'list':
-        extra = f'; {report["unlisted"]} master tracks in no list (dropped), {report["missing"]} listed tracks not in master'
-    print(f'split ({by}): train {report["train"]}, validation {report["validation"]}, test {report["test"]}{extra} -> {args.out}')
-    return report
+        extra = (f'; {report["unlisted"]} master tracks in no list (dropped), {report["missing"]} listed tracks '
+                 'not in the master table')
+    elif by == 'artist':
+        extra = f'; {master["artist_id"].nunique()} artists'
+    if table.bad_lines:
+        extra += f'; {len(table.bad_lines)} bad master line(s) skipped'
+    asked = '/'.join(f'{r:g}' for r in args.ratios)
+    for message in split_warnings(report, args.ratios) if by != 'list' else []:
+        log.warning('%s%s', message, ' (few artists: an artist split moves whole artists)' if by == 'artist' else '')
+    print(f'split ({by}): {parts} of {total} tracks (ratios reached; asked {asked}){extra} -> {args.out}')
+    return 1 if table.bad_lines else 0

@@ -1,49 +1,36 @@
-"""Write compact, sharded, resumable TFRecords of waveforms or log-mel spectrograms.
+"""Write compact, sharded, resumable TFRecord datasets of waveforms or log-mel spectrograms.
 
-Layout of an output directory ``DIR`` (local path or any ``tf.io.gfile`` URL, e.g. ``s3://``)::
+The dataset format (record keys, the audio-last layout, ``manifest.json``, ``skipped.csv``,
+``_shards/``, multi-host writing, the lock, exit codes) is documented in ``docs/tfrecords.md``.
+In short, an output directory ``DIR`` (local path or any ``tf.io.gfile`` URL, e.g. ``s3://``)
+holds::
 
     DIR/train-00000-of-00008.tfrecord …  validation-… test-…   the shards
     DIR/manifest.json    feature parameters, tag vocabulary with per-split counts, split sizes,
                          per-shard example counts and SHA-256, the command line
-    DIR/skipped.csv      track_id, split, file, reason for every track not written
+    DIR/skipped.csv      track_id, split, file, reason, detail of every track (or input line) not written
     DIR/_shards/         plan.json + one JSON per finished shard (resume bookkeeping)
 
-Each ``tf.train.Example`` holds one whole track:
+Each record is one whole track as a ``tf.train.Example`` whose last bytes are the audio
+(:func:`serialize_example`), so the reader cuts a window straight out of the serialized record.
 
-===========  =========  ==============================================================
-key          type       content
-===========  =========  ==============================================================
-track_id     bytes      MSD track id, e.g. ``TRMMMYQ128F932D901``
-artist_id    bytes      MSD artist id (may be empty)
-tags         int64[]    every clean tag number of the track (selection happens at read time)
-audio        bytes      little-endian int16 PCM (waveform, scale 1/32767) or float16 log-mel;
-                        zlib-compressed when the manifest says ``audio_encoding: zlib``
-shape        int64[]    ``[n_samples]`` or ``[n_frames, n_mels]`` (time-major)
-duration     float      seconds of audio
-===========  =========  ==============================================================
-
-``audio`` is always the last field of a record (manifest ``layout: audio-last``; see
-:func:`serialize_example`), so the reader cuts a window straight out of the serialized record.
-
-Stored compactly: int16 / float16 bytes rather than float32 ``FloatList`` (half the bytes, about
-half the CPU per window to read). ``audio_encoding='zlib'`` trades read speed for a further ~25% (log-mel) / ~12% (PCM);
-see ``benchmarks/bench_pipeline.py`` for sizes and read speeds against Orpheus-style records.
-
-Determinism and resumability: tracks are assigned to shards by a hash of their track id, so the
-same inputs always give the same shards, byte for byte. Each shard is written to a temporary
-name and renamed when complete, then recorded in ``_shards/``; re-running skips complete shards.
-``num_hosts``/``host_index`` split the shard list between machines (shard ``g`` of the global
-list goes to host ``g % num_hosts``); whichever host finds every shard complete writes the
-manifest (any host can be re-run to do it).
+Writing is deterministic (tracks go to shards by a hash of their id: the same inputs give the same
+shards, byte for byte) and resumable (each shard is written under a temporary name unique to the
+process, renamed when complete and recorded in ``_shards/``; re-running skips complete shards).
+One job at a time writes a local output (:class:`core.locks.OutputLock`; with ``num_hosts > 1``
+each host locks its own part). A full disk removes the partial shard and raises
+:class:`core.errors.NoSpaceError` (exit code 4); the same command resumes once space is freed.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import hashlib
 import io
 import itertools
 import json
+import logging
 import multiprocessing
 import os
 import sys
@@ -52,14 +39,18 @@ from collections import Counter
 
 import numpy as np
 
-from msd.lastfm import TagDB, load_clean_tags
-from preprocessing import io as pio
+from core import files
+from core.errors import NoSpaceError, OutputExistsError, is_no_space
+from core.locks import OutputLock
 from preprocessing.encode import encode_item, encode_track, init_worker  # noqa: F401  (encode_track: public API)
 from preprocessing.features import FeatureParams, frames_per_second, get_params
-from preprocessing.splits import SPLITS, hash_unit, read_splits
+from preprocessing.inputs import INPUT_PROBLEMS, read_inputs
+from preprocessing.splits import SPLITS, hash_unit
 
-__all__ = ['FORMATS', 'FORMAT_VERSION', 'plan_shards', 'shard_name',
-           'write_tfrecords', 'encode_track', 'serialize_example']
+__all__ = ['FORMATS', 'FORMAT_VERSION', 'LAYOUT', 'plan_shards', 'shard_name', 'feature_spec', 'write_tfrecords',
+           'encode_track', 'serialize_example', 'PAUSE_ENV']
+
+log = logging.getLogger(__name__)
 
 FORMATS = ('waveform', 'log-mel')
 #: 2: records end with the audio bytes (features.layout 'audio-last'); version-1 datasets still read.
@@ -125,46 +116,24 @@ def serialize_example(track_id, artist_id, tags, audio_bytes, shape, duration) -
 
 # ------------------------------------------------------------------------------------ planning
 
-def _resolve_path(row, audio_root):
-    if audio_root:
-        return os.path.join(audio_root, str(row['file_path']))
-    if 'audio_path' in row and isinstance(row['audio_path'], str) and row['audio_path']:
-        return row['audio_path']
-    if 'file_path' in row and isinstance(row['file_path'], str):
-        return row['file_path']
-    raise ValueError('master CSV needs an audio_path column (or file_path with --audio-root)')
-
-
-def plan_shards(master, splits, tagdb: TagDB, shards_per_split, audio_root=None):
+def plan_shards(tracks, shards_per_split):
     """Assign tracks to shards deterministically.
+
+    Parameters
+    ----------
+    tracks : dict split -> list of (track_id, artist_id, path, tags) (:attr:`Inputs.tracks`).
+    shards_per_split : int, or dict split -> int.
 
     Returns
     -------
-    shards : list of dict(name, split, index, count, tracks=[(track_id, artist_id, path, tags)])
-    excluded : list of (track_id, split, path, reason) for tracks not planned (no split, no clean tag)
+    list of dict(name, split, index, count, tracks=[(track_id, artist_id, path, tags)]), in
+    split order; a split without tracks has no shard.
     """
-    split_of = dict(zip(splits['track_id'], splits['split']))
-    rows = {s: [] for s in SPLITS}
-    excluded = []
-    for row in master.to_dict('records'):
-        tid = str(row['track_id'])
-        path = _resolve_path(row, audio_root)
-        split = split_of.get(tid)
-        if split is None:
-            excluded.append((tid, '', path, 'no-split'))
-            continue
-        tags = tagdb.by_track.get(tid)
-        if not tags:
-            excluded.append((tid, split, path, 'no-clean-tag'))
-            continue
-        artist = row.get('artist_id')
-        artist = '' if not isinstance(artist, str) else artist
-        rows[split].append((tid, artist, path, tags))
     if isinstance(shards_per_split, int):
         shards_per_split = {s: shards_per_split for s in SPLITS}
     shards = []
     for split in SPLITS:
-        items = rows[split]
+        items = tracks.get(split) or []
         if not items:
             continue
         # hash order mixes artists/years across shards, and does not depend on master order
@@ -174,7 +143,7 @@ def plan_shards(master, splits, tagdb: TagDB, shards_per_split, audio_root=None)
         for k, part in enumerate(np.array_split(np.arange(len(items)), n)):
             shards.append({'name': shard_name(split, k, n), 'split': split, 'index': k, 'count': n,
                            'tracks': [items[i] for i in part]})
-    return shards, excluded
+    return shards
 
 
 def _plan_digest(shards, features):
@@ -186,23 +155,73 @@ def _plan_digest(shards, features):
     return h.hexdigest()
 
 
+def _prepare_output(out, plan, features, overwrite):
+    """Create ``out/_shards``, refuse (or with ``overwrite`` clear) a different dataset, write plan.json."""
+    files.makedirs(files.join(out, _STATE))
+    plan_path = files.join(out, _STATE, 'plan.json')
+    if files.exists(plan_path):
+        old = files.read_json(plan_path)
+        if old.get('digest') != plan['digest']:
+            if not overwrite:
+                keys = ('format', 'sr', 'params', 'audio_encoding', 'layout')
+                diff = [k for k in keys if old['features'].get(k) != features.get(k)]
+                what = f'feature settings differ ({", ".join(diff)})' if diff else 'inputs or sharding differ'
+                raise OutputExistsError(f'{out} holds a different dataset: {what}; pass --overwrite to replace it or '
+                                        'choose another --out')
+            for name in files.listdir(out):
+                if name.endswith('.tfrecord') or name in ('manifest.json', 'skipped.csv'):
+                    files.remove(files.join(out, name))
+            for name in files.listdir(files.join(out, _STATE)):
+                files.remove(files.join(out, _STATE, name))
+    files.write_json(plan_path, plan)
+
+
+def _remove_stale_temps(out, shards):
+    """Delete the temporary files a killed run left for ``shards`` (this host's: nobody else writes them)."""
+    state = files.join(out, _STATE)
+    prefixes = tuple(f'.{s["name"]}.' for s in shards)
+    legacy = {s['name'] + '.partial' for s in shards}   # the fixed temp name of earlier versions
+    for name in files.listdir(state):
+        if name.startswith(prefixes) or name in legacy:
+            log.info('removing %s, left by an interrupted run', files.join(state, name))
+            files.remove(files.join(state, name))
+
+
 # ------------------------------------------------------------------------------------ writing
+
+#: Test hook: ``N:DIR`` makes the writer stop after its N-th track, create ``DIR/paused`` and wait
+#: until ``DIR/resume`` exists (so tests interrupt it at a known point, never after a sleep).
+PAUSE_ENV = 'MUSETAG_TEST_PAUSE_WRITE'
+
+
+def _pause_point(done: int) -> None:
+    spec = os.environ.get(PAUSE_ENV)
+    if not spec:
+        return
+    after, _, folder = spec.partition(':')
+    if done != int(after):
+        return
+    files.atomic_write_text(os.path.join(folder, 'paused'), f'{os.getpid()}\n')
+    deadline = time.monotonic() + 600
+    while not os.path.exists(os.path.join(folder, 'resume')) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
 
 def _sha256_of(path):
     h = hashlib.sha256()
-    if pio.is_url(path):
-        with pio.gfile().GFile(path, 'rb') as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-    else:
-        with open(path, 'rb') as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
+    opener = files.gfile().GFile if files.is_url(path) else open
+    with opener(path, 'rb') as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
     return h.hexdigest()
 
 
 def _shard_done(out, name):
-    return pio.exists(pio.join(out, name)) and pio.exists(pio.join(out, _STATE, name + '.json'))
+    return files.exists(files.join(out, name)) and files.exists(files.join(out, _STATE, name + '.json'))
+
+
+def _shard_items(shard, features):
+    return [(tid, path, features) for tid, _, path, _ in shard['tracks']]
 
 
 def _results(todo, features, pool):
@@ -212,65 +231,121 @@ def _results(todo, features, pool):
     the workers go straight on to them instead of idling at each shard's end, while at most two
     shards' tasks are ever queued (memory stays flat however many shards a run writes).
     """
-    def items(shard):
-        return [(tid, path, features) for tid, _, path, _ in shard['tracks']]
     if pool is None:
         # as in the workers (preprocessing.encode.init_worker): one BLAS thread, the same speed here
         # without a second core kept spinning
         from threadpoolctl import threadpool_limits
         with threadpool_limits(limits=1, user_api='blas'):
             for shard in todo:
-                yield from map(encode_item, items(shard))
+                yield from map(encode_item, _shard_items(shard, features))
         return
     queued = collections.deque()
     rest = iter(todo)
     for shard in itertools.islice(rest, 1):
-        queued.append(pool.imap(encode_item, items(shard), chunksize=1))
+        queued.append(pool.imap(encode_item, _shard_items(shard, features), chunksize=1))
     while queued:
         for shard in itertools.islice(rest, 1):
-            queued.append(pool.imap(encode_item, items(shard), chunksize=1))
+            queued.append(pool.imap(encode_item, _shard_items(shard, features), chunksize=1))
         yield from queued.popleft()
 
 
-def _write_shard(shard, out, results, progress, compression):
-    """Write one shard from ``results`` (an iterator of :func:`encode_item` results in track order)."""
-    import tensorflow as tf
-    tmp = pio.join(out, _STATE, shard['name'] + '.partial')
+class _Progress:
+    """Tracks written in this run: the progress bar and the test pause point."""
+
+    def __init__(self, total, desc, show):
+        self.done = 0
+        self.bar = None
+        if show:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit='track', desc=desc, dynamic_ncols=True)
+
+    def update(self):
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        _pause_point(self.done)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _fill_shard(writer, shard, results, progress):
+    """Write the shard's tracks from ``results``; returns (counts, skipped rows)."""
     tag_counts, skipped, n_ok, seconds, min_length = Counter(), [], 0, 0.0, None
+    for tid, artist, path, tags in shard['tracks']:
+        res = next(results)
+        if res[0] == 'ok':
+            _, audio, shape, duration = res
+            writer.write(serialize_example(tid, artist, tags, audio, shape, duration))
+            tag_counts.update(tags)
+            n_ok += 1
+            seconds += duration
+            min_length = shape[0] if min_length is None else min(min_length, shape[0])
+        else:
+            skipped.append({'track_id': tid, 'split': shard['split'], 'file': path, 'reason': res[1],
+                            'detail': res[2]})
+        progress.update()
+    return {'examples': n_ok, 'seconds': round(seconds, 3), 'min_length': min_length,
+            'tag_counts': {str(k): v for k, v in sorted(tag_counts.items())}}, skipped
+
+
+def _write_shard(shard, out, results, progress, compression):
+    """Write one shard from ``results`` (:func:`encode_item` results in track order).
+
+    The records go to a temporary file unique to this process, renamed into place when complete;
+    on any error (a full disk included) the temporary file is removed.
+    """
+    import tensorflow as tf
+    tmp = files.temp_name(files.join(out, _STATE, shard['name']), 'partial')
     options = tf.io.TFRecordOptions(compression_type=compression, compression_level=1) if compression else None
-    with tf.io.TFRecordWriter(tmp, options=options) as writer:
-        for (tid, artist, path, tags) in shard['tracks']:
-            res = next(results)
-            if res[0] == 'ok':
-                _, audio, shape, duration = res
-                writer.write(serialize_example(tid, artist, tags, audio, shape, duration))
-                tag_counts.update(tags)
-                n_ok += 1
-                seconds += duration
-                min_length = shape[0] if min_length is None else min(min_length, shape[0])
-            else:
-                skipped.append({'track_id': tid, 'split': shard['split'], 'file': path,
-                                'reason': res[1], 'detail': res[2]})
-            progress.update(1)
-    info = {'name': shard['name'], 'split': shard['split'], 'examples': n_ok, 'seconds': round(seconds, 3),
-            'min_length': min_length, 'sha256': _sha256_of(tmp), 'tag_counts': {str(k): v for k, v in sorted(tag_counts.items())},
-            'skipped': skipped}
-    pio.rename(tmp, pio.join(out, shard['name']))
-    pio.write_json(pio.join(out, _STATE, shard['name'] + '.json'), info)
+    try:
+        with tf.io.TFRecordWriter(tmp, options=options) as writer:
+            counts, skipped = _fill_shard(writer, shard, results, progress)
+        info = {'name': shard['name'], 'split': shard['split'], **counts, 'sha256': _sha256_of(tmp),
+                'skipped': skipped}
+        files.rename(tmp, files.join(out, shard['name']))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if files.exists(tmp):
+                files.remove(tmp)
+        raise
+    files.write_json(files.join(out, _STATE, shard['name'] + '.json'), info)
     return info
 
 
-def _assemble_manifest(out, plan, tagdb_vocab, excluded):
-    """Write manifest.json + skipped.csv if every planned shard is complete; return the manifest or None."""
+def _write_shards(todo, out, features, pool, progress, compression):
+    """Write every shard of ``todo``; a full disk becomes :class:`~core.errors.NoSpaceError`."""
     infos = []
-    for name in plan['shards']:
-        path = pio.join(out, _STATE, name + '.json')
-        if not pio.exists(path) or not pio.exists(pio.join(out, name)):
-            return None
-        infos.append(pio.read_json(path))
+    results = _results(todo, features, pool)
+    try:
+        for shard in todo:
+            infos.append(_write_shard(shard, out, results, progress, compression))
+    except Exception as e:
+        if not is_no_space(e):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise NoSpaceError(f'no space left on the device while writing {out} ({first}); the partial shard was '
+                           f'removed and the {len(infos)} shard(s) finished in this run are kept: free space and '
+                           'run the same command again to resume') from e
+    finally:
+        results.close()  # ends the serial path's BLAS thread limit now, even after an error
+    return infos
+
+
+# ------------------------------------------------------------------------------------ manifest
+
+def _skipped_csv(rows) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=['track_id', 'split', 'file', 'reason', 'detail'], lineterminator='\n')
+    w.writeheader()
+    w.writerows(sorted(rows, key=lambda s: (s['split'], s['track_id'])))
+    return buf.getvalue()
+
+
+def _split_summaries(infos):
     splits = {s: {'tracks': 0, 'seconds': 0.0, 'shards': []} for s in SPLITS}
     counts = {s: Counter() for s in SPLITS}
-    skipped = [dict(zip(('track_id', 'split', 'file', 'reason'), e), detail='') for e in excluded]
     for info in infos:
         sp = splits[info['split']]
         sp['tracks'] += info['examples']
@@ -280,8 +355,19 @@ def _assemble_manifest(out, plan, tagdb_vocab, excluded):
             # skip its padding branch when every track is at least one window long
             sp['min_length'] = min(sp.get('min_length', info['min_length']), info['min_length'])
         counts[info['split']].update({int(k): v for k, v in info['tag_counts'].items()})
-        skipped.extend(info['skipped'])
-    reasons = Counter(s['reason'] for s in skipped)
+    return splits, counts
+
+
+def _assemble_manifest(out, plan, tagdb_vocab, excluded):
+    """Write manifest.json + skipped.csv if every planned shard is complete; return the manifest or None."""
+    infos = []
+    for name in plan['shards']:
+        path = files.join(out, _STATE, name + '.json')
+        if not files.exists(path) or not files.exists(files.join(out, name)):
+            return None
+        infos.append(files.read_json(path))
+    splits, counts = _split_summaries(infos)
+    skipped = list(excluded) + [s for info in infos for s in info['skipped']]
     vocabulary = [{'num': num, 'tag': tag, 'counts': {s: counts[s].get(num, 0) for s in SPLITS}}
                   for num, tag in sorted(tagdb_vocab.items())]
     manifest = {
@@ -292,32 +378,49 @@ def _assemble_manifest(out, plan, tagdb_vocab, excluded):
                          'shape': 'int64[]', 'duration': 'float'},
         'splits': splits,
         'tags': {'source': plan['inputs']['tags'], 'vocabulary': vocabulary},
-        'skipped': dict(sorted(reasons.items())),
+        'skipped': dict(sorted(Counter(s['reason'] for s in skipped).items())),
         'inputs': plan['inputs'],
         'command': plan['command'],
         'plan_digest': plan['digest'],
     }
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=['track_id', 'split', 'file', 'reason', 'detail'])
-    w.writeheader()
-    w.writerows(sorted(skipped, key=lambda s: (s['split'], s['track_id'])))
-    pio.atomic_write_text(pio.join(out, 'skipped.csv'), buf.getvalue())
-    pio.write_json(pio.join(out, 'manifest.json'), manifest)
+    files.atomic_write_text(files.join(out, 'skipped.csv'), _skipped_csv(skipped))
+    files.write_json(files.join(out, 'manifest.json'), manifest)
     return manifest
 
 
-class _NoBar:
-    def update(self, n):
-        pass
+# ------------------------------------------------------------------------------------ the job
 
-    def close(self):
-        pass
+def _check_options(num_hosts, host_index, workers, compression):
+    if num_hosts < 1 or not 0 <= host_index < num_hosts:
+        raise ValueError(f'--host-index must be in [0, {num_hosts}), got {host_index}')
+    if workers < 1:
+        raise ValueError(f'--workers must be >= 1, got {workers}')
+    compression = (compression or '').upper()
+    if compression not in ('', 'ZLIB', 'GZIP'):
+        raise ValueError(f"--compression must be ZLIB, GZIP or none, got {compression!r}")
+    return compression
+
+
+def _output_lock(out, num_hosts, host_index, command):
+    """The lock of a local output (:class:`core.locks.OutputLock`); URLs cannot be locked (logged)."""
+    if files.is_url(out):
+        log.warning('%s is a URL and cannot be locked: make sure no other job writes it at the same time', out)
+        return contextlib.nullcontext()
+    return OutputLock(out, suffix=f'-host{host_index}' if num_hosts > 1 else '', command=command)
+
+
+def _start_pool(workers, owner):
+    # spawn: workers import NumPy/soundfile only (preprocessing.encode), never a forked TensorFlow
+    # runtime; each ends when this process dies (core.procs.exit_with_parent in init_worker)
+    if workers <= 1:
+        return None
+    return multiprocessing.get_context('spawn').Pool(workers, initializer=init_worker, initargs=(owner,))
 
 
 def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', preset='orpheus', sr=16000,
                     params=None, shards_per_split=8, workers=1, num_hosts=1, host_index=0, audio_root=None,
                     audio_encoding='raw', compression='', overwrite=False, progress=True, command=None):
-    """Write the TFRecord dataset (see the module docstring). Returns a summary dict.
+    """Write the TFRecord dataset (``docs/tfrecords.md``). Returns a summary dict.
 
     Parameters
     ----------
@@ -328,6 +431,8 @@ def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', p
     shards_per_split : int, or dict split -> int.
     workers : processes decoding audio in parallel (1 = in this process).
     num_hosts, host_index : write only shards ``g`` with ``g % num_hosts == host_index``.
+    audio_root : folder every audio file must lie in (default: the ``# audio_root=`` of the master
+        table); see :mod:`preprocessing.inputs`.
     audio_encoding : ``'raw'`` (default: the int16/float16 bytes as they are; a training window is
         cut straight out of the record, about half the read cost of Orpheus-style records) or
         ``'zlib'`` (each example's audio zlib-compressed, level 1, by the worker processes: ~25%
@@ -335,75 +440,66 @@ def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', p
         window, ~3× slower reading; for storage-bound datasets).
     compression : whole-file TFRecord compression, ``''`` (default), ``'ZLIB'`` or ``'GZIP'``: a
         little smaller still, but inflated by one thread per file when read (≈3× slower input).
-    """
-    from preprocessing.io import read_master
-    if not 0 <= host_index < num_hosts:
-        raise ValueError(f'--host-index must be in [0, {num_hosts}), got {host_index}')
-    if workers < 1:
-        raise ValueError(f'--workers must be >= 1, got {workers}')
-    features = feature_spec(format, sr=sr, preset=preset, params=params, audio_encoding=audio_encoding)
-    compression = (compression or '').upper()
-    if compression not in ('', 'ZLIB', 'GZIP'):
-        raise ValueError(f"--compression must be ZLIB, GZIP or none, got {compression!r}")
-    t0 = time.perf_counter()
-    # the worker processes start first, so their start-up (imports) overlaps with the planning below
-    # spawn: workers import NumPy/soundfile only (preprocessing.encode), never a forked TensorFlow runtime
-    pool = multiprocessing.get_context('spawn').Pool(workers, initializer=init_worker) if workers > 1 else None
-    try:
-        master = read_master(master_csv)
-        splits = read_splits(splits_csv)
-        tagdb = load_clean_tags(tags_db)
-        shards, excluded = plan_shards(master, splits, tagdb, shards_per_split, audio_root)
-        if not shards:
-            raise ValueError('nothing to write: no track of the master CSV has both a split and a clean tag')
-        digest = _plan_digest(shards, {**features, 'compression': compression})
-        plan = {'features': features, 'compression': compression, 'digest': digest, 'shards': [s['name'] for s in shards],
-                'inputs': {'master': os.path.abspath(master_csv), 'tags': os.path.abspath(tags_db),
-                           'splits': os.path.abspath(splits_csv)},
-                'command': command or ' '.join(sys.argv)}
-        pio.makedirs(pio.join(out, _STATE))
-        plan_path = pio.join(out, _STATE, 'plan.json')
-        if pio.exists(plan_path):
-            old = pio.read_json(plan_path)
-            if old.get('digest') != digest:
-                if not overwrite:
-                    diff = [k for k in ('format', 'sr', 'params', 'audio_encoding', 'layout') if old['features'].get(k) != features.get(k)]
-                    what = f'feature settings differ ({", ".join(diff)})' if diff else 'inputs or sharding differ'
-                    raise FileExistsError(f'{out} holds a different dataset: {what}; pass --overwrite to replace it '
-                                          'or choose another --out')
-                for name in pio.listdir(out):
-                    if name.endswith('.tfrecord') or name in ('manifest.json', 'skipped.csv'):
-                        pio.remove(pio.join(out, name))
-                for name in pio.listdir(pio.join(out, _STATE)):
-                    pio.remove(pio.join(out, _STATE, name))
-        pio.write_json(plan_path, plan)
+    command : the command line recorded in the manifest and shown by the lock.
 
-        mine = [s for g, s in enumerate(shards) if g % num_hosts == host_index]
-        todo = [s for s in mine if not _shard_done(out, s['name'])]
-        n_tracks = sum(len(s['tracks']) for s in todo)
-        bar = _NoBar()
-        if progress:
-            from tqdm import tqdm
-            bar = tqdm(total=n_tracks, unit='track', desc=f'write {format}', dynamic_ncols=True)
-        infos = []
-        results = _results(todo, features, pool)
+    Returns
+    -------
+    dict with ``shards_total``, ``shards_written``, ``shards_already_done``, ``tracks_written``,
+    ``tracks_skipped`` (audio that could not be read in this run, by reason), ``excluded`` (tracks
+    not planned, by reason), ``input_problems`` (the part of ``excluded`` that are problems of the
+    inputs), ``seconds``, ``manifest`` (whether this call completed the dataset), ….
+
+    Raises
+    ------
+    core.locks.LockedError
+        Another job is writing ``out`` (exit code 3).
+    core.errors.NoSpaceError
+        The disk filled up (partial shard removed; exit code 4; the same call resumes).
+    core.errors.MuseTagError, ValueError, FileNotFoundError
+        Bad options or inputs (nothing written).
+    """
+    compression = _check_options(num_hosts, host_index, workers, compression)
+    features = feature_spec(format, sr=sr, preset=preset, params=params, audio_encoding=audio_encoding)
+    command = command or ' '.join(sys.argv)
+    t0 = time.perf_counter()
+    with _output_lock(out, num_hosts, host_index, command):
+        # the worker processes start first, so their start-up (imports) overlaps with the planning
+        pool = _start_pool(workers, os.getpid())
         try:
-            for shard in todo:
-                infos.append(_write_shard(shard, out, results, bar, compression))
+            inputs = read_inputs(master_csv, splits_csv, tags_db, audio_root)
+            shards = plan_shards(inputs.tracks, shards_per_split)
+            if not shards:
+                raise ValueError('nothing to write: no track of the master CSV has a split, a clean tag and '
+                                 'its file inside the audio root')
+            plan = {'features': features, 'compression': compression,
+                    'digest': _plan_digest(shards, {**features, 'compression': compression}),
+                    'shards': [s['name'] for s in shards],
+                    'inputs': {'master': os.path.abspath(master_csv), 'tags': os.path.abspath(tags_db),
+                               'splits': os.path.abspath(splits_csv), 'audio_root': inputs.audio_root},
+                    'command': command}
+            _prepare_output(out, plan, features, overwrite)
+            mine = [s for g, s in enumerate(shards) if g % num_hosts == host_index]
+            _remove_stale_temps(out, mine)
+            todo = [s for s in mine if not _shard_done(out, s['name'])]
+            n_tracks = sum(len(s['tracks']) for s in todo)
+            bar = _Progress(n_tracks, f'write {format}', progress)
+            try:
+                infos = _write_shards(todo, out, features, pool, bar, compression)
+            finally:
+                bar.close()
         finally:
-            results.close()  # ends the serial path's BLAS thread limit now, even after an error
-            bar.close()
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
-    elapsed = time.perf_counter() - t0
-    manifest = _assemble_manifest(out, plan, tagdb.vocabulary, excluded)
-    written = sum(i['examples'] for i in infos)
-    bad = Counter(s['reason'] for i in infos for s in i['skipped'])
-    summary = {'out': str(out), 'shards_total': len(shards), 'shards_this_host': len(mine),
-               'shards_written': len(infos), 'shards_already_done': len(mine) - len(todo),
-               'tracks_written': written, 'tracks_skipped': dict(bad), 'excluded': dict(Counter(e[3] for e in excluded)),
-               'seconds': round(elapsed, 2), 'tracks_per_s': round(n_tracks / elapsed, 2) if elapsed > 0 and n_tracks else None,
-               'manifest': manifest is not None}
-    return summary
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+        elapsed = time.perf_counter() - t0
+        manifest = _assemble_manifest(out, plan, inputs.tagdb.vocabulary, inputs.excluded)
+    return {'out': str(out), 'shards_total': len(shards), 'shards_this_host': len(mine),
+            'shards_written': len(infos), 'shards_already_done': len(mine) - len(todo),
+            'tracks_written': sum(i['examples'] for i in infos),
+            'tracks_skipped': dict(Counter(s['reason'] for i in infos for s in i['skipped'])),
+            'excluded': dict(Counter(e['reason'] for e in inputs.excluded)),
+            'input_problems': {k: v for k, v in Counter(e['reason'] for e in inputs.excluded).items()
+                               if k in INPUT_PROBLEMS},
+            'audio_root': inputs.audio_root, 'seconds': round(elapsed, 2),
+            'tracks_per_s': round(n_tracks / elapsed, 2) if elapsed > 0 and n_tracks else None,
+            'manifest': manifest is not None}

@@ -1,6 +1,8 @@
-"""A tiny dataset in the formats the msd stage hands to preprocessing (master CSV + clean tag DB).
+"""A tiny dataset in the formats the msd stage hands to preprocessing (master table + clean tag DB).
 
-Used by preprocessing/training/evaluation tests that must not depend on the whole msd chain.
+Used by preprocessing/training/evaluation tests that must not depend on the whole msd chain. The
+master table is written by the one writer of that format (``msd.tables.write_master``), with the
+``# audio_root=`` line ``msd build`` records.
 """
 import os
 import sqlite3
@@ -9,17 +11,17 @@ import numpy as np
 import pandas as pd
 
 from msd.lastfm import write_tables
+from msd.tables import write_master
 from tests._audio_fixtures import music_like, write_wav
 
 TAGS = ['rock', 'pop', 'jazz', 'female', 'male', 'instrumental', '80s']
 
 
-def make_tiny_corpus(root, n_tracks=12, seconds=(2.0, 4.5), sr=16000, bad=True, seed=0, audio_files=None):
+def make_tiny_corpus(root, n_tracks=12, seconds=(2.0, 4.5), sr=16000, bad=True, seed=0):
     """Write audio + master.csv + clean_tags.db under ``root``; return a dict of paths and truth.
 
     Track i has tags chosen deterministically; lengths vary in ``seconds``; with ``bad`` the last
-    track's file is not audio and one track has no clean tag. ``audio_files`` (existing files) are
-    used in turn instead of synthesising a WAV per track (cheap large corpora for benchmarks).
+    track's file is not audio and one track has no clean tag. The audio root is ``root/audio``.
     """
     rng = np.random.default_rng(seed)
     os.makedirs(root, exist_ok=True)
@@ -35,8 +37,6 @@ def make_tiny_corpus(root, n_tracks=12, seconds=(2.0, 4.5), sr=16000, bad=True, 
             path = os.path.join(audio_dir, f'{i}.mp3')
             with open(path, 'w') as f:
                 f.write('not audio at all\n' * 50)
-        elif audio_files:
-            path = audio_files[i % len(audio_files)]
         else:
             write_wav(path, music_like(dur, sr, seed=i), sr)
         rows.append({'track_id': tid, 'artist_id': artist, 'artist_name': f'Artist {i // 2}',
@@ -49,9 +49,7 @@ def make_tiny_corpus(root, n_tracks=12, seconds=(2.0, 4.5), sr=16000, bad=True, 
             k.append('80s')
         tags_of[tid] = k
     master = os.path.join(root, 'master.csv')
-    with open(master, 'w') as f:
-        f.write('# musetag test fixture\n')
-        pd.DataFrame(rows).to_csv(f, index=False)
+    write_master(pd.DataFrame(rows), master, command='test fixture', meta={'audio_root': audio_dir}, overwrite=True)
     db = os.path.join(root, 'clean_tags.db')
     if os.path.exists(db):
         os.remove(db)
@@ -67,10 +65,11 @@ def make_tiny_corpus(root, n_tracks=12, seconds=(2.0, 4.5), sr=16000, bad=True, 
 
 def make_split_corpus(root, n_tracks=12):
     """:func:`make_tiny_corpus` plus a per-track 50/25/25 split CSV (``c['splits']``, ``c['split_of']``)."""
-    from preprocessing.splits import make_split
+    from msd.tables import read_master
+    from preprocessing.splits import make_split, write_splits
     c = make_tiny_corpus(str(root), n_tracks=n_tracks)
-    splits, _ = make_split(pd.read_csv(c['master'], comment='#'), by='track', ratios=(0.5, 0.25, 0.25), seed=3)
+    splits, _ = make_split(read_master(c['master']).frame, by='track', ratios=(0.5, 0.25, 0.25), seed=3)
     c['splits'] = os.path.join(str(root), 'splits.csv')
-    splits.to_csv(c['splits'], index=False)
+    write_splits(splits, c['splits'], command='test fixture')
     c['split_of'] = dict(zip(splits.track_id, splits.split))
     return c

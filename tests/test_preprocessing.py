@@ -2,7 +2,6 @@
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -81,8 +80,8 @@ def test_list_split(tmp_path):
         files.append(str(p))
     lists = read_split_lists(files)
     out, rep = make_split(master, by='list', lists=lists)
-    assert dict(zip(out.track_id, out.split)) == {f'TR{i:016d}': s for i, s in
-                                                  [(0, 'train'), (1, 'train'), (2, 'train'), (3, 'validation'), (4, 'test')]}
+    expect = [(0, 'train'), (1, 'train'), (2, 'train'), (3, 'validation'), (4, 'test')]
+    assert dict(zip(out.track_id, out.split)) == {f'TR{i:016d}': s for i, s in expect}
     assert rep['unlisted'] == 1 and rep['missing'] == 1
     (tmp_path / 'va.txt').write_text('TR0000000000000000\n')
     with pytest.raises(ValueError, match='both'):
@@ -91,13 +90,12 @@ def test_list_split(tmp_path):
 
 def test_split_cli_and_bad_manifest(tmp_path, corpus):
     out = tmp_path / 's.csv'
-    r = subprocess.run([sys.executable, '-m', 'preprocessing', 'split', '--master', corpus['master'], '--out', str(out)],
-                       capture_output=True, text=True, cwd=ROOT)
+    cmd = [sys.executable, '-m', 'preprocessing', 'split', '--master', corpus['master'], '--out', str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert 'split (artist)' in r.stdout
-    assert set(read_splits(out).split) <= {'train', 'validation', 'test'}
-    r = subprocess.run([sys.executable, '-m', 'preprocessing', 'split', '--master', corpus['master'], '--out', str(out)],
-                       capture_output=True, text=True, cwd=ROOT)
+    assert set(read_splits(out).frame.split) <= {'train', 'validation', 'test'}
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and '--overwrite' in r.stderr
     bad = tmp_path / 'bad.csv'
     bad.write_text('track_id,split\nTR1,training\n')
@@ -291,7 +289,7 @@ def test_tag_selection_matches_numpy_reference(logmel_dir):
 def test_window_and_pad_edge_cases(logmel_dir, window, seconds_vs_track):
     m = load_manifest(logmel_dir)
     shapes = {}
-    for a, y, t in make_dataset(logmel_dir, 'train', labels=['rock'], window='all', window_seconds=1000, batch_size=1,
+    for a, _y, t in make_dataset(logmel_dir, 'train', labels=['rock'], window='all', window_seconds=1000, batch_size=1,
                                 pad='zero'):
         shapes[t.numpy()[0].decode()] = a
     # frames of the shortest stored track
@@ -304,7 +302,7 @@ def test_window_and_pad_edge_cases(logmel_dir, window, seconds_vs_track):
     ds = make_dataset(logmel_dir, 'train', labels=['rock'], window=window, window_seconds=seconds, batch_size=4,
                       seed=0, with_track_ids=True)
     n = 0
-    for a, y, t in ds:
+    for a, _y, _t in ds:
         assert a.shape[1:] == (L, 96)
         assert np.isfinite(a.numpy()).all()
         n += a.shape[0]
@@ -380,35 +378,6 @@ def _shard_bytes(directory):
             for sp in m['splits'].values() for s in sp['shards']}
 
 
-def test_resume_after_kill_is_byte_identical(corpus, logmel_dir, tmp_path):
-    out = str(tmp_path / 'killed')
-    cmd = [sys.executable, '-m', 'preprocessing', 'write', '--master', corpus['master'], '--tags', corpus['tags_db'],
-           '--splits', corpus['splits'], '--out', out, '--format', 'log-mel', '--preset', 'musicnn',
-           '--shards-per-split', '2', '--workers', '1', '--no-progress']
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    state = os.path.join(out, '_shards')
-    deadline = time.time() + 120
-    while time.time() < deadline:  # kill once the first shard is complete, mid-run
-        if os.path.isdir(state) and any(n.endswith('.tfrecord.json') for n in os.listdir(state)):
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    if os.path.exists(os.path.join(out, 'manifest.json')):
-        # on a fast machine the writer can finish before the kill lands: recreate the state a kill
-        # leaves (last shard unfinished, a torn .partial file, no manifest) so the resume is tested
-        last = sorted(n for n in os.listdir(out) if n.endswith('.tfrecord'))[-1]
-        for name in (last, 'manifest.json', 'skipped.csv', os.path.join('_shards', last + '.json')):
-            os.remove(os.path.join(out, name))
-        with open(os.path.join(state, last + '.partial'), 'wb') as f:
-            f.write(b'torn record bytes')
-    assert not os.path.exists(os.path.join(out, 'manifest.json'))
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert 'already complete' in r.stdout
-    assert _shard_bytes(out) == _shard_bytes(logmel_dir)
-
-
 def test_multi_host_partition_covers_every_track_once(corpus, logmel_dir, tmp_path):
     out = str(tmp_path / 'hosts')
     summaries = [write_tfrecords(corpus['master'], corpus['tags_db'], corpus['splits'], out, format='log-mel',
@@ -417,10 +386,10 @@ def test_multi_host_partition_covers_every_track_once(corpus, logmel_dir, tmp_pa
     assert [s['manifest'] for s in summaries] == [False, False, True]
     assert sum(s['shards_written'] for s in summaries) == summaries[0]['shards_total']
     ids = []
-    for a, y, t in make_dataset(out, 'train', labels=['rock'], window='center', batch_size=16, with_track_ids=True):
+    for _a, _y, t in make_dataset(out, 'train', labels=['rock'], window='center', batch_size=16, with_track_ids=True):
         ids += [x.decode() for x in t.numpy()]
     for split in ('validation', 'test'):
-        for a, y, t in make_dataset(out, split, labels=['rock'], window='center', batch_size=16, with_track_ids=True):
+        for _a, _y, t in make_dataset(out, split, labels=['rock'], window='center', batch_size=16, with_track_ids=True):
             ids += [x.decode() for x in t.numpy()]
     assert len(ids) == len(set(ids)) == 10
     assert _shard_bytes(out) == _shard_bytes(logmel_dir)
@@ -457,10 +426,32 @@ def test_writer_workers_run_one_blas_thread():
     assert limited == 1
 
 
-def test_writer_error_leaves_no_shard_and_restores_blas_threads(corpus, tmp_path, monkeypatch):
-    # an error in the middle of a serial write: no shard is renamed into place, and the one-BLAS-thread
-    # limit of the serial path does not outlive the call (the traceback keeps its frames alive)
+def _fail_second_record(monkeypatch):
     import preprocessing.tfrecords as tfr
+    real, calls = tfr.serialize_example, []
+
+    def failing(*args):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise RuntimeError('encoder failed')
+        return real(*args)
+    monkeypatch.setattr(tfr, 'serialize_example', failing)
+
+
+def test_writer_error_leaves_no_shard_and_no_partial_file(corpus, tmp_path, monkeypatch):
+    # an error in the middle of a serial write: no shard is renamed into place, no temporary file is left
+    _fail_second_record(monkeypatch)
+    out = tmp_path / 'w'
+    with pytest.raises(RuntimeError, match='encoder failed'):
+        write_tfrecords(corpus['master'], corpus['tags_db'], corpus['splits'], str(out), format='waveform',
+                        shards_per_split=1, workers=1, progress=False)
+    assert not list(out.glob('*.tfrecord')) and not (out / 'manifest.json').exists()
+    assert [p.name for p in (out / '_shards').iterdir()] == ['plan.json']
+
+
+def test_writer_error_restores_blas_threads(corpus, tmp_path, monkeypatch):
+    # the one-BLAS-thread limit of the serial path does not outlive the call, even after an error
+    # (the traceback keeps its frames alive)
     from threadpoolctl import threadpool_info
 
     def blas_threads():
@@ -468,21 +459,12 @@ def test_writer_error_leaves_no_shard_and_restores_blas_threads(corpus, tmp_path
     before = blas_threads()
     if before == 1:
         pytest.skip('BLAS already runs one thread here')
-    real, calls = tfr.serialize_example, []
-
-    def failing(*args):
-        calls.append(args[0])
-        if len(calls) == 2:
-            raise RuntimeError('disk full')
-        return real(*args)
-    monkeypatch.setattr(tfr, 'serialize_example', failing)
-    out = tmp_path / 'w'
-    with pytest.raises(RuntimeError, match='disk full') as excinfo:
-        write_tfrecords(corpus['master'], corpus['tags_db'], corpus['splits'], str(out), format='waveform',
-                        shards_per_split=1, workers=1, progress=False)
+    _fail_second_record(monkeypatch)
+    with pytest.raises(RuntimeError, match='encoder failed') as excinfo:
+        write_tfrecords(corpus['master'], corpus['tags_db'], corpus['splits'], str(tmp_path / 'w'),
+                        format='waveform', shards_per_split=1, workers=1, progress=False)
     assert excinfo.traceback  # keep the failed call's frames alive while checking
     assert blas_threads() == before
-    assert not list(out.glob('*.tfrecord')) and not (out / 'manifest.json').exists()
 
 
 def test_bad_tag_db_and_master(corpus, tmp_path):
