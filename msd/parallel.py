@@ -302,7 +302,7 @@ def _run_pool(sink, chunks, fn, error_row, status_index, workers, ctx, initializ
         # without, 1.63-1.66x with (median of 5 paired runs each, 20,000 files).
         gc.freeze()
     warm = initializer if not forked else None
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(warm, os.getpid()))
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(warm, os.getpid()))
     try:
         pending = collections.deque()
         for chunk in chunks:
@@ -314,12 +314,12 @@ def _run_pool(sink, chunks, fn, error_row, status_index, workers, ctx, initializ
             n, future = pending.popleft()
             sink.add(n, future.result())
     except BrokenProcessPool as e:
-        _stop(pool)
+        stop_pool(pool)
         raise MsdError(f'a worker process died ({e}; killed, or out of memory?). The '
                        f'{sink.n_skip + sink.n_new} rows done are kept in {partial}: run the same command '
                        'again to resume.') from None
     except BaseException:
-        _stop(pool)
+        stop_pool(pool)
         raise
     finally:
         if forked:
@@ -450,7 +450,7 @@ def _run_locked(out, columns, items, fn, *, key, error_row, command, meta, worke
     return result
 
 
-def _stop(pool):
+def stop_pool(pool):
     """Cancel queued chunks and end the workers now (their chunks are lost; the partial file is not)."""
     # the executor has no public terminate before Python 3.14, and shutdown() forgets the processes,
     # so take them first; without terminate, shutdown would wait for the running chunks to finish
@@ -463,8 +463,9 @@ def _stop(pool):
         proc.join(timeout=5)
 
 
-def _init_worker(initializer, owner):
-    """Worker start-up: end with the job (``owner`` pid), leave Ctrl-C to it, warm up."""
+def init_worker(initializer, owner):
+    """Pool initializer: end with the job (``owner``, its pid), leave Ctrl-C to it, then run ``initializer``
+    (if not None)."""
     exit_with_parent(owner)
     _ignore_sigint()
     if initializer is not None:

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
 from msd import synthetic as S
+from msd.cleandb import clean_tags
+from msd.tagclean import CuratedLists, map_tags
 
 ROOT = Path(__file__).resolve().parents[1]
 TR_RE = re.compile(r'T[A-Z0-9]{17}')
@@ -162,56 +165,17 @@ def test_messy_vocabulary_present(corpus):
     assert all(counts[t] == 1 for t in truth['rare_tags'])
 
 
-# A compact model of SPEC 2.4 (genre search + vocal lists + combine list) used to check that the
-# designed counts and spellings produce exactly the intended merges at the recommended thresholds.
-def _c1(s):
-    return re.sub(r'[^A-Za-z0-9]', '', s)
-
-
-def _plural(s):
-    return s[:-1] if len(s) >= 2 and s.endswith('s') and not s.endswith('ss') else s
-
-
-def _transforms(target):
-    out = [lambda s: _plural(_c1(s))]
-    if '&' in target:
-        out += [lambda s: _c1(re.sub(r'[^A-Za-z0-9&]', '', s).replace('&', 'n')), lambda s: _c1(s.replace('&', 'and'))]
-    if ' and ' in target:
-        out += [lambda s: _c1(s.replace(' and ', 'n'))]
-    if re.search(r'\b\d0s', target):
-        out += [lambda s: re.sub(r'^(\d)0s', r'19\g<1>0s', _c1(s)), lambda s: re.sub(r'^(\d)0s', r'20\g<1>0s', _c1(s))]
-    return out
-
-
-def _simulate_cleaning(counts, truth):
+def _real_mapping(truth):
+    """The cleaner's own decision (msd.tagclean.map_tags with the shipped curated lists) on the
+    designed tag counts, at the recommended thresholds: {raw tag: clean tag or None}."""
     args = truth['recommended_clean_args']
-    non_genre = set(truth['frequent_junk_tags']) | {r for v in truth['vocal_tags'].values() for r in v}
-    pool = [t for t, c in counts.items() if c >= args['pool_min_count'] and t not in non_genre]
-    targets = [t for t in pool if counts[t] >= args['min_count']]
-    parent = {t: t for t in counts}
-
-    def find(x):
-        while parent[x] != x:
-            x = parent[x]
-        return x
-
-    def union(a, b):
-        parent[find(a)] = find(b)
-
-    for target in targets:
-        for fn in _transforms(target):
-            key = fn(target).lower()
-            for t in pool:
-                if fn(t).lower() == key:
-                    union(t, target)
-    for a, b in truth['combine_list']:
-        if a in counts and b in counts:
-            union(a, b)
-    for clean, raws in truth['vocal_tags'].items():  # curated vocal lists
-        for r in raws:
-            union(r, raws[0])
-    kept = {t for t in targets} | {r for v in truth['vocal_tags'].values() for r in v}
-    return find, kept
+    counts = truth['tag_counts']
+    pop = pd.DataFrame({'tag_num': np.arange(1, len(counts) + 1), 'tag': list(counts),
+                        'count': list(counts.values())})
+    mapping = map_tags(pop, CuratedLists.load(), min_count=args['min_count'],
+                       pool_min_count=args['pool_min_count'])
+    clean_of = mapping.raw_to_clean()
+    return {tag: clean_of.get(num) for num, tag in zip(pop['tag_num'], pop['tag'])}
 
 
 @pytest.mark.parametrize('tracks,seed', [(60, 0), (300, 0), (300, 1)])
@@ -219,23 +183,18 @@ def test_designed_counts_merge_exactly_as_intended(corpus, tracks, seed):
     if tracks == N_TRACKS and seed == 0:
         truth = corpus[1]
     else:  # the plan alone (no audio) is enough to check the tag design of a bigger corpus
-        plan = S._plan(tracks, 30.0, seed)
-        truth = S._truth(plan, [])
+        truth = S.corpus_truth(S.plan_corpus(tracks, 30.0, seed), [])
     assert truth['thresholds_consistent']
     counts = truth['tag_counts']
     args = truth['recommended_clean_args']
     assert args['pool_min_count'] >= 2 and args['min_count'] > args['pool_min_count']
-    find, kept = _simulate_cleaning(counts, truth)
-    roots = {}
+    clean_of = _real_mapping(truth)
+    # every spelling of a family merges into the family's clean tag, and nothing else does
     for clean, raws in truth['tag_variants'].items():
-        r = {find(x) for x in raws}
-        assert len(r) == 1, (clean, raws)  # every spelling merges into its clean tag
-        roots[clean] = r.pop()
-        assert any(x in kept for x in raws), clean  # and the clean tag survives the thresholds
-    assert len(set(roots.values())) == len(roots)  # no two clean tags merge
-    family_roots = set(roots.values())
+        assert {clean_of[r] for r in raws} == {clean}, (clean, {r: clean_of[r] for r in raws})
+    assert {c for c in clean_of.values() if c is not None} == set(truth['tag_variants'])
     for junk in truth['junk_tags']:
-        assert find(junk) not in family_roots and junk not in kept, junk
+        assert clean_of[junk] is None, junk
     # Rare tags are below any threshold; mid-frequency junk is below min_count.
     assert all(counts[t] < args['pool_min_count'] for t in truth['rare_tags'])
     assert all(args['pool_min_count'] <= counts[t] < args['min_count'] for t in truth['mid_junk_tags'])
@@ -243,6 +202,15 @@ def test_designed_counts_merge_exactly_as_intended(corpus, tracks, seed):
     for clean, raws in truth['tag_variants'].items():
         if clean not in truth['vocal_tags']:
             assert raws[0].lower() == clean and counts[raws[0]] == max(counts[r] for r in raws)
+
+
+def test_clean_tags_of_the_corpus_db_are_the_designed_ones(corpus, tmp_path):
+    """The real cleaner on the corpus's own Last.fm DB keeps exactly the designed clean tags."""
+    out, truth = corpus
+    args = truth['recommended_clean_args']
+    res = clean_tags(out / 'lastfm_tags.db', tmp_path / 'clean.db', min_count=args['min_count'],
+                     pool_min_count=args['pool_min_count'], val_threshold=args['val_threshold'])
+    assert set(res.names) == set(truth['clean_tags'])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,7 +282,7 @@ def test_bad_files_are_really_bad(corpus):
             assert path.stat().st_size == 0
             continue
         if kind == 'not-audio':
-            with pytest.raises(Exception):
+            with pytest.raises(sf.LibsndfileError):
                 sf.read(path)
             assert b'\xff' not in path.read_bytes() or path.read_bytes().startswith(b'<!DOCTYPE')
             continue
@@ -447,11 +415,25 @@ def test_cli(tmp_path):
            '--seed', '3', '--workers', '2', '--quiet']
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert 'wrote' in r.stderr and (out / 'msd_summary_file.h5').is_file()
+    # -q: warnings only and no progress bar; the one-line summary still goes to stdout
+    assert r.stdout.startswith('synth: wrote') and r.stderr == '' and (out / 'msd_summary_file.h5').is_file()
     truth = json.loads((out / 'truth.json').read_text())
     assert truth['seed'] == 3 and len(truth['tracks']) == 4
     r2 = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert r2.returncode == 2 and 'overwrite' in r2.stderr
+    assert r2.returncode == 2 and 'overwrite' in r2.stderr and 'Traceback' not in r2.stderr
     r3 = subprocess.run(cmd + ['--overwrite'], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r3.returncode == 0, r3.stderr
     assert json.loads((out / 'truth.json').read_text()) == truth  # same seed, same corpus
+
+
+def test_cli_help_is_light_and_bad_values_are_one_line_errors(tmp_path):
+    code = ('import sys\nfrom msd.synthetic.__main__ import main\ntry:\n    main(["--help"], prog="musetag synth")\n'
+            'except SystemExit as e:\n    assert e.code == 0\n'
+            'print(sorted(m for m in ("pandas", "h5py", "librosa", "lameenc", "tensorflow") if m in sys.modules))')
+    r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert 'usage: musetag synth' in r.stdout and r.stdout.strip().splitlines()[-1] == '[]'
+    bad = subprocess.run([sys.executable, '-m', 'msd.synthetic', '--out', str(tmp_path / 'x'), '--seconds', '0'],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and 'seconds must be in [1, 600]' in bad.stderr and 'Traceback' not in bad.stderr
+    assert not (tmp_path / 'x').exists()
