@@ -1,5 +1,6 @@
 """``python -m training`` end to end on real TFRecords (preprocessing) and registry models (modeling)."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -226,3 +227,29 @@ def test_auto_restart_does_not_retry_a_non_finite_loss(tmp_path, logmel_dir, tin
     err = capsys.readouterr().err
     assert 'injected crash in epoch 2' in err and 'lower the learning rate' in err and str(run) in err
     assert _RESTART_MSG not in caplog.text
+
+
+def test_run_stores_dataset_dir_absolute_so_it_resolves_from_anywhere(tmp_path, logmel_dir, tiny_registry,
+                                                                       monkeypatch):
+    from modeling.rundir import load_run_info, resolve_dataset_dir
+    parent, name = os.path.split(logmel_dir)
+    monkeypatch.chdir(parent)                       # train with a path relative to the working directory
+    cfg = _config(tmp_path, name, optimization={'epochs': 1})
+    run = tmp_path / 'run'
+    assert main(['--config', cfg, '--run', str(run)]) == 0
+    stored = json.loads((run / 'config.json').read_text())['dataset']['dir']
+    assert stored == os.path.abspath(logmel_dir)
+    monkeypatch.chdir(tmp_path)                     # evaluation runs from somewhere else
+    assert resolve_dataset_dir(load_run_info(run)) == stored
+
+
+def test_windows_whose_batches_cannot_fit_in_memory_are_refused_before_training(tmp_path, logmel_dir, capsys):
+    cfg = _config(tmp_path, logmel_dir)
+    run = tmp_path / 'run'
+    assert main(['--config', cfg, '--run', str(run), '--set', 'input.window_seconds=3000',
+                 '--set', 'input.batch_size=100000']) == 2
+    err = capsys.readouterr().err
+    frames = window_length(load_manifest(logmel_dir), 3000.0)
+    assert f'config error: input.window_seconds: 3000 s windows ({frames} frames x 96 mel bands' in err, err
+    assert 'of memory of this machine; use shorter windows or smaller batches' in err
+    assert not (run / 'checkpoints').exists()

@@ -32,6 +32,7 @@ def test_defaults_round_trip():
     ('optimization.schedule.max_lr=abc', 'optimization.schedule.max_lr', 'expected number, got "abc"'),
     ('input.batch_size=1.5', 'input.batch_size', 'expected integer, got 1.5'),
     ('input.batch_size=0', 'input.batch_size', 'must be >= 1'),
+    ('input.window_seconds=1e9', 'input.window_seconds', 'must be <= 3600, got 1000000000.0 (one hour;'),
     ('input.window=left', 'input.window', 'expected one of "random", "center"'),
     ('input.shuffle="yes"', 'input.shuffle', 'expected boolean'),
     ('optimization.epoch=5', 'optimization.epoch', 'did you mean "epochs"'),

@@ -469,6 +469,7 @@ class Trainer:
         log.info('resumed from %s: %d epoch(s) done, %d optimizer steps', path,
                  int(self.state.epoch.numpy()), self.iterations)
         self._repair_best()
+        self._history()   # history.csv as the checkpoint records it, at once
 
     def _repair_best(self) -> None:
         """Keep the restored epoch as the best checkpoint if it is the best one and the run stopped
@@ -659,7 +660,7 @@ class Trainer:
             history.rows = [dict(r) for r in saved]
         else:   # a new run, or a checkpoint without rows: drop rows of epochs not checkpointed
             history.truncate(done)
-        if self.worker.is_chief and history.rows != before:
+        if self.worker.is_chief and _no_nan(history.rows) != _no_nan(before):
             history.write()
         return history
 
@@ -873,6 +874,11 @@ class Trainer:
         tf.train.Checkpoint(model=model).restore(src).expect_partial()
         export_model(model, self.run_dir)
         return src
+
+
+def _no_nan(rows: list) -> list:
+    """History rows with NaN as None (history.csv writes both as an empty field)."""
+    return [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in rows]
 
 
 def _close_writers(writers) -> None:
