@@ -9,6 +9,7 @@ from msd.build import MASTER_COLUMNS, build_master
 from msd.common import MsdError, OutputExistsError, read_comments, read_csv
 from msd.idlists import read_duplicates, read_mismatches
 from msd.summary import MsdSummary, MsdSummaryError
+from msd.tables import read_master
 from tests._msd_fixtures import make_h5, make_raw_db, run_msd, tid
 
 T = {i: tid(i) for i in range(1, 20)}
@@ -125,6 +126,10 @@ def test_master_csv_format(inputs, tmp_path):
     assert df['track_id'].tolist() == sorted(df['track_id'])
     rep = json.loads((tmp_path / 'master.purge.json').read_text())
     assert rep['settings']['min_size'] == 1000 and rep['kept'] == len(df)
+    # the contract's own reader (msd.tables) takes every row, and the audio root
+    table = read_master(out)
+    assert table.bad_lines == [] and table.frame['track_id'].tolist() == df['track_id'].tolist()
+    assert table.audio_root == root
 
 
 def test_switches(inputs, tmp_path):
@@ -181,6 +186,27 @@ def test_h5_missing_fields(inputs, tmp_path, caplog):
     p = run_msd('build', '--h5', tmp_path / 'noid.h5', '--scan', inputs / 'scan.csv', '--keep-untagged',
                 '--out', tmp_path / 'x.csv', check=False)
     assert p.returncode == 2 and "'track_7digitalid' not found" in p.stderr and 'Traceback' not in p.stderr
+
+
+def test_summary_file_without_artist_id_is_reported_loudly(inputs, tmp_path):
+    """Failure 10 of issue 11: the build goes on, but says what a missing artist_id costs, on the
+    terminal, in the summary line and in the purge report."""
+    rows = [dict(track_id=T[i], track_7digitalid=SEVEN[i], artist_name='A') for i in (1, 15, 17)]
+    make_h5(str(tmp_path / 'noartist.h5'), rows, drop_fields=('artist_id',))
+    out = tmp_path / 'master.csv'
+    p = run_msd('build', '--h5', tmp_path / 'noartist.h5', '--scan', inputs / 'scan.csv', '--silence',
+                inputs / 'silence.csv', '--lastfm', inputs / 'lastfm_tags.db', '--out', out)
+    assert 'WARNING' in p.stderr and 'no artist_id field' in p.stderr
+    assert 'artist-disjoint splits are impossible' in p.stderr and 'split --by artist' in p.stderr
+    assert 'WARNING: no artist_id' in p.stdout
+    rep = json.loads((tmp_path / 'master.purge.json').read_text())
+    assert rep['artist_ids'] is False and rep['h5_missing_fields'] == ['artist_id']
+    assert len(rep['warnings']) == 1 and 'split --by artist' in rep['warnings'][0]
+    master = read_csv(out)
+    assert len(master) == 3 and master['artist_id'].isna().all()
+    # with artist ids: no warning at all
+    _, full = _build(inputs, tmp_path / 'full.csv')
+    assert full['artist_ids'] is True and full['warnings'] == [] and 'WARNING' not in full['summary']
 
 
 def test_outputs_are_not_private(inputs, tmp_path):
