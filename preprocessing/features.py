@@ -20,12 +20,16 @@ waveforms) and prediction compute identical features. Named presets:
 Conventions: spectrograms are **time-major** ``float32 [n_frames, n_mels]`` everywhere in
 MuseTag; ``center=True`` pads ``n_fft // 2`` zeros on both sides (librosa ≥ 0.10's default
 ``pad_mode='constant'``), so a signal of ``n`` samples has ``1 + n // hop_length`` frames.
+
+Long signals can be analysed as a stream of blocks (:func:`iter_log_mel`, :class:`MelFrames`):
+the frames equal those of :func:`log_mel` of the whole signal, while memory holds one block.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import numpy as np
 import scipy.fft
@@ -33,7 +37,8 @@ import scipy.fft
 from core.records import dataclass_from_dict
 
 __all__ = ['FeatureParams', 'PRESETS', 'get_params', 'log_mel', 'mel_power', 'apply_log',
-           'mel_basis', 'n_frames', 'frames_per_second']
+           'mel_basis', 'n_frames', 'frames_per_second', 'MelFrames', 'iter_mel_power', 'iter_log_mel',
+           'max_mel_power', 'top_db_floor']
 
 _LOGS = ('power_to_db', 'log10_1p')
 
@@ -217,13 +222,31 @@ def mel_power(audio, params: FeatureParams) -> np.ndarray:
             y = np.pad(y, pad, mode='constant')
     if y.size < n_fft:
         y = np.pad(y, (0, n_fft - y.size))
-    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop]
-    # scipy.fft keeps float32/complex64 (numpy.fft would upcast to complex128: 2x slower)
-    spec = scipy.fft.rfft(frames * _window(n_fft), n=n_fft, axis=1)
-    power = spec.real * spec.real + spec.imag * spec.imag
-    if params.power != 2.0:
-        power = power ** np.float32(params.power / 2.0)
-    return power @ mel_basis(params).T
+    return _frames_mel(np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop], params)
+
+
+#: Frames analysed together: the STFT is computed group by group ([1024, n_fft] at a time, 8 MB at
+#: n_fft 2048), so memory does not grow with the signal, and the streaming analysis (:class:`MelFrames`)
+#: runs the very same arithmetic on the very same groups, giving bit-identical frames (BLAS and the FFT
+#: may round differently for a different number of rows).
+CHUNK_FRAMES = 1024
+
+
+def _frames_mel(frames, params: FeatureParams) -> np.ndarray:
+    """Mel power of signal frames float32 [T, n_fft] (a strided view) -> float32 [T, n_mels], computed
+    in groups of :data:`CHUNK_FRAMES` frames counted from the first."""
+    n_fft = params.n_fft
+    out = np.empty((frames.shape[0], params.n_mels), np.float32)
+    basis_t = mel_basis(params).T
+    for f0 in range(0, frames.shape[0], CHUNK_FRAMES):
+        group = frames[f0:f0 + CHUNK_FRAMES]
+        # scipy.fft keeps float32/complex64 (numpy.fft would upcast to complex128: 2x slower)
+        spec = scipy.fft.rfft(group * _window(n_fft), n=n_fft, axis=1)
+        power = spec.real * spec.real + spec.imag * spec.imag
+        if params.power != 2.0:
+            power = power ** np.float32(params.power / 2.0)
+        np.matmul(power, basis_t, out=out[f0:f0 + group.shape[0]])
+    return out
 
 
 def apply_log(mel, params: FeatureParams) -> np.ndarray:
@@ -257,3 +280,191 @@ def log_mel(audio, params: FeatureParams) -> np.ndarray:
         Time-major log-mel spectrogram.
     """
     return apply_log(mel_power(audio, params), params)
+
+
+# --------------------------------------------------------------------------------------------------
+# The same front end on a signal that arrives in blocks
+# --------------------------------------------------------------------------------------------------
+class MelFrames:
+    """Mel power frames of a signal fed block by block; equal to :func:`mel_power` of the whole.
+
+    :func:`mel_power` pads the signal (``center``: ``n_fft // 2`` samples at both ends, zeros or
+    a reflection, the reflection only when the signal is longer than the pad) and analyses frame
+    ``t`` from padded samples ``[t·hop, t·hop + n_fft)``. Here the same padded signal is built
+    as the blocks arrive: the left pad once more than ``n_fft // 2`` samples have arrived (so the
+    reflection rule is known), the right pad by :meth:`finish`. Frames are computed in the groups of
+    :data:`CHUNK_FRAMES` that :func:`mel_power` uses, as soon as a group's samples are in, so the
+    result is bit-identical; between calls at most one group's samples (``CHUNK_FRAMES · hop +
+    n_fft``) are kept.
+
+    Parameters
+    ----------
+    params : FeatureParams
+
+    Examples
+    --------
+    >>> frames = MelFrames(params)
+    >>> chunks = [frames.push(block) for block in blocks] + [frames.finish()]
+    >>> np.concatenate(chunks)         # == mel_power(np.concatenate(blocks), params)
+    """
+
+    def __init__(self, params: FeatureParams):
+        self.params = params
+        self._pad = params.n_fft // 2 if params.center else 0
+        self._pending = []        # blocks held until the left pad is decided
+        self._n_pending = 0
+        self._buf = None          # padded samples [_buf0, _buf0 + len(_buf)) not yet released
+        self._buf0 = 0
+        self._next = 0            # index of the next frame to compute
+        self._done = False
+
+    @property
+    def frames_done(self) -> int:
+        """Frames returned so far."""
+        return self._next
+
+    def push(self, block) -> np.ndarray:
+        """Add float32 [n] samples at ``params.sr``; return the frames they complete, float32 [t, n_mels]
+        (``t`` may be 0)."""
+        if self._done:
+            raise ValueError('MelFrames.push after finish')
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim != 1:
+            raise ValueError(f'log-mel expects mono audio [n_samples], got shape {block.shape}')
+        if self._buf is None:
+            self._pending.append(block)
+            self._n_pending += block.size
+            if self._n_pending <= self._pad or self._n_pending == 0:
+                return self._empty()
+            signal = np.concatenate(self._pending)
+            self._pending = []
+            left = self._left_pad(signal)
+            self._buf = np.concatenate([left, signal]) if left.size else signal
+        else:
+            self._buf = np.concatenate([self._buf, block])
+        return self._emit()
+
+    def finish(self) -> np.ndarray:
+        """Pad the end as :func:`mel_power` does and return the remaining frames, float32 [t, n_mels].
+
+        Raises
+        ------
+        ValueError
+            If no sample was pushed (as :func:`mel_power` of an empty signal).
+        """
+        if self._done:
+            raise ValueError('MelFrames.finish called twice')
+        self._done = True
+        if self._buf is None:
+            # never longer than the pad: the whole signal is at hand, the padding rule is mel_power's
+            signal = np.concatenate(self._pending) if self._pending else np.zeros(0, np.float32)
+            out = mel_power(signal, self.params)
+            self._next = out.shape[0]
+            return out
+        pad = self._pad
+        if pad:
+            if self.params.pad_mode == 'reflect':      # the signal is longer than the pad here
+                right = self._buf[-(pad + 1):-1][::-1]
+            else:
+                right = np.zeros(pad, np.float32)
+            self._buf = np.concatenate([self._buf, right])
+        end = self._buf0 + self._buf.size
+        if end < self.params.n_fft:                   # mel_power's rule for signals under one frame
+            self._buf = np.concatenate([self._buf, np.zeros(self.params.n_fft - end, np.float32)])
+        return self._emit(final=True)
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((0, self.params.n_mels), np.float32)
+
+    def _left_pad(self, signal) -> np.ndarray:
+        pad = self._pad
+        if pad and self.params.pad_mode == 'reflect':
+            return signal[1:pad + 1][::-1]
+        return np.zeros(pad, np.float32)
+
+    def _emit(self, final: bool = False) -> np.ndarray:
+        """Frames of every complete group of :data:`CHUNK_FRAMES` (all frames when ``final``)."""
+        n_fft, hop = self.params.n_fft, self.params.hop_length
+        end = self._buf0 + self._buf.size
+        stop = (end - n_fft) // hop + 1 if end >= n_fft else 0          # frames whose samples are in
+        if not final:
+            stop -= stop % CHUNK_FRAMES                                 # whole groups only
+        out = self._empty()
+        if stop > self._next:
+            seg = self._buf[self._next * hop - self._buf0:(stop - 1) * hop + n_fft - self._buf0]
+            out = _frames_mel(np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop], self.params)
+            self._next = stop
+        # keep what the next group needs, and the last n_fft//2 + 1 samples (the end's reflection)
+        keep = max(self._buf0, min(self._next * hop, end - (self._pad + 1)))
+        self._buf = self._buf[keep - self._buf0:]
+        self._buf0 = keep
+        return out
+
+
+def iter_mel_power(blocks: Iterable, params: FeatureParams) -> Iterator[np.ndarray]:
+    """Mel power frames of a signal given as blocks: float32 [t_i, n_mels] chunks (none empty) whose
+    concatenation equals ``mel_power(np.concatenate(blocks), params)``.
+
+    Parameters
+    ----------
+    blocks : iterable of float32 [n_i]
+        Consecutive mono samples at ``params.sr`` Hz (e.g. :func:`preprocessing.audio.iter_audio`).
+    """
+    frames = MelFrames(params)
+    for block in blocks:
+        out = frames.push(block)
+        if out.shape[0]:
+            yield out
+    out = frames.finish()
+    if out.shape[0]:
+        yield out
+
+
+def max_mel_power(blocks: Iterable, params: FeatureParams) -> float:
+    """Largest mel power of a signal given as blocks (the first pass for :func:`iter_log_mel`'s
+    ``top_db`` clip), in the units of :func:`mel_power`."""
+    return max(float(chunk.max()) for chunk in iter_mel_power(blocks, params))
+
+
+def top_db_floor(max_power: float, params: FeatureParams):
+    """The ``power_to_db`` clip level, dB, of a signal whose largest mel power is ``max_power``:
+    ``10·log10(max(max_power, amin)) - top_db`` in :func:`apply_log`'s float32 arithmetic, so
+    clipping chunks at it equals clipping the whole spectrogram at its maximum. None when the
+    preset has no clip (``log10_1p``, or ``top_db=None``)."""
+    if params.log != 'power_to_db' or params.top_db is None:
+        return None
+    db_max = np.float32(10.0) * np.log10(np.maximum(np.float32(max_power), np.float32(params.amin)))
+    return np.float32(db_max - np.float32(params.top_db))
+
+
+def iter_log_mel(blocks: Iterable, params: FeatureParams, *, max_power: float | None = None) -> Iterator[np.ndarray]:
+    """Log-mel frames of a signal given as blocks: float32 [t_i, n_mels] chunks whose concatenation
+    equals ``log_mel(np.concatenate(blocks), params)``, holding one block (plus ``n_fft`` samples)
+    in memory at a time.
+
+    Parameters
+    ----------
+    blocks : iterable of float32 [n_i]
+        Consecutive mono samples at ``params.sr`` Hz.
+    params : FeatureParams
+    max_power : float or None
+        Needed when ``params`` clips at ``top_db`` below the maximum (``power_to_db``, the orpheus
+        preset): the signal's largest mel power, from a first pass over the same blocks with
+        :func:`max_mel_power`.
+
+    Raises
+    ------
+    ValueError
+        If the clip needs ``max_power`` and it is missing.
+    """
+    needs_max = params.log == 'power_to_db' and params.top_db is not None
+    if needs_max and max_power is None:
+        raise ValueError('power_to_db with top_db clips relative to the maximum of the whole signal: '
+                         'pass max_power (max_mel_power of the same blocks)')
+    floor = top_db_floor(max_power, params) if needs_max else None
+    raw = dataclasses.replace(params, top_db=None)
+    for mel in iter_mel_power(blocks, params):
+        out = apply_log(mel, raw)
+        if floor is not None:
+            np.maximum(out, floor, out=out)
+        yield out

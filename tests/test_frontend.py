@@ -322,3 +322,56 @@ def test_mel_basis_equals_librosa_exactly(sr, n_fft, n_mels, fmin, fmax):
     p = FeatureParams(sr=sr, n_fft=n_fft, hop_length=n_fft // 4, n_mels=n_mels, fmin=fmin, fmax=fmax)
     ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     np.testing.assert_array_equal(mel_basis(p), ref)
+
+
+# ---------------------------------------------------------------- the front end on a stream of blocks
+
+@pytest.mark.parametrize('preset, pad_mode, center', [('musicnn', 'constant', True), ('orpheus', 'constant', True),
+                                                      ('orpheus', 'reflect', True), ('musicnn', 'reflect', False)])
+@pytest.mark.parametrize('n', [1, 255, 256, 257, 1025, 2048, 2049, 40000])
+@pytest.mark.parametrize('chunk_frames', [1024, 7])
+def test_iter_log_mel_is_bit_identical_to_log_mel(monkeypatch, preset, pad_mode, center, n, chunk_frames):
+    import preprocessing.features as pf
+    from preprocessing.features import iter_log_mel, max_mel_power
+    monkeypatch.setattr(pf, 'CHUNK_FRAMES', chunk_frames)      # 7: many group boundaries inside blocks
+    p = get_params(preset, pad_mode=pad_mode, center=center)
+    y = music_like(n / SR + 1, SR, seed=n)[:n]
+    y[: n // 3] *= 1e-4                    # a quiet start: orpheus' top_db clip is active there
+    ref = log_mel(y, p)
+    for block in (1, 300, 4096, n):
+        blocks = [y[i:i + block] for i in range(0, n, block)]
+        if block == 1 and n > 3000:
+            continue
+        mx = max_mel_power(blocks, p) if p.log == 'power_to_db' else None
+        chunks = list(iter_log_mel(blocks, p, max_power=mx))
+        assert all(c.dtype == np.float32 and c.shape[0] for c in chunks)
+        np.testing.assert_array_equal(np.concatenate(chunks), ref)
+
+
+def test_mel_frames_hold_one_group_and_refuse_misuse():
+    from preprocessing.features import CHUNK_FRAMES, MelFrames, iter_log_mel
+    p = get_params('musicnn')
+    frames = MelFrames(p)
+    y = music_like(60, SR, seed=1)
+    done = []
+    for i in range(0, y.size, 16000):
+        done.append(frames.push(y[i:i + 16000]))
+        # never more than one group of samples (plus a block and n_fft) held between calls
+        assert frames._buf.size <= CHUNK_FRAMES * p.hop_length + p.n_fft + 16000
+    done.append(frames.finish())
+    assert frames.frames_done == n_frames(y.size, p) == sum(d.shape[0] for d in done)
+    with pytest.raises(ValueError, match='after finish'):
+        frames.push(y[:10])
+    with pytest.raises(ValueError, match='empty'):
+        MelFrames(p).finish()
+    with pytest.raises(ValueError, match='max_power'):
+        next(iter_log_mel([y], get_params('orpheus')))
+
+
+def test_mel_power_of_a_long_signal_is_computed_group_by_group(monkeypatch):
+    import preprocessing.features as pf
+    calls = []
+    real = pf.scipy.fft.rfft
+    monkeypatch.setattr(pf.scipy.fft, 'rfft', lambda x, **kw: calls.append(x.shape) or real(x, **kw))
+    out = mel_power(music_like(100, SR, seed=2), get_params('musicnn'))
+    assert out.shape[0] == 6251 and len(calls) == 7 and max(c[0] for c in calls) == pf.CHUNK_FRAMES
