@@ -1,7 +1,7 @@
 """Exact (threshold-free) auto-tagging metrics and whole-track aggregation of window predictions.
 
 The original Orpheus code reported Keras' 200-threshold AUC approximations, micro-averaged over one
-random window per track (SPEC 8, 10 item 1). MuseTag reports what Pons et al. and musicnn report
+random window per track. MuseTag reports what Pons et al. and musicnn report
 (scikit-learn ROC-AUC and average precision per tag, macro-averaged over tags) *and* the micro
 averages over all (track, tag) pairs, on whole-track predictions (the mean over every window of a
 track).
@@ -111,7 +111,7 @@ def tagging_metrics(y_true, y_score, labels: Sequence[str]) -> dict:
     else:
         roc_micro = pr_micro = float('nan')
     if single:
-        log.info('%d of %d tags have a single class in this set (reported, not averaged): %s',
+        log.debug('%d of %d tags have a single class in this set (reported, not averaged): %s',
                  len(single), n_tags, ', '.join(single[:10]) + (' …' if len(single) > 10 else ''))
     return {
         'roc_auc_macro': float(np.mean(rocs)) if rocs else float('nan'),

@@ -1,14 +1,16 @@
 """PNG plots of evaluation results and taggrams (matplotlib, non-interactive Agg backend).
 
-Every function writes one PNG atomically (temp file + rename) and returns its path.
+Every function writes one PNG atomically (:func:`core.files.atomic_path`: a temporary file renamed
+into place, with the permissions a plain ``open()`` gives under the user's umask) and returns its path.
 """
 from __future__ import annotations
 
 import math
 import os
-import tempfile
 
 import numpy as np
+
+from core import files
 
 __all__ = ['plot_per_tag_bars', 'plot_curves', 'plot_taggram', 'most_frequent_tags']
 
@@ -20,18 +22,12 @@ def _plt():
     return plt
 
 
-def _save(fig, path):
+def _save(fig, path, overwrite=True):
     path = str(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.png', dir=d)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches='tight', format='png')
-        os.replace(tmp, path)
+        with files.atomic_path(path, overwrite=overwrite, suffix='.png') as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches='tight', format='png')
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         _plt().close(fig)
     return path
 
@@ -118,8 +114,8 @@ def plot_curves(y_true, y_score, labels, path_roc, path_pr, *, n=10):
     return _save(fig_r, path_roc), _save(fig_p, path_pr)
 
 
-def plot_taggram(result, path, *, max_tags: int | None = None):
-    """Taggram image: tags (rows) × time (columns) of window probabilities.
+def plot_taggram(result, path, *, max_tags: int | None = None, overwrite: bool = True):
+    """Taggram image: tags (rows, the most probable on top) × time (columns) of window probabilities.
 
     Parameters
     ----------
@@ -127,13 +123,15 @@ def plot_taggram(result, path, *, max_tags: int | None = None):
     path : PNG path.
     max_tags : int or None
         Show only the tags with the highest mean probability (all when None).
+    overwrite : bool
+        Replace an existing ``path`` (else :class:`core.errors.OutputExistsError`).
     """
     plt = _plt()
     tg = np.asarray(result.taggram, dtype=np.float32)            # [n_windows, K]
     labels = list(result.labels)
-    order = np.arange(len(labels))
-    if max_tags is not None and max_tags < len(labels):
-        order = np.sort(np.argsort(-result.mean, kind='stable')[:max_tags])
+    order = np.argsort(-np.asarray(result.mean), kind='stable')   # rows by mean probability, descending
+    if max_tags is not None:
+        order = order[:max_tags]
     img = tg[:, order].T                                           # [K', n_windows]
     starts = np.asarray(result.window_starts_s, dtype=np.float64)
     w = float(result.window_seconds)
@@ -148,6 +146,7 @@ def plot_taggram(result, path, *, max_tags: int | None = None):
     ax.invert_yaxis()
     ax.set_xlabel('time (s): window start')
     name = os.path.basename(result.path) if result.path else 'audio'
-    ax.set_title(f'taggram of {name} ({tg.shape[0]} windows of {w:g} s)', fontsize=9)
+    ax.set_title(f'taggram of {name!r} ({tg.shape[0]} windows of {w:g} s; tags by mean probability)',
+                 fontsize=9)
     fig.colorbar(mesh, ax=ax, fraction=0.03, pad=0.01, label='probability')
-    return _save(fig, path)
+    return _save(fig, path, overwrite)

@@ -1,234 +1,56 @@
-"""Tag audio of any length with a run directory's model: fixed windows, bounded memory.
+"""Tag audio of any length with a run directory's model: fixed windows, memory independent of length.
 
-A :class:`Tagger` needs only a run directory (CONTRACT "Run directory"): the label vocabulary comes
-from ``labels.json`` (never from a database or a hard-coded list, SPEC 10 item 5), the front end from
-``features.json`` and the network from ``model.keras`` (or a training checkpoint).
+A :class:`Tagger` needs only a run directory (``docs/run-directory.md``, read by
+:mod:`modeling.rundir`): the label vocabulary comes from ``labels.json`` (never from a database or a
+hard-coded list), the front end from ``features.json`` and the network from ``model.keras`` (or a
+training checkpoint).
 
-Windowing (SPEC 10 items 16 and 17 fixed)
------------------------------------------
+Windowing
+---------
 * Deterministic fixed windows of the run's length (``window_seconds`` overrides it for
   variable-length models), starting at 0 every ``hop`` (default: the window, i.e. non-overlapping).
 * When the regular grid leaves trailing audio uncovered, one more window is aligned to the end of
-  the track, so the whole track is covered (musicnn dropped the trailing audio).
-* Audio shorter than one window is repeat-padded (tiled) to one window instead of crashing.
-* The track is decoded once to float32 mono at the run's rate (38 MB for 10 minutes at 16 kHz;
-  :func:`preprocessing.audio.load_audio` decodes long files block by block, so the native-rate
-  signal is never held whole); the log-mel spectrogram and the model then run chunk by chunk
-  (``batch_size`` windows at a time), so neither the STFT of the whole track nor the stack of all
-  windows is ever held in memory. Each chunk's STFT takes its
-  ``n_fft // 2`` samples of context from the neighbouring audio, and the ``power_to_db`` ``top_db``
-  clip (relative to the maximum of the *whole* track) uses the track maximum found in a first pass,
-  so chunked features equal :func:`preprocessing.features.log_mel` of the whole track.
+  the track, so the whole track is covered (musicnn's own extractor drops the trailing audio).
+* Audio shorter than one window is repeat-padded (tiled) to one window instead of crashing, and
+  the result carries a ``short`` warning; audio whose loudest sample is below -80 dBFS carries a
+  ``silent`` warning (its tags say nothing about music).
+* The track is processed as a stream: :func:`preprocessing.audio.iter_audio` decodes and resamples
+  it block by block, :func:`preprocessing.features.iter_log_mel` turns the blocks into log-mel
+  frames (each frame's ``n_fft // 2`` samples of context carried across blocks), windows are cut
+  from the frame stream and the model runs on ``batch_size`` windows at a time. Memory holds one
+  block, one batch and the per-window probabilities, whatever the file's length. The
+  ``power_to_db`` ``top_db`` clip (relative to the maximum of the *whole* track) needs that
+  maximum first: such presets (orpheus) decode the file twice, the first pass computing only the
+  maximum. The features equal :func:`preprocessing.features.log_mel` of the whole track bit for bit.
 * The track prediction is the mean of the window predictions; the per-window matrix is the
   taggram.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
+import functools
+import itertools
 import logging
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from preprocessing.audio import load_audio, resample, to_mono
-from preprocessing.features import FeatureParams, apply_log, mel_power, n_frames
+from modeling.rundir import RunInfo, load_run_info, load_run_model
+from preprocessing.audio import iter_audio, resample, to_mono
+from preprocessing.features import iter_log_mel, max_mel_power
 
-__all__ = ['TagResult', 'RunInfo', 'Tagger', 'load_run_info', 'window_starts', 'resolve_checkpoint',
-           'load_run_model']
+__all__ = ['TagResult', 'Tagger', 'window_starts', 'WindowCutter', 'SILENT_PEAK', 'WARNINGS']
 
 log = logging.getLogger(__name__)
 
-#: Frames per chunk in the first (``top_db`` maximum) pass (2048 frames of n_fft 2048: ≈ 50 MB of STFT).
-_MAX_PASS_FRAMES = 2048
-
-
-# --------------------------------------------------------------------------------------------------
-# Run directory
-# --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RunInfo:
-    """What a run directory says about its model's inputs and outputs.
-
-    Attributes
-    ----------
-    run_dir : Path
-    labels : list of str
-        Tag names in model output order (``labels.json``).
-    kind : str
-        ``'log-mel'`` (model input float32 [B, T, n_mels]) or ``'waveform'`` (float32 [B, n]).
-    sr : int
-        Sample rate the model expects, Hz.
-    params : FeatureParams or None
-        Log-mel front end (None for waveform runs).
-    window_seconds : float
-        Training window length, seconds.
-    input_frames, input_samples : int or None
-        Training window length in frames (log-mel) or samples (waveform).
-    config : dict
-        ``config.json`` (empty if absent).
-    """
-    run_dir: Path
-    labels: list
-    kind: str
-    sr: int
-    params: FeatureParams | None
-    window_seconds: float
-    input_frames: int | None
-    input_samples: int | None
-    config: dict = field(default_factory=dict)
-
-
-def _read_json(path: Path, what: str):
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f'run directory {path.parent} has no {path.name} ({what})') from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f'{path}: invalid JSON ({e})') from None
-
-
-def load_run_info(run_dir) -> RunInfo:
-    """Read and validate ``labels.json``, ``features.json`` and ``config.json`` of a run directory.
-
-    Raises
-    ------
-    FileNotFoundError, ValueError
-        With a message naming the file and the problem.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f'run directory {run_dir} does not exist')
-    labels = _read_json(run_dir / 'labels.json', 'tag names in model output order')
-    if not isinstance(labels, list) or not labels or not all(isinstance(t, str) for t in labels):
-        raise ValueError(f'{run_dir / "labels.json"} must be a non-empty JSON list of tag names')
-    if len(set(labels)) != len(labels):
-        raise ValueError(f'{run_dir / "labels.json"} lists a tag more than once')
-    feats = _read_json(run_dir / 'features.json', 'model input description')
-    kind = feats.get('input')
-    if kind not in ('log-mel', 'waveform'):
-        raise ValueError(f'{run_dir / "features.json"}: "input" must be "log-mel" or "waveform", got {kind!r}')
-    params = None
-    if kind == 'log-mel':
-        if not feats.get('params'):
-            raise ValueError(f'{run_dir / "features.json"}: a log-mel run needs "params"')
-        params = FeatureParams.from_dict(feats['params'])
-    sr = int(feats.get('sr') or (params.sr if params else 16000))
-    if params is not None and params.sr != sr:
-        raise ValueError(f'{run_dir / "features.json"}: sr {sr} != params.sr {params.sr}')
-    win = feats.get('window_seconds')
-    frames, samples = feats.get('input_frames'), feats.get('input_samples')
-    if win is None:
-        if kind == 'log-mel' and frames:
-            win = frames * params.hop_length / sr
-        elif kind == 'waveform' and samples:
-            win = samples / sr
-        else:
-            raise ValueError(f'{run_dir / "features.json"}: needs "window_seconds" or the input length')
-    config = {}
-    if (run_dir / 'config.json').exists():
-        config = _read_json(run_dir / 'config.json', 'resolved configuration')
-    return RunInfo(run_dir, labels, kind, sr, params, float(win),
-                   int(frames) if frames else None, int(samples) if samples else None, config)
-
-
-def resolve_checkpoint(run_dir, checkpoint) -> str | None:
-    """Turn ``None | 'best' | 'last' | PATH`` into a concrete checkpoint path (None = model.keras).
-
-    ``best`` is the newest checkpoint in ``checkpoints/best/``, ``last`` the newest in
-    ``checkpoints/``; a PATH may be a checkpoint prefix (``…/ckpt-7``), a directory holding
-    checkpoints, a ``.keras`` model or a ``.weights.h5`` file.
-    """
-    import tensorflow as tf
-    if checkpoint is None:
-        return None
-    run_dir = Path(run_dir)
-    if checkpoint in ('best', 'last'):
-        d = run_dir / 'checkpoints' / ('best' if checkpoint == 'best' else '')
-        found = tf.train.latest_checkpoint(str(d)) if d.is_dir() else None
-        if not found:
-            raise FileNotFoundError(f'no {checkpoint!r} checkpoint in {d}')
-        return found
-    p = Path(checkpoint)
-    if p.is_dir():
-        found = tf.train.latest_checkpoint(str(p))
-        if not found:
-            raise FileNotFoundError(f'no checkpoint in directory {p}')
-        return found
-    if p.suffix == '.keras' or p.name.endswith('.weights.h5'):
-        if not p.exists():
-            raise FileNotFoundError(f'checkpoint file {p} does not exist')
-        return str(p)
-    if Path(str(p) + '.index').exists():
-        return str(p)
-    raise FileNotFoundError(f'checkpoint {checkpoint!r} is neither best, last, a checkpoint prefix, '
-                            f'a directory of checkpoints, a .keras nor a .weights.h5 file')
-
-
-def _load_keras_model(path):
-    # Importing modeling/preprocessing registers their custom layers for deserialisation.
-    try:
-        import modeling
-        loader = getattr(modeling, 'load_model', None)
-        if loader is not None:
-            return loader(str(path))
-    except ImportError:  # pragma: no cover - modeling is part of the repo
-        pass
-    try:
-        import preprocessing.tf_frontend  # noqa: F401  (registers LogMel)
-    except ImportError:
-        pass
-    import keras
-    return keras.models.load_model(str(path), compile=False)
-
-
-def load_run_model(run_dir, checkpoint=None):
-    """Load the run's Keras model, optionally with weights from a checkpoint.
-
-    Parameters
-    ----------
-    run_dir : path
-    checkpoint : None, 'best', 'last' or path
-        See :func:`resolve_checkpoint`. A ``tf.train.Checkpoint`` is restored into the architecture
-        of ``model.keras`` under the key ``model`` (CONTRACT); every model variable must be found
-        in it.
-
-    Returns
-    -------
-    model : keras.Model
-    step : int or None
-        The checkpoint number (``ckpt-N`` → N) if known.
-    """
-    run_dir = Path(run_dir)
-    ckpt = resolve_checkpoint(run_dir, checkpoint)
-    if ckpt is not None and ckpt.endswith('.keras'):
-        return _load_keras_model(ckpt), None
-    model_path = run_dir / 'model.keras'
-    if not model_path.exists():
-        raise FileNotFoundError(f'run directory {run_dir} has no model.keras (exported model)')
-    model = _load_keras_model(model_path)
-    if ckpt is None:
-        return model, None
-    if ckpt.endswith('.weights.h5'):
-        model.load_weights(ckpt)
-        return model, None
-    import tensorflow as tf
-    status = tf.train.Checkpoint(model=model).restore(ckpt).expect_partial()
-    try:
-        status.assert_existing_objects_matched()
-    except AssertionError as e:
-        raise ValueError(f'checkpoint {ckpt} does not hold the weights of {model_path} under the key '
-                         f'"model": {str(e)[:300]}') from None
-    step = None
-    tail = os.path.basename(ckpt).rsplit('-', 1)
-    if len(tail) == 2 and tail[1].isdigit():
-        step = int(tail[1])
-    log.info('restored %s', ckpt)
-    return model, step
+#: A track whose loudest sample is below this amplitude (-80 dBFS: a few 16-bit steps) is ``silent``.
+SILENT_PEAK = 1e-4
+#: Codes of :attr:`TagResult.warnings`.
+WARNINGS = {'short': 'shorter than one window: repeated to fill it',
+            'silent': 'silent (loudest sample below -80 dBFS): its tags say nothing about music'}
+#: Samples per block when an in-memory array is streamed (10 s at 16 kHz).
+_ARRAY_BLOCK = 160_000
 
 
 # --------------------------------------------------------------------------------------------------
@@ -254,6 +76,9 @@ class TagResult:
         Length of the audio before any repeat-padding, seconds.
     path : str or None
         The file, for :meth:`Tagger.predict_file`.
+    warnings : dict
+        ``{code: message}`` for each reason to distrust the tags (codes in :data:`WARNINGS`:
+        ``short``, ``silent``); empty for ordinary audio.
     """
     labels: list
     mean: np.ndarray
@@ -262,24 +87,39 @@ class TagResult:
     window_seconds: float = float('nan')
     duration_s: float = float('nan')
     path: str | None = None
+    warnings: dict = field(default_factory=dict)
+
+    def ranked(self) -> list:
+        """Every tag as ``[(tag, probability), …]``, most probable first (ties in label order)."""
+        order = np.argsort(-self.mean, kind='stable')
+        return [(self.labels[i], float(self.mean[i])) for i in order]
 
     def top(self, n: int = 10) -> list:
         """The ``n`` most probable tags as ``[(tag, probability), …]``, most probable first."""
-        order = np.argsort(-self.mean, kind='stable')[:max(int(n), 0)]
-        return [(self.labels[i], float(self.mean[i])) for i in order]
+        return self.ranked()[:max(int(n), 0)]
 
     def above(self, threshold: float) -> list:
         """Tags with probability ≥ ``threshold`` as ``[(tag, probability), …]``, sorted descending."""
-        order = np.argsort(-self.mean, kind='stable')
-        return [(self.labels[i], float(self.mean[i])) for i in order if self.mean[i] >= threshold]
+        return [(t, p) for t, p in self.ranked() if p >= threshold]
 
-    def to_dict(self, *, top: int | None = 10, threshold: float | None = None,
-                taggram: bool = False) -> dict:
-        """JSON-ready dict: file, duration, window, tags (top N or above a threshold)[, taggram]."""
-        tags = self.above(threshold) if threshold is not None else self.top(top if top is not None else 10)
-        out = {'file': self.path, 'duration_s': round(float(self.duration_s), 3),
+    def to_dict(self, *, top: int | None = 10, threshold: float | None = None, taggram: bool = False,
+                all_tags: bool = False) -> dict:
+        """JSON-ready dict.
+
+        Keys: ``file``, ``duration_s``, ``n_windows``, ``window_seconds``, ``tags`` (``[[tag, p], …]``,
+        most probable first: the top ``top``, those ≥ ``threshold``, or every tag with
+        ``all_tags``), ``warnings`` (list of codes, see :data:`WARNINGS`) and, with ``taggram``,
+        ``taggram`` (``labels``, ``window_starts_s``, ``probabilities`` [n_windows][K]).
+        """
+        if all_tags:
+            tags = self.ranked()
+        elif threshold is not None:
+            tags = self.above(threshold)
+        else:
+            tags = self.top(top if top is not None else 10)
+        out = {'file': self.path, 'duration_s': round(float(self.duration_s), 6),
                'n_windows': int(self.taggram.shape[0]), 'window_seconds': float(self.window_seconds),
-               'tags': [[t, round(p, 6)] for t, p in tags]}
+               'tags': [[t, round(p, 6)] for t, p in tags], 'warnings': sorted(self.warnings)}
         if taggram:
             out['taggram'] = {'labels': list(self.labels),
                               'window_starts_s': [round(float(s), 4) for s in self.window_starts_s],
@@ -288,7 +128,7 @@ class TagResult:
 
 
 # --------------------------------------------------------------------------------------------------
-# Windowing and chunked features
+# Windows
 # --------------------------------------------------------------------------------------------------
 def window_starts(total: int, length: int, hop: int) -> np.ndarray:
     """Start indices of fixed windows covering ``[0, total)``.
@@ -317,61 +157,115 @@ def window_starts(total: int, length: int, hop: int) -> np.ndarray:
     return starts
 
 
-def _padded_slice(audio: np.ndarray, a: int, b: int, params: FeatureParams) -> np.ndarray:
-    """``padded[a:b]`` of the signal :func:`preprocessing.features.mel_power` analyses, without
-    padding (copying) the whole track: interior slices are views; only edge slices are built."""
-    n = audio.shape[0]
-    pad = params.n_fft // 2 if params.center else 0
-    lo, hi = a - pad, b - pad            # in original sample coordinates
-    if lo >= 0 and hi <= n:
-        return audio[lo:hi]
-    idx = np.arange(lo, hi)
-    out = np.zeros(hi - lo, np.float32)
-    inside = (idx >= 0) & (idx < n)
-    out[inside] = audio[idx[inside]]
-    # features.mel_power reflects only when the signal is longer than the pad (else zeros).
-    if params.center and params.pad_mode == 'reflect' and n > pad:
-        left = (idx < 0) & (idx >= -pad)
-        out[left] = audio[-idx[left]]
-        right = (idx >= n) & (idx < n + pad)
-        out[right] = audio[2 * (n - 1) - idx[right]]
-    return out
+class WindowCutter:
+    """Cut the windows of :func:`window_starts` out of a signal that arrives in pieces.
 
-
-class _ChunkedLogMel:
-    """Log-mel frames ``[f0, f1)`` of a whole track, computed from the samples they need only.
-
-    Equals ``preprocessing.features.log_mel(audio, params)[f0:f1]`` (the STFT of a frame depends
-    on its own ``n_fft`` samples; the only whole-track dependency, the ``top_db`` clip of
-    ``power_to_db``, is resolved by a first pass over the track computing the maximum).
+    Feed consecutive pieces (frames [n, n_mels] or samples [n]) to :meth:`push`, then call
+    :meth:`finish`; together they return ``(start, window)`` pairs in the order and with the
+    contents of ``[(s, x[s:s + length]) for s in window_starts(len(x), length, hop)]``. Only the
+    units a coming window (or the end-aligned last one) needs are kept: at most ``length`` plus
+    one piece.
     """
 
-    def __init__(self, audio: np.ndarray, params: FeatureParams):
-        self.audio = audio
-        self.params = params
-        self.total = n_frames(audio.shape[0], params)
-        # The same analysis on pre-cut segments: no centring (context comes from _padded_slice).
-        self._raw = dataclasses.replace(params, center=False, top_db=None)
-        self.floor = None
-        if params.log == 'power_to_db' and params.top_db is not None:
-            mx = -np.inf
-            for f0 in range(0, self.total, _MAX_PASS_FRAMES):
-                mx = max(mx, float(self._mel(f0, min(f0 + _MAX_PASS_FRAMES, self.total)).max()))
-            # exactly apply_log's arithmetic on the track maximum, in float32
-            db_max = np.float32(10.0) * np.log10(np.maximum(np.float32(mx), np.float32(params.amin)))
-            self.floor = db_max - np.float32(params.top_db)
+    def __init__(self, length: int, hop: int):
+        if length < 1 or hop < 1:
+            raise ValueError(f'window length and hop must be ≥ 1, got {length} and {hop}')
+        self.length, self.hop = int(length), int(hop)
+        self._buf = None        # units [_buf0, _buf0 + len(_buf))
+        self._buf0 = 0
+        self.total = 0          # units seen
+        self._next = 0          # next regular start
+        self._last_end = 0      # end of the last window returned
 
-    def _mel(self, f0: int, f1: int) -> np.ndarray:
-        hop, n_fft = self.params.hop_length, self.params.n_fft
-        seg = _padded_slice(self.audio, f0 * hop, (f1 - 1) * hop + n_fft, self.params)
-        return mel_power(seg, self._raw)
-
-    def __call__(self, f0: int, f1: int) -> np.ndarray:
-        """float32 [f1 - f0, n_mels]."""
-        out = apply_log(self._mel(f0, f1), self._raw)
-        if self.floor is not None:
-            np.maximum(out, self.floor, out=out)
+    def push(self, piece) -> list:
+        """Add the next units; return the windows they complete, ``[(start, float32 [length, …]), …]``."""
+        piece = np.asarray(piece)
+        self._buf = piece if self._buf is None else np.concatenate([self._buf, piece])
+        self.total += piece.shape[0]
+        out = []
+        while self._next + self.length <= self.total:
+            out.append(self._cut(self._next))
+            self._next += self.hop
+        keep = max(self._buf0, min(self._next, self.total - self.length))
+        self._buf = self._buf[keep - self._buf0:]
+        self._buf0 = keep
         return out
+
+    def finish(self) -> list:
+        """The end-aligned last window, if the regular ones leave trailing units uncovered."""
+        if self.total < self.length:
+            raise ValueError(f'signal of {self.total} is shorter than one window of {self.length}')
+        if self._last_end < self.total:
+            return [self._cut(self.total - self.length)]
+        return []
+
+    def _cut(self, start):
+        self._last_end = start + self.length
+        return start, self._buf[start - self._buf0:start - self._buf0 + self.length].copy()
+
+
+def _batches(pairs: Iterable, batch_size: int) -> Iterator[tuple]:
+    """Group ``(start, window)`` pairs into ``(starts int64 [b], windows [b, …])``, b ≤ batch_size."""
+    it = iter(pairs)
+    while True:
+        chunk = list(itertools.islice(it, batch_size))
+        if not chunk:
+            return
+        yield np.array([s for s, _ in chunk], np.int64), np.stack([w for _, w in chunk])
+
+
+def _array_blocks(audio: np.ndarray, size: int = _ARRAY_BLOCK) -> Iterator[np.ndarray]:
+    """Views of consecutive ``size``-sample blocks of ``audio`` (an array streamed like a file)."""
+    for i in range(0, audio.shape[0], size):
+        yield audio[i:i + size]
+
+
+class _Meter:
+    """Pass-through of blocks that counts the samples and tracks the peak amplitude."""
+
+    def __init__(self, blocks: Iterable):
+        self.blocks = blocks
+        self.n = 0
+        self.peak = 0.0
+
+    def __iter__(self):
+        for block in self.blocks:
+            self.n += block.shape[0]
+            if block.size:
+                self.peak = max(self.peak, float(np.max(np.abs(block))))
+            yield block
+
+
+class _Source:
+    """The blocks of a track, re-openable; :attr:`meter` measures the real signal.
+
+    Parameters
+    ----------
+    open_blocks : callable
+        Returns a fresh iterator of the blocks to analyse.
+    first : iterator or None
+        What the first opening returns instead (a stream whose first blocks were already read, so a
+        one-pass front end decodes the file once).
+    real : _Meter or None
+        The measure of the real signal when the blocks analysed are not it (repeat-padded audio);
+        otherwise the latest opening is metered as it is read.
+    """
+
+    def __init__(self, open_blocks: Callable[[], Iterable], first: Iterator | None = None,
+                 real: _Meter | None = None):
+        self._open = open_blocks
+        self._first = first
+        self._real = real
+        self._latest = _Meter(())
+
+    @property
+    def meter(self) -> _Meter:
+        return self._real or self._latest
+
+    def __call__(self) -> Iterator:
+        blocks, self._first = (self._first if self._first is not None else self._open()), None
+        self._latest = _Meter(blocks)
+        return iter(self._latest)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -386,8 +280,8 @@ class Tagger:
     ----------
     model : keras.Model
         Input float32 [B, T, n_mels] (log-mel) or [B, n] (waveform); output probabilities [B, K].
-    info : RunInfo
-        From :func:`load_run_info`.
+    info : modeling.rundir.RunInfo
+        From :func:`modeling.rundir.load_run_info`.
     """
 
     def __init__(self, model, info: RunInfo):
@@ -413,9 +307,9 @@ class Tagger:
         Parameters
         ----------
         run_dir : path
-            A training run or an imported pretrained model (CONTRACT run-dir layout).
+            A training run or an imported pretrained model (``docs/run-directory.md``).
         checkpoint : None, 'best', 'last' or path
-            None uses ``model.keras``; see :func:`load_run_model`.
+            None uses ``model.keras``; see :func:`modeling.rundir.load_run_model`.
         """
         info = load_run_info(run_dir)
         model, _ = load_run_model(run_dir, checkpoint)
@@ -451,7 +345,7 @@ class Tagger:
         if window_seconds is None or (run_len and math.isclose(window_seconds, info.window_seconds)):
             length = run_len or int(round(info.window_seconds / unit))
         else:
-            if window_seconds <= 0:
+            if not window_seconds > 0:
                 raise ValueError(f'window_seconds must be > 0, got {window_seconds}')
             length = int(round(window_seconds / unit))
         if self._fixed_len is not None and length != self._fixed_len:
@@ -462,7 +356,7 @@ class Tagger:
         if hop_seconds is None:
             hop = length
         else:
-            if hop_seconds <= 0:
+            if not hop_seconds > 0:
                 raise ValueError(f'hop_seconds must be > 0, got {hop_seconds}')
             hop = max(1, int(round(hop_seconds / unit)))
         return max(1, length), hop
@@ -488,31 +382,42 @@ class Tagger:
             self._fns[length] = fn
         return fn
 
-    def iter_window_batches(self, audio: np.ndarray, length: int, hop: int,
+    def iter_window_batches(self, open_blocks: Callable[[], Iterable], length: int, hop: int,
                             batch_size: int) -> Iterator[tuple]:
-        """Yield ``(starts, windows)`` batches of model inputs for mono audio at the run's rate.
+        """Yield ``(starts, windows)`` batches of model inputs for a signal given as blocks.
 
-        ``windows`` is float32 [≤ batch_size, length, n_mels] (log-mel) or [≤ batch_size, length]
-        (waveform); only one batch (plus the STFT of its span) exists at a time.
+        Parameters
+        ----------
+        open_blocks : callable
+            Returns a fresh iterator of consecutive mono float32 blocks at the run's rate; called a
+            first time for the track maximum when the front end clips relative to it
+            (``power_to_db`` with ``top_db``), then for the windows.
+        length, hop : int
+            Window length and hop in frames (log-mel) or samples (waveform), from
+            :meth:`window_units`.
+        batch_size : int
+
+        Yields
+        ------
+        starts : int64 [b]
+            Window starts in frames or samples.
+        windows : float32 [b, length, n_mels] (log-mel) or [b, length] (waveform), b ≤ batch_size
         """
         if self.info.kind == 'log-mel':
-            feats = _ChunkedLogMel(audio, self.info.params)
-            total = feats.total
+            p = self.info.params
+            needs_max = p.log == 'power_to_db' and p.top_db is not None
+            max_power = max_mel_power(open_blocks(), p) if needs_max else None
+            units = iter_log_mel(open_blocks(), p, max_power=max_power)
         else:
-            feats, total = None, audio.shape[0]
-        starts = window_starts(total, length, hop)
-        for i in range(0, len(starts), batch_size):
-            s = starts[i:i + batch_size]
-            if feats is None:
-                batch = np.stack([audio[j:j + length] for j in s])
-            elif s[-1] + length - s[0] <= 2 * len(s) * length:
-                # contiguous span (overlapping or adjacent windows): one STFT for the chunk
-                span = feats(int(s[0]), int(s[-1]) + length)
-                batch = np.stack([span[j - s[0]:j - s[0] + length] for j in s])
-            else:
-                # windows far apart (hop ≫ window): only the frames each window needs
-                batch = np.stack([feats(int(j), int(j) + length) for j in s])
-            yield s, batch
+            units = open_blocks()
+        yield from _batches(self._cut_windows(units, length, hop), batch_size)
+
+    @staticmethod
+    def _cut_windows(units: Iterable, length: int, hop: int) -> Iterator[tuple]:
+        cutter = WindowCutter(length, hop)
+        for piece in units:
+            yield from cutter.push(piece)
+        yield from cutter.finish()
 
     def predict_array(self, audio, sr: int, *, window_seconds=None, hop_seconds=None,
                       batch_size: int = 8) -> TagResult:
@@ -547,45 +452,79 @@ class Tagger:
         if not np.all(np.isfinite(a)):
             raise ValueError('audio contains NaN or inf')
         a = resample(a, int(sr), self.sr)
-        return self._predict_mono(a, window_seconds, hop_seconds, batch_size)
+        if a.size == 0:
+            raise ValueError(f'{audio.shape} samples at {sr} Hz leave none at {self.sr} Hz')
+        return self._predict_blocks(functools.partial(_array_blocks, a), window_seconds, hop_seconds,
+                                    batch_size)
 
-    def predict_file(self, path, *, window_seconds=None, hop_seconds=None,
-                     batch_size: int = 8) -> TagResult:
-        """Decode ``path`` with :func:`preprocessing.audio.load_audio` and tag it.
+    def predict_file(self, path, *, window_seconds=None, hop_seconds=None, batch_size: int = 8,
+                     block_seconds: float | None = None) -> TagResult:
+        """Decode ``path`` block by block (:func:`preprocessing.audio.iter_audio`) and tag it.
 
-        ``load_audio`` decodes long files block by block (identical samples, no native-rate copy of
-        the whole file).
+        The samples are those of :func:`preprocessing.audio.load_audio`; memory does not grow with
+        the file's length. ``block_seconds`` is the decoder's block length (default ≈ 6 s).
 
         Raises
         ------
         preprocessing.audio.AudioLoadError
             If the file cannot be decoded (``.reason`` says why).
         """
-        audio = load_audio(path, sr=self.sr)
-        result = self._predict_mono(audio, window_seconds, hop_seconds, batch_size)
+        open_blocks = functools.partial(iter_audio, path, self.sr, block_seconds)
+        result = self._predict_blocks(open_blocks, window_seconds, hop_seconds, batch_size)
         result.path = str(path)
         return result
 
-    def _predict_mono(self, audio, window_seconds, hop_seconds, batch_size) -> TagResult:
+    def _predict_blocks(self, open_blocks, window_seconds, hop_seconds, batch_size) -> TagResult:
+        """Tag the signal ``open_blocks()`` yields: window geometry, source, model, result."""
         if batch_size < 1:
             raise ValueError(f'batch_size must be ≥ 1, got {batch_size}')
         length, hop = self.window_units(window_seconds, hop_seconds)
-        duration = audio.shape[0] / self.sr
-        need = self._min_samples(length)
-        if audio.shape[0] < need:
-            # Repeat-pad (musicnn's pad_short choice) rather than zero-pad: zeros would be a
-            # silence the model never saw as part of the clip.
-            audio = np.tile(audio, -(-need // audio.shape[0]))[:need]
+        unit = self._unit_seconds()
+        source, warnings = self._open_source(open_blocks, self._min_samples(length), length * unit)
         fn = self._infer_fn(length)
         starts_all, probs = [], []
-        for starts, batch in self.iter_window_batches(audio, length, hop, batch_size):
-            out = fn(batch)
-            probs.append(np.asarray(out, dtype=np.float32))
+        for starts, batch in self.iter_window_batches(source, length, hop, batch_size):
+            probs.append(np.asarray(fn(batch), dtype=np.float32))
             starts_all.append(starts)
         taggram = np.concatenate(probs, axis=0)
         if taggram.shape[1] != len(self.labels):
             raise ValueError(f'model returned {taggram.shape[1]} outputs for {len(self.labels)} labels')
-        unit = self._unit_seconds()
+        meter = source.meter
+        if meter.peak < SILENT_PEAK:
+            warnings['silent'] = (f'silent: the loudest sample is {_dbfs(meter.peak)} '
+                                  '(below -80 dBFS); its tags say nothing about music')
         return TagResult(labels=self.labels, mean=taggram.mean(axis=0, dtype=np.float64).astype(np.float32),
                          taggram=taggram, window_starts_s=np.concatenate(starts_all) * unit,
-                         window_seconds=length * unit, duration_s=duration)
+                         window_seconds=length * unit, duration_s=meter.n / self.sr, warnings=warnings)
+
+    def _open_source(self, open_blocks, need: int, window_s: float):
+        """Read the first ``need`` samples: a signal at least that long is streamed as it is; a
+        shorter one is repeat-padded to ``need`` samples (musicnn's choice: zeros would be a silence
+        the model never saw as part of the clip) and marked ``short``.
+
+        Returns
+        -------
+        source : _Source
+            Re-openable blocks; ``source.meter`` counts the real samples and their peak.
+        warnings : dict
+        """
+        blocks = iter(open_blocks())
+        head, n = [], 0
+        for block in blocks:
+            head.append(block)
+            n += block.shape[0]
+            if n >= need:
+                return _Source(open_blocks, first=itertools.chain(head, blocks)), {}
+        audio = np.concatenate(head) if head else np.zeros(0, np.float32)
+        if audio.size == 0:
+            raise ValueError('cannot tag an empty signal')
+        real = _Meter([audio])
+        list(real)                                       # the real signal's length and peak
+        tiled = np.tile(audio, -(-need // audio.size))[:need]
+        msg = (f'short: {audio.size / self.sr:.4g} s of audio ({audio.size} samples) is shorter than one '
+               f'{window_s:g} s window; it was repeated to fill one')
+        return _Source(functools.partial(_array_blocks, tiled), real=real), {'short': msg}
+
+
+def _dbfs(peak: float) -> str:
+    return 'digital silence' if peak == 0 else f'{20 * math.log10(peak):.1f} dBFS'

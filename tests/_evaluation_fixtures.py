@@ -1,25 +1,23 @@
-"""Test fixtures for evaluation/: tiny Keras models saved in the CONTRACT run-dir layout, and audio.
+"""Test fixtures for evaluation/: tiny Keras models saved as run directories (docs/run-directory.md).
 
-Kept import-light at module level (TF/Keras imported inside the functions) so the memory-probe
-subprocess can import it cheaply.
+Audio fixtures come from ``_audio_fixtures`` (one module for every test). Kept import-light at
+module level (TF/Keras imported inside the functions) so subprocess probes can import it cheaply.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-import numpy as np
 
 LABELS = ['rock', 'pop', 'jazz', 'female vocalists', 'ambient', 'punk']
 
 
-def tiny_model(kind='log-mel', n_out=len(LABELS), length=None, n_mels=96, seed=0):
-    """A few-hundred-parameter Keras model with the CONTRACT input/output convention.
+def tiny_model(kind='log-mel', n_out=None, length=None, n_mels=96, seed=0):
+    """A few-hundred-parameter Keras model with a run directory's input/output convention.
 
     log-mel: float32 [B, length|None, n_mels] -> sigmoid [B, n_out] named "tags";
     waveform: float32 [B, length|None] -> sigmoid [B, n_out].
     """
     import keras
+    n_out = len(LABELS) if n_out is None else n_out
     keras.utils.set_random_seed(seed)
     if kind == 'log-mel':
         inp = keras.Input((length, n_mels), name='logmel')
@@ -46,6 +44,7 @@ def make_run_dir(path, *, kind='log-mel', labels=LABELS, preset='musicnn', windo
         differently seeded model: "last") and ``checkpoints/best/ckpt-1`` (another seed: "best").
     """
     import tensorflow as tf
+    from modeling.rundir import write_run_files
     from preprocessing.features import get_params
 
     path = Path(path)
@@ -65,9 +64,8 @@ def make_run_dir(path, *, kind='log-mel', labels=LABELS, preset='musicnn', windo
         length, n_mels = samples, None
     model = tiny_model(kind, len(labels), length if fixed_length else None, n_mels or 96, seed)
     model.save(path / 'model.keras')
-    (path / 'labels.json').write_text(json.dumps(list(labels)))
-    (path / 'features.json').write_text(json.dumps(feats))
-    (path / 'config.json').write_text(json.dumps({'model': {'name': 'tiny'}, 'test_fixture': True}))
+    write_run_files(path, config={'model': {'name': 'tiny'}, 'test_fixture': True}, labels=list(labels),
+                    features=feats)
     if checkpoints:
         for sub, s in (('', seed + 1), ('best', seed + 2)):
             other = tiny_model(kind, len(labels), length if fixed_length else None, n_mels or 96, s)
@@ -75,27 +73,38 @@ def make_run_dir(path, *, kind='log-mel', labels=LABELS, preset='musicnn', windo
     return path
 
 
-def music_like(seconds, sr=16000, seed=0):
-    """float32 [seconds·sr] test signal whose spectrum changes over time (sweeps, beeps, noise)."""
-    rng = np.random.default_rng(seed)
-    n = int(round(seconds * sr))
-    t = np.arange(n, dtype=np.float64) / sr
-    f = 200 + 1800 * (0.5 + 0.5 * np.sin(2 * np.pi * t / 7.3))
-    phase = 2 * np.pi * np.cumsum(f) / sr
-    env = 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * t * 1.7))
-    y = 0.3 * np.sin(phase) + 0.2 * env * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(n)
-    return y.astype(np.float32)
+def deny_read(path, monkeypatch, request):
+    """Make ``path`` (a file or a folder) unreadable for this process, as ``chmod 000`` does.
 
+    Root reads anything whatever the mode, so for root the kernel's answer is also given by the
+    one call that reads the path: ``open`` in :mod:`preprocessing.audio` for a file, ``os.scandir``
+    for a folder (both raise ``PermissionError`` for ``path`` only). The mode is restored at teardown.
+    """
+    import builtins
+    import os
+    path = Path(path)
+    is_dir = path.is_dir()
+    os.chmod(path, 0)
+    request.addfinalizer(lambda: os.chmod(path, 0o755 if is_dir else 0o644))
+    if os.geteuid() != 0:
+        return
+    denied = os.path.abspath(path)
 
-def write_mp3(path, audio, sr=16000, channels=1, bitrate=64):
-    """Encode float32 [n] (duplicated to ``channels``) to MP3 with lameenc."""
-    from msd.synthetic import encode_mp3
-    audio = np.asarray(audio, dtype=np.float32)
-    Path(path).write_bytes(encode_mp3(np.stack([audio] * channels, axis=1), sr, kbps=bitrate, quality=7))
-    return Path(path)
+    def refuse(p):
+        if os.path.abspath(os.fsdecode(p)) == denied:
+            raise PermissionError(13, 'Permission denied', os.fsdecode(p))
 
+    if is_dir:
+        real_scandir = os.scandir
 
-def write_wav(path, audio, sr=16000):
-    import soundfile as sf
-    sf.write(str(path), audio, sr, subtype='PCM_16')
-    return Path(path)
+        def scandir(p='.'):
+            refuse(p)
+            return real_scandir(p)
+        monkeypatch.setattr(os, 'scandir', scandir)
+    else:
+        import preprocessing.audio as pa
+
+        def open_(p, *args, **kwargs):
+            refuse(p)
+            return builtins.open(p, *args, **kwargs)
+        monkeypatch.setattr(pa, 'open', open_, raising=False)

@@ -1,7 +1,9 @@
-"""evaluation.test_model: whole-track evaluation outputs and the tagging CLI."""
+"""evaluation.evaluate: whole-track evaluation outputs (values, files, permissions), on TFRecords, and
+the `musetag evaluate` command (also reached as `python -m evaluation.test_model` without PATHs)."""
 import csv
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -9,18 +11,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core import files
+from evaluation import evaluate as ev
 from evaluation import test_model as tm
+from evaluation.cli import evaluate_main
 from evaluation.metrics import aggregate_windows, tagging_metrics
 from evaluation.tagger import Tagger
 
-from _evaluation_fixtures import LABELS, make_run_dir, music_like, write_mp3, write_wav
+from _audio_fixtures import music_like, write_wav
+from _evaluation_fixtures import LABELS, make_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='module')
 def run_dir(tmp_path_factory):
-    return make_run_dir(tmp_path_factory.mktemp('tm') / 'run', checkpoints=True)
+    return make_run_dir(tmp_path_factory.mktemp('ev') / 'run', checkpoints=True)
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
 
 
 def _memory_dataset(seed=0, n_tracks=24, batch=5):
@@ -43,7 +56,7 @@ def _memory_dataset(seed=0, n_tracks=24, batch=5):
 def test_evaluate_run_outputs_match_reference(run_dir, tmp_path):
     batches, x, y, ids = _memory_dataset()
     out = tmp_path / 'eval'
-    metrics, out_dir = tm.evaluate_run(run_dir, dataset=batches, out_dir=out, progress=False)
+    metrics, out_dir = ev.evaluate_run(run_dir, dataset=batches, out_dir=out, progress=False)
     model = Tagger.from_run(run_dir).model
     scores = np.asarray(model(x, training=False))
     r_ids, r_scores, r_y = aggregate_windows(ids, scores, y)
@@ -73,13 +86,26 @@ def test_evaluate_run_outputs_match_reference(run_dir, tmp_path):
     assert len(curves) == 1 + 5
     # existing outputs are not overwritten without overwrite=True
     with pytest.raises(FileExistsError):
-        tm.evaluate_run(run_dir, dataset=batches, out_dir=out, progress=False)
-    m2, _ = tm.evaluate_run(run_dir, dataset=batches, out_dir=out, progress=False, overwrite=True,
+        ev.evaluate_run(run_dir, dataset=batches, out_dir=out, progress=False)
+    m2, _ = ev.evaluate_run(run_dir, dataset=batches, out_dir=out, progress=False, overwrite=True,
                             checkpoint='best')
     assert m2['roc_auc_micro'] != metrics['roc_auc_micro']
     assert json.loads((out / 'metrics.json').read_text())['checkpoint'] == 'best'
-    table = tm.format_table(metrics)
+    assert not [p for p in out.parent.iterdir() if p.name.startswith('.')]     # no temporary left
+    table = ev.format_table(metrics)
     assert 'macro' in table and 'micro' in table and 'punk' in table
+
+
+def test_evaluation_outputs_get_the_umask_permissions(run_dir, tmp_path, umask_022):
+    batches, _, _, _ = _memory_dataset(seed=2)
+    out = tmp_path / 'shared' / 'eval'
+    ev.evaluate_run(run_dir, dataset=batches, out_dir=out, progress=False)
+    modes = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob('*')]}
+    assert modes['.'] == 0o755
+    for name in ('metrics.json', 'per_tag.csv', 'predictions.csv', 'roc_auc_per_tag.png', 'pr_curves.png'):
+        assert modes[name] == 0o644, (name, oct(modes[name]))
+    assert all(m in (0o644, 0o755) for m in modes.values()), {k: oct(v) for k, v in modes.items()}
+    assert files.file_mode() == 0o644
 
 
 def test_column_index_maps_dataset_labels_to_run_labels(run_dir, tmp_path):
@@ -88,93 +114,36 @@ def test_column_index_maps_dataset_labels_to_run_labels(run_dir, tmp_path):
     rev = [(bx, by[:, ::-1], bi) for bx, by, bi in batches]
     cols = [len(LABELS) - 1 - i for i in range(len(LABELS))]
     cols[2] = -1
-    metrics, _ = tm.evaluate_run(run_dir, dataset=rev, column_index=cols, out_dir=tmp_path / 'e', progress=False)
+    metrics, _ = ev.evaluate_run(run_dir, dataset=rev, column_index=cols, out_dir=tmp_path / 'e', progress=False)
     assert metrics['per_tag'][0]['n_pos'] == int(aggregate_windows(ids, y, y)[2][:, 0].sum())
     assert metrics['per_tag'][2]['n_pos'] == 0 and 'jazz' in metrics['single_class_tags']
 
 
-@pytest.fixture(scope='module')
-def audio_folder(tmp_path_factory):
-    d = tmp_path_factory.mktemp('audio')
-    (d / 'sub' / 'deeper').mkdir(parents=True)
-    write_mp3(d / 'a.mp3', music_like(8.0, sr=44100, seed=1), sr=44100, channels=2)
-    write_wav(d / 'sub' / 'b.wav', music_like(5.0, seed=2))
-    write_mp3(d / 'sub' / 'deeper' / 'short.mp3', music_like(0.7, seed=3))
-    (d / 'sub' / 'empty.mp3').write_bytes(b'')
-    (d / 'sub' / 'text.wav').write_bytes(b'RIFF but not really a wave file' * 20)
-    (d / 'sub' / 'junk.flac').write_text('plain text with an audio extension\n' * 30)
-    (d / 'notes.txt').write_text('not audio, ignored in folder walks')
-    return d
+def test_metrics_log_single_class_tags_at_debug_only(caplog):
+    import logging
+    y = np.zeros((5, 2), np.int8)
+    with caplog.at_level(logging.INFO, logger='evaluation.metrics'):
+        tagging_metrics(y, np.random.default_rng(0).random((5, 2)), ['a', 'b'])
+    assert not [r for r in caplog.records if r.name == 'evaluation.metrics']
+    with caplog.at_level(logging.DEBUG, logger='evaluation.metrics'):
+        tagging_metrics(y, np.random.default_rng(0).random((5, 2)), ['a', 'b'])
+    assert [r.levelno for r in caplog.records if r.name == 'evaluation.metrics'] == [logging.DEBUG]
 
 
-def test_predict_paths_skips_bad_files_with_reason(run_dir, audio_folder, tmp_path, capsys):
-    tagger = Tagger.from_run(run_dir)
-    jsonl = tmp_path / 'out.jsonl'
-    summary = tm.predict_paths(tagger, [audio_folder, tmp_path / 'nope.mp3'], top=3, json_out=str(jsonl),
-                               json_taggram=True, taggram=str(tmp_path / 'grams'), progress=False)
-    err = capsys.readouterr().err
-    assert summary['tagged'] == 3 and summary['skipped'] == 4
-    assert summary['reasons'] == {'empty': 1, 'not-audio': 1, 'unreadable': 1, 'missing': 1}
-    assert 'empty.mp3: empty' in err and 'junk.flac: not-audio' in err and 'nope.mp3: missing' in err
-    assert 'text.wav: unreadable' in err and 'notes.txt' not in err
-    assert 'tagged 3 file(s)' in err and 'skipped 4 (empty 1, missing 1, not-audio 1, unreadable 1)' in err
-    lines = [json.loads(l) for l in jsonl.read_text().splitlines()]
-    assert [Path(l['file']).name for l in lines] == ['a.mp3', 'b.wav', 'short.mp3']
-    assert all(len(l['tags']) == 3 and l['tags'][0][0] in LABELS for l in lines)
-    assert lines[0]['duration_s'] == pytest.approx(8.0, abs=0.2) and lines[0]['n_windows'] == 3
-    assert np.array(lines[0]['taggram']['probabilities']).shape == (3, len(LABELS))
-    assert lines[2]['n_windows'] == 1                     # 0.7 s: repeat-padded to one window
-    pngs = sorted(p.name for p in (tmp_path / 'grams').iterdir())
-    assert pngs == ['a.taggram.png', 'b.taggram.png', 'short.taggram.png']
-    # X.png with several files -> X-<name>.png
-    tm.predict_paths(tagger, [audio_folder / 'a.mp3', audio_folder / 'sub' / 'b.wav'],
-                     taggram=str(tmp_path / 'g.png'), progress=False)
-    assert (tmp_path / 'g-a.png').exists() and (tmp_path / 'g-b.png').exists()
-    # existing JSON is not overwritten
-    with pytest.raises(FileExistsError):
-        tm.predict_paths(tagger, [audio_folder], json_out=str(jsonl), progress=False)
-
-
-def test_threshold_mode_lists_tags_above(run_dir, audio_folder):
-    tagger = Tagger.from_run(run_dir)
-    s = tm.predict_paths(tagger, [audio_folder / 'a.mp3'], threshold=0.0, progress=False)
-    assert len(s['results'][0]['tags']) == len(LABELS)
-    s = tm.predict_paths(tagger, [audio_folder / 'a.mp3'], threshold=1.01, progress=False)
-    assert s['results'][0]['tags'] == []
-
-
-def _cli(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, '-m', 'evaluation.test_model', *map(str, args)],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
-
-
-def test_cli_tagging_mode(run_dir, audio_folder, tmp_path):
-    png = tmp_path / 'one.png'
-    r = _cli('--run', run_dir, audio_folder / 'a.mp3', '--top', '2', '--hop-seconds', '1.5', '--taggram', png,
-             '--json', tmp_path / 'o.jsonl')
-    assert r.returncode == 0, r.stderr[-2000:]
-    line = [l for l in r.stdout.splitlines() if 'a.mp3' in l][0]
-    assert len(line.split('\t')[1].split('  ')) == 2
-    assert png.read_bytes()[:4] == b'\x89PNG'
-    doc = json.loads((tmp_path / 'o.jsonl').read_text())
-    assert doc['n_windows'] == 5                          # 8 s, 3 s windows every 1.5 s (+ end-aligned)
-
-
-def test_main_exit_codes_and_errors(run_dir, audio_folder, tmp_path, capsys):
-    assert tm.main(['--run', str(run_dir), str(audio_folder / 'sub' / 'empty.mp3')]) == 1
-    assert 'empty' in capsys.readouterr().err
-    assert tm.main(['--run', str(run_dir), str(audio_folder / 'a.mp3'), '--window-seconds', '5']) == 2
-    assert 'fixed windows' in capsys.readouterr().err
-    assert tm.main(['--run', str(tmp_path / 'no_such_run'), str(audio_folder / 'a.mp3')]) == 2
-    assert 'does not exist' in capsys.readouterr().err
-    assert tm.main(['--run', str(run_dir), '--top', '3']) == 2          # --top without PATHs
-    assert 'tagging mode' in capsys.readouterr().err
-    # evaluation mode of a run whose config names no dataset and no --tfrecords
-    assert tm.main(['--run', str(run_dir), '--out', str(tmp_path / 'ev')]) == 2
+def test_evaluate_command_argument_errors(run_dir, tmp_path, capsys):
+    assert evaluate_main(['--run', str(tmp_path / 'no_such_run')], prog='musetag evaluate') == 2
+    assert 'musetag evaluate: error: run directory' in capsys.readouterr().err
+    # a run whose config names no dataset, and no --tfrecords
+    assert evaluate_main(['--run', str(run_dir), '--out', str(tmp_path / 'ev')]) == 2
     assert '--tfrecords' in capsys.readouterr().err
+    assert evaluate_main(['--run', str(run_dir), '--tfrecords', str(tmp_path / 'nope')]) == 2
+    assert 'does not exist' in capsys.readouterr().err
+    (tmp_path / 'taken').mkdir()
+    assert evaluate_main(['--run', str(run_dir), '--out', str(tmp_path / 'taken'), '--tfrecords', str(tmp_path)]) == 2
+    assert '--overwrite' in capsys.readouterr().err
+    assert not (tmp_path / 'ev').exists()
     with pytest.raises(SystemExit):
-        tm.main(['--run', str(run_dir), 'x.mp3', '--top', '3', '--threshold', '0.2'])
+        evaluate_main(['--run', str(run_dir), '--batch-size', '0'])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -196,7 +165,7 @@ def tfrecord_dir(tmp_path_factory):
     rows, tag_rows = [], []
     for i, dur in enumerate(durations):
         tid = f'TRTEST{i:04d}'
-        path = write_wav(d / f'{tid}.wav', music_like(dur, seed=100 + i))
+        path = write_wav(d / f'{tid}.wav', music_like(dur, 16000, seed=100 + i), 16000)
         rows.append({'track_id': tid, 'artist_id': f'AR{i}', 'audio_path': str(path)})
         tags = [k for k in range(len(VOCAB)) if rng.random() < 0.4] or [0]
         tag_rows += [(i + 1, k + 1, 100.0) for k in tags]
@@ -208,7 +177,7 @@ def tfrecord_dir(tmp_path_factory):
     con.commit()
     con.close()
     write_tfrecords(str(d / 'master.csv'), str(d / 'clean_tags.db'), str(d / 'splits.csv'), str(d / 'records'),
-                    format='log-mel', preset='musicnn', shards_per_split=2, progress=False)
+                    format='log-mel', preset='musicnn', shards_per_split=2, audio_root=str(d), progress=False)
     truth = {r['track_id']: {VOCAB[k - 1] for (t, k, _) in tag_rows if t == i + 1} for i, r in enumerate(rows)}
     return d / 'records', truth, {r['track_id']: (r['audio_path'], dur) for r, dur in zip(rows, durations)}
 
@@ -216,7 +185,7 @@ def tfrecord_dir(tmp_path_factory):
 def test_evaluation_on_tfrecords_matches_file_prediction(tfrecord_dir, tmp_path, capsys):
     records, truth, audio = tfrecord_dir
     run = make_run_dir(tmp_path / 'run', labels=RUN_TAGS)
-    code = tm.main(['--run', str(run), '--tfrecords', str(records), '--split', 'test', '--batch-size', '7'])
+    code = evaluate_main(['--run', str(run), '--tfrecords', str(records), '--split', 'test', '--batch-size', '7'])
     out = capsys.readouterr()
     assert code == 0, out.err
     assert 'macro' in out.out and 'not-in-dataset' in out.out and 'tracks/s' in out.err
@@ -238,9 +207,23 @@ def test_evaluation_on_tfrecords_matches_file_prediction(tfrecord_dir, tmp_path,
             got = np.array([float(row[f'score:{t}']) for t in RUN_TAGS])
             # same windows; the TFRecords store float16 log-mel, hence the tolerance
             np.testing.assert_allclose(got, ref, atol=5e-3)
-    # re-running without --overwrite refuses to replace the evaluation
+    # re-running without --overwrite refuses to replace the evaluation; the old command too
     assert tm.main(['--run', str(run), '--tfrecords', str(records)]) == 2
     assert '--overwrite' in capsys.readouterr().err
+    assert tm.main(['--run', str(run), '--tfrecords', str(records), '--overwrite', '-q']) == 0
+
+
+def test_relative_dataset_dir_is_found_from_the_run_directory(tfrecord_dir, tmp_path, monkeypatch, capsys):
+    """A run written by an older version stores dataset.dir relative to where training ran."""
+    records, _, _ = tfrecord_dir
+    run = make_run_dir(tmp_path / 'runs' / 'old', labels=RUN_TAGS)
+    rel = os.path.relpath(records, run)
+    files.write_json(run / 'config.json', {'dataset': {'dir': rel}})
+    monkeypatch.chdir(tmp_path)                 # neither the run dir nor where training ran
+    assert not os.path.isdir(rel)
+    assert evaluate_main(['--run', str(run), '-q']) == 0, capsys.readouterr().err
+    doc = json.loads((run / 'eval' / 'test' / 'metrics.json').read_text())
+    assert os.path.samefile(doc['tfrecords'], records) and doc['n_tracks'] == 8
 
 
 def _test_ids(audio):
@@ -250,7 +233,7 @@ def _test_ids(audio):
 def test_evaluation_refuses_mismatched_features(tfrecord_dir, tmp_path, capsys):
     records, _, _ = tfrecord_dir
     run = make_run_dir(tmp_path / 'orph', labels=RUN_TAGS, preset='orpheus')
-    assert tm.main(['--run', str(run), '--tfrecords', str(records)]) == 2
+    assert evaluate_main(['--run', str(run), '--tfrecords', str(records)]) == 2
     err = capsys.readouterr().err
     assert 'params.n_fft' in err
 
@@ -267,7 +250,6 @@ def test_run_written_by_the_trainer(tfrecord_dir, tmp_path, capsys):
                        capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     assert tm.main(['--run', str(run), '--checkpoint', 'best']) == 0      # dataset dir from config.json
-    out = capsys.readouterr()
     doc = json.loads((run / 'eval' / 'test' / 'metrics.json').read_text())
     labels = json.loads((run / 'labels.json').read_text())
     assert doc['n_tracks'] == 8 and doc['checkpoint'] == 'best' and doc['tfrecords'] == str(records)
@@ -275,5 +257,5 @@ def test_run_written_by_the_trainer(tfrecord_dir, tmp_path, capsys):
     for row in doc['per_tag']:
         assert row['n_pos'] == sum(row['tag'] in truth[t] for t in _test_ids(audio))
     s = tm.predict_paths(Tagger.from_run(run, checkpoint='last'), [audio[sorted(audio)[0]][0]], top=2,
-                         progress=False)
+                         progress=False)      # the old import path of evaluation.tagging.tag_paths
     assert s['tagged'] == 1 and s['results'][0]['tags'][0][0] in labels

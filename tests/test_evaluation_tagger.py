@@ -1,4 +1,4 @@
-"""evaluation.tagger: windows, chunked features, bounded memory, short/bad files, labels from the run."""
+"""evaluation.tagger: windows, streamed features, memory independent of length, short/silent/bad files."""
 import json
 import os
 import subprocess
@@ -7,15 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
-import preprocessing.audio as pa
-from evaluation.tagger import Tagger, _ChunkedLogMel, load_run_info, window_starts
-from preprocessing.audio import AudioLoadError, load_audio
-from preprocessing.features import get_params, log_mel
+from evaluation.tagger import Tagger, WindowCutter, window_starts
+from modeling.rundir import RunDirError, load_run_info
+from preprocessing.audio import AudioLoadError, load_audio, resample
+from preprocessing.features import log_mel
 
-from _evaluation_fixtures import LABELS, make_run_dir, music_like, tiny_model, write_mp3, write_wav
+from _audio_fixtures import music_like, write_mp3, write_wav
+from _evaluation_fixtures import LABELS, make_run_dir, tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
+SR = 16000
 
 
 @pytest.fixture(scope='module')
@@ -28,8 +31,14 @@ def tagger(run_dir):
     return Tagger.from_run(run_dir)
 
 
+@pytest.fixture(scope='module')
+def orpheus_tagger(tmp_path_factory):
+    return Tagger.from_run(make_run_dir(tmp_path_factory.mktemp('orph') / 'run', preset='orpheus'))
+
+
 def _unchunked(tagger, audio, hop=None, length=None):
-    """Reference: whole-track log-mel, every window materialised, one model call."""
+    """Reference: whole-track log-mel (preprocessing.features.log_mel), every window materialised,
+    one model call."""
     p = tagger.info.params
     length = length or tagger.info.input_frames
     feats = log_mel(audio, p)
@@ -47,81 +56,160 @@ def test_window_starts_cover_track_with_end_aligned_last_window():
         window_starts(4, 5, 5)
 
 
-@pytest.mark.parametrize('preset,pad_mode', [('musicnn', 'constant'), ('orpheus', 'constant'),
-                                             ('orpheus', 'reflect')])
-def test_chunked_log_mel_equals_whole_track(preset, pad_mode, monkeypatch):
-    import evaluation.tagger as tagger_mod
-    monkeypatch.setattr(tagger_mod, '_MAX_PASS_FRAMES', 50)     # several chunks in the max pass
-    audio = music_like(12.3, seed=1)
-    audio[: 16000 * 2] *= 1e-4        # quiet start: the orpheus top_db clip is active there
-    audio[-16000:] *= 3.0             # loudest frames in the last chunk of the max pass
-    p = get_params(preset, pad_mode=pad_mode)
-    ref = log_mel(audio, p)
-    chunked = _ChunkedLogMel(audio, p)
-    assert chunked.total == ref.shape[0]
-    t = ref.shape[0]
-    for f0, f1 in [(0, 7), (0, t), (3, 250), (t - 9, t), (t // 2, t // 2 + 1)]:
-        np.testing.assert_allclose(chunked(f0, f1), ref[f0:f1], rtol=0, atol=2e-5)
-    if preset == 'orpheus':      # the clip must be relative to the whole-track maximum
-        assert np.isclose(ref.min(), ref.max() - 80, atol=1e-3)
-        np.testing.assert_allclose(chunked(0, 50), ref[:50], atol=2e-5)
+@pytest.mark.parametrize('total, length, hop', [(10, 5, 5), (12, 5, 5), (12, 5, 2), (5, 5, 3), (40, 7, 13),
+                                                (100, 1, 1), (33, 10, 1)])
+@pytest.mark.parametrize('piece', [1, 3, 8, 1000])
+def test_window_cutter_equals_window_starts_on_any_pieces(total, length, hop, piece):
+    x = np.arange(total * 2, dtype=np.float32).reshape(total, 2)        # units with a feature axis
+    cutter = WindowCutter(length, hop)
+    got = []
+    for i in range(0, total, piece):
+        got += cutter.push(x[i:i + piece])
+    got += cutter.finish()
+    starts = window_starts(total, length, hop)
+    assert [s for s, _ in got] == list(starts)
+    for (_, w), ref in zip(got, starts):
+        np.testing.assert_array_equal(w, x[ref:ref + length])
+
+
+def test_window_cutter_refuses_signal_shorter_than_a_window():
+    cutter = WindowCutter(5, 5)
+    assert cutter.push(np.zeros(4)) == []
+    with pytest.raises(ValueError, match='shorter than one window'):
+        cutter.finish()
 
 
 @pytest.mark.parametrize('hop_seconds', [None, 1.0])
 def test_predict_array_equals_unchunked_prediction(tagger, hop_seconds):
-    audio = music_like(40.7, seed=2)
-    res = tagger.predict_array(audio, 16000, hop_seconds=hop_seconds, batch_size=4)
-    hop = None if hop_seconds is None else int(round(hop_seconds * 16000 / 256))
+    audio = music_like(40.7, SR, seed=2)
+    res = tagger.predict_array(audio, SR, hop_seconds=hop_seconds, batch_size=4)
+    hop = None if hop_seconds is None else int(round(hop_seconds * SR / 256))
     ref, starts = _unchunked(tagger, audio, hop=hop)
     assert res.taggram.shape == ref.shape
     np.testing.assert_allclose(res.taggram, ref, atol=1e-5)
     np.testing.assert_allclose(res.mean, ref.mean(axis=0), atol=1e-6)
-    np.testing.assert_allclose(res.window_starts_s, starts * 256 / 16000)
+    np.testing.assert_allclose(res.window_starts_s, starts * 256 / SR)
     # the last window ends at the end of the track (trailing audio covered)
-    n_frames_total = 1 + audio.size // 256
-    assert starts[-1] + 187 == n_frames_total
+    assert starts[-1] + 187 == 1 + audio.size // 256
     assert res.labels == LABELS and res.duration_s == pytest.approx(40.7, abs=1e-3)
     assert len(res.top(3)) == 3 and res.top(3)[0][1] == pytest.approx(res.mean.max())
+    assert res.warnings == {}
+
+
+@pytest.mark.parametrize('preset', ['musicnn', 'orpheus'])
+@pytest.mark.parametrize('block_seconds, hop_seconds', [(0.37, None), (2.0, 0.5), (None, 7.0)])
+def test_predict_file_streams_blocks_and_equals_whole_track(tagger, orpheus_tagger, tmp_path, preset,
+                                                            block_seconds, hop_seconds):
+    tg = tagger if preset == 'musicnn' else orpheus_tagger
+    audio = music_like(31.3, 44100, seed=3)
+    audio[:44100 * 3] *= 1e-4          # quiet start: the orpheus top_db clip is active there
+    audio[-44100 * 2:] *= 2.0          # the loudest frames are in the last blocks
+    f = write_wav(tmp_path / 'x.wav', audio, 44100, subtype='FLOAT')
+    res = tg.predict_file(f, block_seconds=block_seconds, hop_seconds=hop_seconds, batch_size=3)
+    p = tg.info.params
+    hop = None if hop_seconds is None else int(round(hop_seconds * SR / p.hop_length))
+    whole = load_audio(f, sr=SR)
+    ref, starts = _unchunked(tg, whole, hop=hop)
+    if preset == 'orpheus':        # the clip is relative to the maximum of the whole track
+        feats = log_mel(whole, p)
+        assert feats.min() == pytest.approx(feats.max() - 80, abs=1e-3)
+    np.testing.assert_allclose(res.taggram, ref, atol=1e-5)
+    np.testing.assert_allclose(res.window_starts_s, starts * p.hop_length / SR)
+    assert res.duration_s == pytest.approx(whole.size / SR) and res.path == str(f)
+
+
+def test_orpheus_file_is_decoded_twice_for_the_track_maximum(orpheus_tagger, tagger, tmp_path, monkeypatch):
+    import evaluation.tagger as tagger_mod
+    f = write_wav(tmp_path / 'x.wav', music_like(8.0, SR, seed=4), SR)
+    opened = []
+    real = tagger_mod.iter_audio
+    monkeypatch.setattr(tagger_mod, 'iter_audio', lambda *a: opened.append(a) or real(*a))
+    orpheus_tagger.predict_file(f)
+    assert len(opened) == 2           # first pass: maximum; second pass: windows
+    opened.clear()
+    tagger.predict_file(f)
+    assert len(opened) == 1           # musicnn's log10(1 + 10000 x) needs no maximum: one decode
+
+
+def test_waveform_run_streams_and_accepts_other_windows(tmp_path):
+    run = make_run_dir(tmp_path / 'wave', kind='waveform', window_seconds=2.0, fixed_length=False)
+    tg = Tagger.from_run(run)
+    audio = music_like(9.5, SR, seed=8)
+    res = tg.predict_array(audio, SR, batch_size=2)
+    starts = window_starts(audio.size, 32000, 32000)
+    x = np.stack([audio[s:s + 32000] for s in starts])
+    np.testing.assert_allclose(res.taggram, np.asarray(tg.model(x)), atol=1e-5)
+    assert res.window_starts_s[-1] == pytest.approx((audio.size - 32000) / SR)
+    f = write_wav(tmp_path / 'w.wav', audio, SR, subtype='FLOAT')
+    np.testing.assert_allclose(tg.predict_file(f, block_seconds=0.3).taggram, res.taggram, atol=1e-6)
+    # a variable-length model accepts another window length
+    res3 = tg.predict_array(audio, SR, window_seconds=3.0, hop_seconds=1.5)
+    assert res3.window_seconds == pytest.approx(3.0) and res3.taggram.shape[0] == 6
 
 
 def test_stereo_and_other_rate_are_resampled(tagger):
-    audio = music_like(7.0, sr=22050, seed=3)
+    audio = music_like(7.0, 22050, seed=3)
     stereo = np.stack([audio, audio])                     # channels-first
     a = tagger.predict_array(stereo, 22050)
     b = tagger.predict_array(stereo.T, 22050)             # channels-last
     np.testing.assert_allclose(a.mean, b.mean, atol=1e-7)
-    ref, _ = _unchunked(tagger, load_audio_like(audio, 22050))
+    ref, _ = _unchunked(tagger, resample(audio, 22050, SR))
     np.testing.assert_allclose(a.mean, ref.mean(axis=0), atol=1e-5)
 
 
-def load_audio_like(audio, sr):
-    from preprocessing.audio import resample
-    return resample(audio, sr, 16000)
-
-
-def test_short_audio_is_repeat_padded(tagger, tmp_path):
-    short = music_like(1.2, seed=4)
-    res = tagger.predict_array(short, 16000)
+def test_short_audio_is_repeat_padded_with_a_warning(tagger, tmp_path):
+    short = music_like(1.2, SR, seed=4)
+    res = tagger.predict_array(short, SR)
     assert res.taggram.shape == (1, len(LABELS)) and np.all(np.isfinite(res.mean))
     need = 186 * 256
     tiled = np.tile(short, -(-need // short.size))[:need]
     ref, _ = _unchunked(tagger, tiled)
     np.testing.assert_allclose(res.mean, ref[0], atol=1e-5)
     assert res.duration_s == pytest.approx(1.2)
+    assert set(res.warnings) == {'short'} and 'shorter than one' in res.warnings['short']
+    assert res.to_dict()['warnings'] == ['short']
     # a 50 ms file also works, through a real file
-    f = write_wav(tmp_path / 'tiny.wav', music_like(0.05, seed=5))
+    f = write_wav(tmp_path / 'tiny.wav', music_like(0.05, SR, seed=5), SR)
     assert tagger.predict_file(f).taggram.shape == (1, len(LABELS))
 
 
-def test_predict_file_mp3_equals_predict_array(tagger, tmp_path):
-    f = write_mp3(tmp_path / 'x.mp3', music_like(9.0, sr=44100, seed=6), sr=44100, channels=2, bitrate=128)
+def test_one_sample_file_is_tagged_with_a_warning_or_reported(tagger, tmp_path):
+    one = tmp_path / 'one.wav'
+    sf.write(str(one), np.array([0.5], np.float32), SR)
+    res = tagger.predict_file(one)
+    assert res.duration_s == pytest.approx(1 / SR) and set(res.warnings) == {'short'}
+    assert '(1 samples)' in res.warnings['short']
+    # one sample at 44.1 kHz leaves nothing at 16 kHz: reported, not a crash
+    sf.write(str(tmp_path / 'one44.wav'), np.array([0.5], np.float32), 44100)
+    with pytest.raises(AudioLoadError) as e:
+        tagger.predict_file(tmp_path / 'one44.wav')
+    assert e.value.reason == 'no-samples'
+
+
+@pytest.mark.parametrize('kind', ['digital', 'hiss'])
+def test_silent_file_is_tagged_with_a_warning(tagger, tmp_path, kind):
+    y = np.zeros(SR * 5, np.float32)
+    if kind == 'hiss':
+        y += np.random.default_rng(0).standard_normal(y.size).astype(np.float32) * 1e-5   # ≈ -90 dBFS
+    f = write_wav(tmp_path / 'silent.wav', y, SR, subtype='FLOAT')
     res = tagger.predict_file(f)
-    ref = tagger.predict_array(load_audio(f, sr=16000), 16000)
+    assert set(res.warnings) == {'silent'} and res.to_dict()['warnings'] == ['silent']
+    assert ('digital silence' in res.warnings['silent']) == (kind == 'digital')
+    loud = tagger.predict_file(write_wav(tmp_path / 'loud.wav', music_like(5.0, SR), SR))
+    assert loud.warnings == {}
+
+
+def test_predict_file_mp3_equals_predict_array(tagger, tmp_path):
+    f = write_mp3(tmp_path / 'x.mp3', music_like(9.0, 44100, seed=6, channels=2), 44100)
+    res = tagger.predict_file(f)
+    ref = tagger.predict_array(load_audio(f, sr=SR), SR)
     np.testing.assert_allclose(res.mean, ref.mean, atol=1e-7)
     assert res.path == str(f)
     d = res.to_dict(top=2, taggram=True)
-    assert d['file'] == str(f) and len(d['tags']) == 2
+    assert d['file'] == str(f) and len(d['tags']) == 2 and d['warnings'] == []
     assert np.array(d['taggram']['probabilities']).shape == res.taggram.shape
+    assert [t for t, _ in res.to_dict(all_tags=True)['tags']] == [t for t, _ in res.ranked()]
+    assert len(res.ranked()) == len(LABELS)
     json.dumps(d)
 
 
@@ -140,67 +228,37 @@ def test_labels_always_come_from_the_run_dir(tmp_path):
     shuffled = ['zz-' + t for t in reversed(LABELS)]
     run = make_run_dir(tmp_path / 'shuffled', labels=shuffled)
     tg = Tagger.from_run(run)
-    res = tg.predict_array(music_like(4.0), 16000)
+    res = tg.predict_array(music_like(4.0, SR), SR)
     assert res.labels == shuffled
     assert {t for t, _ in res.top(len(shuffled))} == set(shuffled)
     # a labels.json that does not match the model's outputs is refused
     (run / 'labels.json').write_text(json.dumps(shuffled[:4]))
-    with pytest.raises(ValueError, match='outputs'):
+    with pytest.raises(RunDirError, match='outputs'):
         Tagger.from_run(run)
     (run / 'labels.json').unlink()
-    with pytest.raises(FileNotFoundError, match='labels.json'):
+    with pytest.raises(RunDirError, match='labels.json'):
         Tagger.from_run(run)
 
 
 def test_checkpoints_best_last_and_path(run_dir):
-    audio = music_like(6.0, seed=7)
+    audio = music_like(6.0, SR, seed=7)
     means = {}
     for ck in (None, 'last', 'best', str(run_dir / 'checkpoints' / 'best' / 'ckpt-1')):
-        means[ck] = Tagger.from_run(run_dir, checkpoint=ck).predict_array(audio, 16000).mean
+        means[ck] = Tagger.from_run(run_dir, checkpoint=ck).predict_array(audio, SR).mean
     assert not np.allclose(means[None], means['best'])
     assert not np.allclose(means['last'], means['best'])
     np.testing.assert_allclose(means['best'], means[str(run_dir / 'checkpoints' / 'best' / 'ckpt-1')])
     # "best" holds the weights of the seed-2 model
     info = load_run_info(run_dir)
-    ref = Tagger(tiny_model('log-mel', len(LABELS), 187, 96, seed=2), info).predict_array(audio, 16000)
+    ref = Tagger(tiny_model('log-mel', len(LABELS), 187, 96, seed=2), info).predict_array(audio, SR)
     np.testing.assert_allclose(means['best'], ref.mean, atol=1e-6)
     with pytest.raises(FileNotFoundError):
         Tagger.from_run(run_dir, checkpoint=str(run_dir / 'nope'))
 
 
-def test_waveform_run_and_variable_window(tmp_path):
-    run = make_run_dir(tmp_path / 'wave', kind='waveform', window_seconds=2.0, fixed_length=False)
-    tg = Tagger.from_run(run)
-    audio = music_like(9.5, seed=8)
-    res = tg.predict_array(audio, 16000, batch_size=2)
-    starts = window_starts(audio.size, 32000, 32000)
-    x = np.stack([audio[s:s + 32000] for s in starts])
-    np.testing.assert_allclose(res.taggram, np.asarray(tg.model(x)), atol=1e-5)
-    assert res.window_starts_s[-1] == pytest.approx((audio.size - 32000) / 16000)
-    # a variable-length model accepts another window length
-    res3 = tg.predict_array(audio, 16000, window_seconds=3.0, hop_seconds=1.5)
-    assert res3.window_seconds == pytest.approx(3.0) and res3.taggram.shape[0] == 6
-
-
 def test_fixed_length_model_refuses_other_window(tagger):
     with pytest.raises(ValueError, match='fixed windows'):
-        tagger.predict_array(music_like(10.0), 16000, window_seconds=5.0)
-
-
-def test_predict_file_decodes_long_files_block_by_block(tagger, tmp_path, monkeypatch):
-    # the streaming decode itself is tested in test_frontend.py; here: predict_file goes through
-    # preprocessing.audio.load_audio, which takes the block path for a long file
-    f = write_mp3(tmp_path / 'long.mp3', music_like(7.0, sr=44100, seed=12), sr=44100, channels=2, bitrate=128)
-    ref = tagger.predict_array(pa.to_mono(pa.read_audio(f)[0]), 44100)
-    calls = []
-    real = pa._decode_blocks
-    monkeypatch.setattr(pa, '_decode_blocks', lambda *a: calls.append(a) or real(*a))
-    monkeypatch.setattr(pa, 'STREAM_ABOVE_SECONDS', 5.0)
-    monkeypatch.setattr(pa, '_BLOCK_FRAMES', 8192)
-    res = tagger.predict_file(f)
-    assert len(calls) == 1
-    np.testing.assert_allclose(res.mean, ref.mean, atol=1e-7)
-    np.testing.assert_allclose(res.taggram, ref.taggram, atol=1e-7)
+        tagger.predict_array(music_like(10.0, SR), SR, window_seconds=5.0)
 
 
 _PROBE = r'''
@@ -249,31 +307,33 @@ print(json.dumps({'base': base, 'peak': peak, 'mean': res.mean.tolist(), 'n': in
 def _probe(run_dir, path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=str(REPO))
     out = subprocess.run([sys.executable, '-c', _PROBE, str(run_dir), str(path), str(Path(__file__).parent)],
-                         capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
-def test_ten_minute_file_bounded_memory_and_same_mean(run_dir, tagger, tmp_path):
-    long_audio = music_like(600.0, seed=9)
-    long_f = write_wav(tmp_path / 'long.wav', long_audio)
-    short_f = write_wav(tmp_path / 'short.wav', long_audio[:30 * 16000])
+def test_long_file_memory_does_not_grow_with_length(run_dir, tagger, tmp_path):
+    clip = music_like(30.0, 44100, seed=9, channels=2)
+    long_f = tmp_path / 'long.wav'
+    with sf.SoundFile(str(long_f), 'w', 44100, 2, subtype='PCM_16') as out:   # 20 minutes of 44.1 kHz stereo
+        for _ in range(40):
+            out.write(clip)
+    short_f = write_wav(tmp_path / 'short.wav', clip, 44100)
     long_r, short_r = _probe(run_dir, long_f), _probe(run_dir, short_f)
-    assert long_r['n'] == 1 + (1 + 600 * 16000 // 256) // 187 and short_r['n'] == 11
+    assert long_r['n'] == 1 + (1 + 1200 * SR // 256) // 187 and short_r['n'] == 11
     growth_long = long_r['peak'] - long_r['base']
     growth_short = short_r['peak'] - short_r['base']
-    # Decoding 10 min at 16 kHz costs 38 MB (+ a block); a whole-track STFT alone would add
-    # > 200 MB (complex [37 501, 257] + frames), all windows another 69 MB.
-    assert growth_long - growth_short < 100e6, (growth_long, growth_short)
-    assert long_r['peak'] / short_r['peak'] < 1.3, (long_r, short_r)
-    # same mean as unchunked prediction of the whole track
-    ref, _ = _unchunked(tagger, load_audio(long_f, sr=16000))
+    # The decoded 20 minutes alone are 77 MB at 16 kHz (and 212 MB of native-rate stereo per 10 min
+    # when decoded in one go); streamed, only the taggram grows with the length.
+    assert growth_long - growth_short < 25e6, (growth_long, growth_short)
+    # same mean as the whole-track reference
+    ref, _ = _unchunked(tagger, load_audio(long_f, sr=SR))
     np.testing.assert_allclose(long_r['mean'], ref.mean(axis=0), atol=1e-5)
 
 
 def test_package_exports_the_api(run_dir):
     import evaluation
     assert evaluation.Tagger is Tagger
-    res = evaluation.Tagger.from_run(run_dir).predict_array(music_like(3.5), 16000)
+    res = evaluation.Tagger.from_run(run_dir).predict_array(music_like(3.5, SR), SR)
     assert isinstance(res, evaluation.TagResult) and res.mean.shape == (len(LABELS),)
