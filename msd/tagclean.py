@@ -217,88 +217,97 @@ def _rule_applies(low: pd.Series, rule: str) -> pd.Series:
     return pd.Series(True, index=low.index)
 
 
-def map_tags(popularity: pd.DataFrame, lists: CuratedLists, *, min_count=2000, pool_min_count=10,
-             unlisted='drop') -> TagMapping:
-    """Decide the clean tag of every raw tag.
+@dataclasses.dataclass
+class _Mapping:
+    """The decisions of :func:`map_tags` as they are taken, step by step."""
+    groups: dict = dataclasses.field(default_factory=dict)    # clean name -> {raw num: (status, rule)}
+    group_of: dict = dataclasses.field(default_factory=dict)  # raw num -> clean name
+    status: dict = dataclasses.field(default_factory=dict)    # raw num -> (status, rule), raw tags in no group
+    kinds: dict = dataclasses.field(default_factory=dict)     # clean name -> 'genre' | 'vocal'
 
-    Parameters
-    ----------
-    popularity : pandas.DataFrame
-        Columns tag_num (raw rowid), tag (raw name), count (distinct tracks), one row per raw tag.
-    lists : CuratedLists
-    min_count : int
-        Tracks a raw tag needs to be a genre target (SPEC's 2000).
-    pool_min_count : int
-        Tracks a raw tag needs to be merged into a genre target as a variant (SPEC's 10).
-    unlisted : {'drop', 'keep'}
-        What to do with candidates (>= min_count) listed in neither genres nor non_genres.
+    def drop_raw(self, nums, why) -> bool:
+        """Take the raw tags ``nums`` out of their clean tags; True if any was in one."""
+        hit = False
+        for num in nums:
+            if num in self.group_of:
+                g = self.group_of.pop(num)
+                self.groups[g].pop(num, None)
+                self.status[num] = ('dropped', why)
+                hit = True
+        return hit
 
-    Returns
-    -------
-    TagMapping
-    """
-    if unlisted not in ('drop', 'keep'):
-        raise MsdError(f"--unlisted must be 'drop' or 'keep', got {unlisted!r}")
-    if min_count < 1 or pool_min_count < 1:
-        raise MsdError('--min-count and --pool-min-count must be >= 1')
+
+class _UnionFind:
+    """Connected groups of pool positions; a group's root is its most popular (lowest) position."""
+
+    def __init__(self, n):
+        self.parent = list(range(n))
+
+    def find(self, i):
+        parent = self.parent
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(self, a, b):
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            if rb < ra:
+                ra, rb = rb, ra
+            self.parent[rb] = ra
+
+
+def _sorted_popularity(popularity):
+    """Raw tags by popularity (count descending, then tag number), with ``norm`` keys."""
     pop = popularity[['tag_num', 'tag', 'count']].copy()
     pop = pop[pop['tag'].notna()]
     pop['tag'] = pop['tag'].astype(str)
     pop = pop.sort_values(['count', 'tag_num'], ascending=[False, True], kind='stable').reset_index(drop=True)
     pop['norm'] = [' '.join(t.lower().split()) for t in pop['tag'].tolist()]  # == norm(), inlined
-    status = {}   # raw tag_num -> (status, rule)
-    group_of = {}  # raw tag_num -> clean name
-    groups = {}    # clean name -> {raw tag_num: (status, rule)}
-    kinds = {}
+    return pop
 
-    # 1. vocal rows
+
+def _assign_vocals(pop, lists, m: _Mapping):
+    """Step 1: every raw tag of a ``vocal_<name>.txt`` list (or equal to ``<name>``) maps to it."""
     for name, members in lists.vocals.items():
         rows = pop[pop['norm'].isin(members)]
-        groups.setdefault(name, {})
-        kinds[name] = 'vocal'
+        m.groups.setdefault(name, {})
+        m.kinds[name] = 'vocal'
         for num, tag in zip(rows['tag_num'].tolist(), rows['tag'].tolist()):
-            if num in group_of:
+            if num in m.group_of:
                 log.warning('raw tag %r is listed for vocal tags %r and %r; keeping %r',
-                               tag, group_of[num], name, group_of[num])
+                            tag, m.group_of[num], name, m.group_of[num])
                 continue
-            group_of[num] = name
-            groups[name][num] = ('vocal', 'list')
+            m.group_of[num] = name
+            m.groups[name][num] = ('vocal', 'list')
 
-    # 2. genre pool
-    is_vocal = pop['tag_num'].isin(list(group_of))
+
+def _genre_pool(pop, lists, pool_min_count, m: _Mapping):
+    """Step 2: raw tags with >= ``pool_min_count`` tracks, neither vocal nor rejected (non_genres)."""
+    is_vocal = pop['tag_num'].isin(list(m.group_of))
     rejected = pop['norm'].isin(lists.non_genres) & ~is_vocal
     for num in pop.loc[rejected & (pop['count'] >= pool_min_count), 'tag_num']:
-        status[num] = ('rejected', 'non_genres')
-    pool = pop[~is_vocal & ~rejected & (pop['count'] >= pool_min_count)].reset_index(drop=True)
+        m.status[num] = ('rejected', 'non_genres')
+    return pop[~is_vocal & ~rejected & (pop['count'] >= pool_min_count)].reset_index(drop=True)
 
-    # 3. targets
+
+def _targets(pool, lists, min_count, unlisted):
+    """Step 3: boolean Series over the pool, True for genre targets."""
     cand = pool['count'] >= min_count
     listed = pool['norm'].isin(lists.genres)
     for name in lists.vocals:
         if name in lists.genres:
             log.warning('%r is both a genre and a vocal tag; the vocal list wins', name)
     is_target = (cand & listed) | (cand & (unlisted == 'keep'))
-    target_pos = np.flatnonzero(is_target.to_numpy())
-    if len(target_pos) == 0:
+    if not is_target.any():
         log.warning('no genre targets: no listed genre has >= %d tracks (lower --min-count?)', min_count)
+    return is_target
 
-    # 4. matching: union-find over pool positions
-    parent = list(range(len(pool)))
 
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(a, b):
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            # the root is the more popular (lower position) so the group's survivor is easy to find
-            if rb < ra:
-                ra, rb = rb, ra
-            parent[rb] = ra
-
+def _link_variants(pool, target_pos):
+    """Step 4: link pool tags whose rule key equals a target's; (union-find, first linking rule by position)."""
+    uf = _UnionFind(len(pool))
     link_rule = {}
     low = pool['tag'].str.lower()
     low_targets = low.iloc[target_pos]
@@ -318,10 +327,13 @@ def map_tags(popularity: pd.DataFrame, lists: CuratedLists, *, min_count=2000, p
                 continue
             for pos in index.get(k, ()):
                 if pos != t:
-                    union(t, pos)
+                    uf.union(t, pos)
                     link_rule.setdefault(pos, rule)
+    return uf, link_rule
 
-    # 5. groups
+
+def _form_groups(pool, is_target, target_pos, uf, link_rule, min_count, m: _Mapping):
+    """Step 5: each linked group with a target is one clean tag, named after its most popular target."""
     pool_tags = pool['tag'].tolist()
     pool_counts = pool['count'].tolist()
     tag_nums = pool['tag_num'].tolist()
@@ -329,118 +341,150 @@ def map_tags(popularity: pd.DataFrame, lists: CuratedLists, *, min_count=2000, p
     target_set = set(target_pos.tolist())
     comp_targets = {}
     for t in target_pos:
-        comp_targets.setdefault(find(t), []).append(t)
-    comp_name = {}
-    for root, ts in comp_targets.items():
-        best = min(ts)  # pool is in popularity order
-        comp_name[root] = pool_tags[best].strip().lower()
+        comp_targets.setdefault(uf.find(t), []).append(t)
+    comp_name = {root: pool_tags[min(ts)].strip().lower() for root, ts in comp_targets.items()}
     for pos in range(len(pool)):
-        root = find(pos)
+        root = uf.find(pos)
         num = int(tag_nums[pos])
         if root not in comp_name:
-            if pool_counts[pos] >= min_count and not target_flags[pos]:
-                status[num] = ('unreviewed', '')
-            else:
-                status[num] = ('unmatched', '')
+            unreviewed = pool_counts[pos] >= min_count and not target_flags[pos]
+            m.status[num] = ('unreviewed', '') if unreviewed else ('unmatched', '')
             continue
         name = comp_name[root]
-        kinds.setdefault(name, 'genre')
-        if kinds[name] == 'vocal':
+        m.kinds.setdefault(name, 'genre')
+        if m.kinds[name] == 'vocal':
             log.warning('genre group %r has the name of a vocal tag; merged into it', name)
         entry = ('target', '') if pos in target_set else ('variant', link_rule.get(pos, ''))
-        groups.setdefault(name, {})[num] = entry
-        group_of[num] = name
+        m.groups.setdefault(name, {})[num] = entry
+        m.group_of[num] = name
+    _warn_unreviewed(pool, m, min_count)
 
-    unreviewed = [(pool_tags[p], pool_counts[p]) for p in range(len(pool))
-                  if status.get(int(tag_nums[p]), ('',))[0] == 'unreviewed']
+
+def _warn_unreviewed(pool, m: _Mapping, min_count):
+    unreviewed = [(tag, count) for tag, count, num in zip(pool['tag'], pool['count'], pool['tag_num'])
+                  if m.status.get(int(num), ('',))[0] == 'unreviewed']
     if unreviewed:
         top = ', '.join(f'{t!r} ({c})' for t, c in unreviewed[:8])
         log.warning('%d candidate tags (>= %d tracks) are in neither the genres nor the non_genres '
-                       'list and match no genre, so they were dropped (review them, or --unlisted keep): '
-                       '%s%s', len(unreviewed), min_count, top, ' ...' if len(unreviewed) > 8 else '')
+                    'list and match no genre, so they were dropped (review them, or --unlisted keep): '
+                    '%s%s', len(unreviewed), min_count, top, ' ...' if len(unreviewed) > 8 else '')
 
-    # 6a. combine
-    raw_by_norm = {}
-    for num, n in zip(pop['tag_num'].tolist(), pop['norm']):
-        raw_by_norm.setdefault(n, []).append(int(num))
-    for names in lists.combine:
-        survivor = norm(names[0])
-        rows, loose, absent = [], [], []
-        for name in names:
-            key = norm(name)
-            if key in groups:
-                rows.append(key)
-            elif key in raw_by_norm:
-                for num in raw_by_norm[key]:
-                    if num in group_of:
-                        rows.append(group_of[num])
-                    else:
-                        loose.append(num)
-            else:
-                absent.append(name)
-        rows = list(dict.fromkeys(rows))
-        if not rows and not loose:
-            log.info('combine %s: none of these tags is in the DB; skipped', ','.join(names))
-            continue
-        if absent and absent != names[:1]:
-            log.warning('combine %s: %s not in the DB; combined the others',
-                           ','.join(names), ', '.join(map(repr, absent)))
-        target = survivor if survivor in groups else None
-        if target is None:
-            # the surviving name is not a clean tag yet: rename the first resolved row (or start one)
-            target = survivor
-            groups.setdefault(target, {})
-            kinds.setdefault(target, kinds.get(rows[0], 'genre') if rows else 'genre')
-        for r in rows:
-            if r == target:
-                continue
-            for num, (_, rule) in groups.pop(r).items():
-                groups[target][num] = ('combined', f'combine:{r}' + (f'+{rule}' if rule else ''))
-                group_of[num] = target
-            kinds.pop(r, None)
-        for num in loose:
-            groups[target][num] = ('combined', 'combine')
-            group_of[num] = target
-            status.pop(num, None)
 
-    # 6b. drop: an exact clean name, else an exact raw spelling, else the same ignoring case
-    raw_exact = {}
-    for num, tag in zip(pop['tag_num'].tolist(), pop['tag'].tolist()):
-        raw_exact.setdefault(tag, []).append(int(num))
+def _raw_index(pop, column):
+    """``{value of column: [raw tag numbers]}`` in popularity order."""
+    out = {}
+    for num, key in zip(pop['tag_num'].tolist(), pop[column].tolist()):
+        out.setdefault(key, []).append(int(num))
+    return out
 
-    def drop_raw(nums, why):
-        hit = False
-        for num in nums:
-            if num in group_of:
-                g = group_of.pop(num)
-                groups[g].pop(num, None)
-                status[num] = ('dropped', why)
-                hit = True
-        return hit
 
-    for name in lists.drop:
+def _combine_one(names, raw_by_norm, m: _Mapping):
+    """Fold the clean tags (or raw tags) ``names`` into one clean tag named after the first."""
+    survivor = norm(names[0])
+    rows, loose, absent = [], [], []
+    for name in names:
         key = norm(name)
-        why = f'drop:{name}'
-        if name in groups or (name not in raw_exact and key in groups):
-            g = name if name in groups else key
-            for num in groups.pop(g):
-                status[num] = ('dropped', why)
-                group_of.pop(num, None)
-            kinds.pop(g, None)
-        elif not drop_raw(raw_exact.get(name, ()), why) and not drop_raw(raw_by_norm.get(key, ()), why):
-            log.debug('drop %r: not a clean tag nor a merged raw tag; nothing to drop', name)
+        if key in m.groups:
+            rows.append(key)
+        elif key in raw_by_norm:
+            for num in raw_by_norm[key]:
+                if num in m.group_of:
+                    rows.append(m.group_of[num])
+                else:
+                    loose.append(num)
+        else:
+            absent.append(name)
+    rows = list(dict.fromkeys(rows))
+    if not rows and not loose:
+        log.info('combine %s: none of these tags is in the DB; skipped', ','.join(names))
+        return
+    if absent and absent != names[:1]:
+        log.warning('combine %s: %s not in the DB; combined the others', ','.join(names), ', '.join(map(repr, absent)))
+    target = survivor
+    if survivor not in m.groups:
+        # the surviving name is not a clean tag yet: rename the first resolved row (or start one)
+        m.groups.setdefault(target, {})
+        m.kinds.setdefault(target, m.kinds.get(rows[0], 'genre') if rows else 'genre')
+    for r in rows:
+        if r == target:
+            continue
+        for num, (_, rule) in m.groups.pop(r).items():
+            m.groups[target][num] = ('combined', f'combine:{r}' + (f'+{rule}' if rule else ''))
+            m.group_of[num] = target
+        m.kinds.pop(r, None)
+    for num in loose:
+        m.groups[target][num] = ('combined', 'combine')
+        m.group_of[num] = target
+        m.status.pop(num, None)
 
-    # table
+
+def _drop_one(name, raw_exact, raw_by_norm, m: _Mapping):
+    """Drop an exact clean name, else an exact raw spelling, else the same ignoring case."""
+    key = norm(name)
+    why = f'drop:{name}'
+    if name in m.groups or (name not in raw_exact and key in m.groups):
+        g = name if name in m.groups else key
+        for num in m.groups.pop(g):
+            m.status[num] = ('dropped', why)
+            m.group_of.pop(num, None)
+        m.kinds.pop(g, None)
+    elif not m.drop_raw(raw_exact.get(name, ()), why) and not m.drop_raw(raw_by_norm.get(key, ()), why):
+        log.debug('drop %r: not a clean tag nor a merged raw tag; nothing to drop', name)
+
+
+def _mapping_table(pop, m: _Mapping) -> pd.DataFrame:
+    """One row per raw tag considered (see :class:`TagMapping`)."""
     info = pop.set_index('tag_num')
     records = []
-    for name, members in groups.items():
+    for name, members in m.groups.items():
         for num, (st, rule) in members.items():
-            records.append((num, name, kinds.get(name), st, rule))
-    for num, (st, rule) in status.items():
-        if num not in group_of:
+            records.append((num, name, m.kinds.get(name), st, rule))
+    for num, (st, rule) in m.status.items():
+        if num not in m.group_of:
             records.append((num, None, None, st, rule))
     table = pd.DataFrame(records, columns=['raw_tag_num', 'clean_tag', 'kind', 'status', 'rule'])
     table['raw_tag_num'] = table['raw_tag_num'].astype('int64')
     table.insert(1, 'raw_tag', info['tag'].reindex(table['raw_tag_num']).to_numpy())
     table.insert(2, 'raw_count', info['count'].reindex(table['raw_tag_num']).to_numpy())
-    return TagMapping(groups=groups, table=table, kinds=kinds)
+    return table
+
+
+def map_tags(popularity: pd.DataFrame, lists: CuratedLists, *, min_count=2000, pool_min_count=10,
+             unlisted='drop') -> TagMapping:
+    """Decide the clean tag of every raw tag (the steps of the module docstring, in order).
+
+    Parameters
+    ----------
+    popularity : pandas.DataFrame
+        Columns tag_num (raw rowid), tag (raw name), count (distinct tracks), one row per raw tag.
+    lists : CuratedLists
+    min_count : int
+        Tracks a raw tag needs to be a genre target (``msd clean-tags --min-count``, default 2000).
+    pool_min_count : int
+        Tracks a raw tag needs to be merged into a genre target as a variant (default 10).
+    unlisted : {'drop', 'keep'}
+        What to do with candidates (>= min_count) listed in neither genres nor non_genres.
+
+    Returns
+    -------
+    TagMapping
+    """
+    if unlisted not in ('drop', 'keep'):
+        raise MsdError(f"--unlisted must be 'drop' or 'keep', got {unlisted!r}")
+    if min_count < 1 or pool_min_count < 1:
+        raise MsdError('--min-count and --pool-min-count must be >= 1')
+    pop = _sorted_popularity(popularity)
+    m = _Mapping()
+    _assign_vocals(pop, lists, m)
+    pool = _genre_pool(pop, lists, pool_min_count, m)
+    is_target = _targets(pool, lists, min_count, unlisted)
+    target_pos = np.flatnonzero(is_target.to_numpy())
+    uf, link_rule = _link_variants(pool, target_pos)
+    _form_groups(pool, is_target, target_pos, uf, link_rule, min_count, m)
+    raw_by_norm = _raw_index(pop, 'norm')
+    for names in lists.combine:
+        _combine_one(names, raw_by_norm, m)
+    raw_exact = _raw_index(pop, 'tag')
+    for name in lists.drop:
+        _drop_one(name, raw_exact, raw_by_norm, m)
+    return TagMapping(groups=m.groups, table=_mapping_table(pop, m), kinds=m.kinds)
