@@ -7,6 +7,8 @@ worker instead of about 0.8 s with pandas and the rest of the writer (measured w
 """
 from __future__ import annotations
 
+import os
+import time
 import zlib
 
 import numpy as np
@@ -15,7 +17,11 @@ from core.procs import exit_with_parent
 from preprocessing.audio import AudioLoadError, load_audio
 from preprocessing.features import FeatureParams, log_mel
 
-__all__ = ['encode_track', 'encode_item', 'init_worker']
+__all__ = ['encode_track', 'encode_item', 'init_worker', 'PAUSE_ENV']
+
+#: Test hook: ``DIR`` makes every task create ``DIR/worker-<pid>`` and wait until ``DIR/resume``
+#: exists, as a worker busy with a long file would (tests kill the job at that known point).
+PAUSE_ENV = 'MUSETAG_TEST_PAUSE_ENCODE'
 
 
 def encode_track(path, features: dict):
@@ -47,8 +53,20 @@ def encode_track(path, features: dict):
     return data, [int(s) for s in arr.shape], duration
 
 
+def _pause_point() -> None:
+    folder = os.environ.get(PAUSE_ENV)
+    if not folder:
+        return
+    with open(os.path.join(folder, f'worker-{os.getpid()}'), 'w'):
+        pass
+    deadline = time.monotonic() + 600
+    while not os.path.exists(os.path.join(folder, 'resume')) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def encode_item(item):
     """Pool task: (track_id, path, features) -> ('ok', bytes, shape, duration) | ('skip', reason, detail)."""
+    _pause_point()
     _, path, features = item
     try:
         audio, shape, duration = encode_track(path, features)

@@ -23,6 +23,7 @@ from core.procs import pid_alive
 from msd.tables import read_master, write_master
 from preprocessing.__main__ import main
 from preprocessing.dataset import load_manifest
+from preprocessing.encode import PAUSE_ENV as ENCODE_PAUSE_ENV
 from preprocessing.splits import write_splits
 from preprocessing.tfrecords import PAUSE_ENV, write_tfrecords
 from tests._audio_fixtures import music_like, write_wav
@@ -143,15 +144,26 @@ def test_kill_9_then_rerun_takes_over_the_lock_and_resumes_identically(corpus, r
     assert not _temps(out) and not os.path.exists(lock_path(out))
 
 
-def test_workers_die_with_the_killed_writer(corpus, tmp_path):
-    import psutil
-    proc = _paused(_cli(corpus, tmp_path / 'out', workers=2), tmp_path / 'hook', after=1)
-    workers = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)
-               if 'spawn_main' in ' '.join(p.cmdline())]
+def test_busy_workers_die_with_the_killed_writer(corpus, tmp_path):
+    # each worker is stopped inside a task (as on a long file): only an exit-with-parent watch ends
+    # it when the writer dies; idle pool workers would notice the closed task pipe by themselves
+    hook = tmp_path / 'hook'
+    hook.mkdir()
+    env = dict(os.environ, **{ENCODE_PAUSE_ENV: str(hook)})
+    err = tmp_path / 'stderr.txt'
+    with open(err, 'w') as f:   # a file, not a pipe: the workers inherit it
+        proc = subprocess.Popen(_cli(corpus, tmp_path / 'out', workers=2), cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=f)
+    workers = []
     try:
-        assert len(workers) == 2
+        deadline = time.monotonic() + 300
+        while len(workers) < 2:
+            assert proc.poll() is None, err.read_text()[-3000:]
+            assert time.monotonic() < deadline, 'the workers never reached their pause point'
+            time.sleep(0.05)
+            workers = [int(p.name.split('-')[1]) for p in hook.glob('worker-*')]
         proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
+        proc.wait(timeout=60)
         deadline = time.monotonic() + 15
         while any(pid_alive(w) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
