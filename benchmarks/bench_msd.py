@@ -39,8 +39,9 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-
-from tests._msd_fixtures import msd_env  # noqa: E402  (the environment the msd CLI tests use)
+# the measured interpreters (fresh processes) import this checkout and share numba's cache with the tests
+os.environ['PYTHONPATH'] = REPO + os.pathsep + os.environ.get('PYTHONPATH', '')
+os.environ.setdefault('NUMBA_CACHE_DIR', os.path.join(REPO, '.cache', 'numba'))
 
 #: The scan reads headers only, so the clip length does not change its cost; short clips keep a
 #: 20,000-file tree near 0.7 GB.
@@ -54,7 +55,7 @@ def emit(**kw):
 
 def py(code, timeout=1800):
     """Run ``code`` in a fresh interpreter; returns the last stdout line parsed as JSON."""
-    p = subprocess.run([sys.executable, '-c', code], env=msd_env(), capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0:
         raise RuntimeError(p.stderr[-3000:])
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -203,8 +204,8 @@ SILENCE_CODE = '''
 import json, resource, time
 cpu = lambda who: (lambda u: u.ru_utime + u.ru_stime)(resource.getrusage(who))
 t = time.perf_counter()
-from msd.silence import _warm_up, silence
-_warm_up()
+from msd.silence import silence, warm_up
+warm_up()
 warm = time.perf_counter() - t
 c0 = cpu(resource.RUSAGE_SELF)
 r = silence({scan!r}, {out!r}, workers={workers}, progress=False, overwrite=True)
@@ -317,9 +318,10 @@ def main(argv=None):
                          'fewer files measure pool start-up more than scanning)')
     ap.add_argument('--silence-files', type=int, default=40, help='30 s clips for the silence figure')
     ap.add_argument('--pairs', type=int, default=120_000, help='raw pairs for clean-tags (>= 100000)')
-    ap.add_argument('--repeats', type=int, default=9)
+    ap.add_argument('--repeats', type=int, default=9, help='rounds of 1- and 2-worker scans (median of ratios)')
     ap.add_argument('--work', default=None, help='scratch folder (default: a temp dir, removed)')
-    ap.add_argument('--only', choices=('scan', 'rss', 'silence', 'clean'), action='append')
+    ap.add_argument('--only', choices=('scan', 'rss', 'silence', 'clean'), action='append',
+                    help='run only these figures (repeatable; default: all)')
     a = ap.parse_args(argv)
     work = a.work or tempfile.mkdtemp(prefix='bench_msd_')
     os.makedirs(work, exist_ok=True)

@@ -31,10 +31,11 @@ def _cpu_seconds():
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--tracks', type=int, default=16)
-    p.add_argument('--seconds', type=float, default=30.0)
-    p.add_argument('--workers', type=int, nargs='+', default=[1, 2])
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--tracks', type=int, default=16, help='h5 tracks of each generated corpus')
+    p.add_argument('--seconds', type=float, default=30.0, help='clip length in seconds')
+    p.add_argument('--workers', type=int, nargs='+', default=[1, 2], help='worker counts to measure, one run each')
     args = p.parse_args()
     base = None
     for w in args.workers:
