@@ -1,4 +1,8 @@
-"""Merge MSD metadata with the audio scan and purge unusable tracks (SPEC 1.2 + 1.4 + 1.5, fixed).
+"""Merge MSD metadata with the audio scan and purge unusable tracks -> ``master.csv``.
+
+A re-implementation, with fixes, of the Orpheus project's ``wrangler.py`` and ``wrangler_silence.py``
+(<https://github.com/pukkapies/urop2019>). The ``master.csv`` format is ``docs/master-table.md``
+(written through :mod:`msd.tables`).
 
 ``python -m msd build --h5 msd_summary_file.h5 --lastfm lastfm_tags.db --scan scan.csv
 --silence silence.csv --mismatches sid_mismatches.txt --duplicates msd_duplicates.txt --out master.csv
@@ -28,7 +32,12 @@ Purge order (each step sees only the rows the previous steps kept)
 Outputs: ``master.csv`` (one row per usable track, sorted by track_id; first line ``# musetag
 <command>``, then ``# audio_root=<abs>``; columns :data:`MASTER_COLUMNS`) and the purge report
 next to it: ``master.purge.json`` (per step: description, count removed, rows left, the removed
-track ids) and ``master.purge.csv`` (one row per removed track: step, track_id, detail).
+track ids; ``warnings``; ``h5_missing_fields``; ``artist_ids``) and ``master.purge.csv`` (one row
+per removed track: step, track_id, detail).
+
+A summary file without ``artist_id`` is accepted, but said loudly (log, summary line and the report's
+``warnings``): master.csv then has no artist ids, so no artist-disjoint split can be made from it
+(``preprocessing split --by artist`` refuses it).
 """
 from __future__ import annotations
 

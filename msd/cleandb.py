@@ -1,4 +1,8 @@
-"""Build the clean tag DB from the raw Last.fm DB (SPEC 2.5, with the fixes of SPEC 10 items 4, 5, 14).
+"""Build the clean tag DB from the raw Last.fm DB (layout and columns: ``docs/clean-tag-db.md``).
+
+A re-implementation of the Orpheus project's ``lastfm_cleaning.py``
+(<https://github.com/pukkapies/urop2019>) that keeps ``val``, never repeats a (track, tag) pair and
+numbers the tags reproducibly.
 
 ``python -m msd clean-tags --lastfm lastfm_tags.db --out clean_tags.db [--min-count 2000]
 [--pool-min-count 10] [--val-threshold 0] [--combine a,b]… [--drop x]… [--lists DIR]``
@@ -13,10 +17,11 @@ Output ``clean_tags.db`` (same layout as the raw DB, so :class:`msd.lastfm.LastF
 * ``tags(tag TEXT)`` — **numbering rule**: rowid = rank by clean popularity, i.e. the number of
   distinct tracks carrying the clean tag after the strength filter, descending; ties broken by tag
   name (ascending). Clean tags left with no track are omitted. The rule depends only on the data
-  and the cleaning settings, so the numbering is reproducible (SPEC 10 item 5).
+  and the cleaning settings, so the numbering is reproducible.
 * ``tids(tid TEXT)`` — rowids identical to the raw DB's; ``tid`` is NULL for tracks without any
   clean tag.
-* ``tid_tag(tid INTEGER, tag INTEGER, val FLOAT)`` — no duplicate (tid, tag) pairs (SPEC 10 item 4).
+* ``tid_tag(tid INTEGER, tag INTEGER, val FLOAT)`` — no duplicate (tid, tag) pairs (repeats would
+  inflate the popularity counts that choose the training tags).
 * ``meta(key TEXT, value TEXT)`` — the settings and list checksums that produced the DB.
 
 ``tag_map.csv`` (next to the DB unless ``--tag-map`` says otherwise) lists raw tag -> clean tag for

@@ -1,4 +1,5 @@
-"""Tag co-occurrence analysis over a Last.fm DB (SPEC 2.3, re-implemented with sparse matrices).
+"""Tag co-occurrence analysis over a Last.fm DB (the Orpheus project's ``Matrix``, re-implemented with
+sparse matrices; <https://github.com/pukkapies/urop2019>).
 
 >>> from msd.lastfm import LastFmPandas                                  # doctest: +SKIP
 >>> co = CoOccurrence(LastFmPandas('clean_tags.db'), tags=['rock', 'pop', 'indie'])

@@ -1,4 +1,7 @@
-"""Parsers for the MSD track-id lists: ``sid_mismatches.txt`` (SPEC 0.3) and ``msd_duplicates.txt`` (0.4).
+"""Parsers for the MSD track-id lists: ``sid_mismatches.txt`` and ``msd_duplicates.txt``.
+
+Both are published with the Million Song Dataset (<http://millionsongdataset.com>): the first lists
+Taste-Profile song/track matching errors, the second groups tracks that are the same song.
 
 Both parsers are tolerant: a line they cannot use is counted and reported (the first few line numbers
 in the log), never an exception, so one corrupt line does not stop a build.

@@ -1,4 +1,8 @@
-"""Query the Last.fm tag database (raw ``lastfm_tags.db`` or MuseTag's ``clean_tags.db``; SPEC 0.5/2.1/2.2).
+"""Query the Last.fm tag database: the raw ``lastfm_tags.db`` or MuseTag's ``clean_tags.db``.
+
+The raw DB is the Million Song Dataset's Last.fm dataset (<http://millionsongdataset.com/lastfm/>);
+the clean DB has the same layout (``docs/clean-tag-db.md``). The query surface follows the Orpheus
+project's ``LastFm`` / ``LastFm2Pandas`` (<https://github.com/pukkapies/urop2019>).
 
 Schema (both DBs): ``tags(tag TEXT)`` and ``tids(tid TEXT)`` whose implicit ``rowid`` is the tag
 number / track number, and ``tid_tag(tid INTEGER, tag INTEGER, val FLOAT)`` pairs of rowids with
@@ -300,7 +304,7 @@ class LastFm(_DerivedQueries):
         return df.astype({'tid': 'int64', 'tag': 'int64', 'val': 'float64'})
 
     def fetch_all_tids_tags_threshold(self, threshold) -> pd.DataFrame:
-        """Pairs with ``val > threshold`` (SPEC 2.1 name)."""
+        """Pairs with ``val > threshold`` (the Orpheus name of ``fetch_all_tids_tags(threshold)``)."""
         return self.fetch_all_tids_tags(threshold)
 
     # -- queries --------------------------------------------------------------------------------

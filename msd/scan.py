@@ -1,4 +1,5 @@
-"""Audio scan: one row of header facts per audio file under a root (SPEC 1.1, fixed).
+"""Audio scan: one row of header facts per audio file under a root (the Orpheus project's
+``fetcher.py``, re-implemented and fixed; <https://github.com/pukkapies/urop2019>).
 
 ``python -m msd scan --root MP3_ROOT --out scan.csv [--workers N] [--ext mp3,wav,…]``
 
@@ -51,7 +52,8 @@ _ID_RE = re.compile(r'^(\d{1,18})\.clip\.mp3$')
 
 
 def parse_7digitalid(name: str):
-    """7digital id of a file named ``<digits>.clip.mp3`` (SPEC 0.2), else None."""
+    """7digital id of a file named ``<digits>.clip.mp3`` (the MSD preview layout
+    ``<d1>/<d2>/<7digitalid>.clip.mp3``), else None."""
     m = _ID_RE.match(os.path.basename(name))
     return int(m.group(1)) if m else None
 

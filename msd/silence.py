@@ -1,4 +1,7 @@
-"""Silence analysis: decode each readable file once and record where its sound is (SPEC 1.3/1.4).
+"""Silence analysis: decode each readable file once and record where its sound is.
+
+The statistics and filters are those of the Orpheus project's ``mp3_to_numpy.py`` and
+``wrangler_silence.py`` (<https://github.com/pukkapies/urop2019>).
 
 ``python -m msd silence --scan scan.csv --out silence.csv [--root DIR] [--workers N]``
 
@@ -19,7 +22,7 @@ pure digital silence comes out as one long non-silent interval. A clip whose lou
 below ``floor_db`` dBFS (default -70) is therefore reported as ``status = silent`` with no
 non-silent interval (effective length 0). Pass ``--floor-db=-inf`` to turn this off.
 
-Columns (times in seconds; SPEC 1.4 names):
+Columns (times in seconds; the Orpheus column names):
 
 =====================  ==========================================================================
 file_path              as in scan.csv (relative to the audio root)
@@ -111,7 +114,7 @@ def split_intervals(y, sr=None, *, top_db=TOP_DB, frame_length=FRAME_LENGTH, hop
 
 
 def stats_from_intervals(intervals, sr, n_samples) -> dict:
-    """SPEC 1.4 statistics (seconds) from ``[start, end)`` sample intervals.
+    """Silence statistics (seconds) from ``[start, end)`` sample intervals (see the module docstring).
 
     Parameters
     ----------

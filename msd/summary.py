@@ -1,4 +1,5 @@
-"""Read the MSD summary file (``msd_summary_file.h5``, SPEC 0.1) by field and by track id.
+"""Read the MSD summary file (``msd_summary_file.h5``, <http://millionsongdataset.com>) by field and by
+track id.
 
 The file holds three PyTables compound tables with one row per track, aligned by row index:
 ``/metadata/songs`` (artist_name, artist_id, release, title, song_id, track_7digitalid, …),

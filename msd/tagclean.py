@@ -1,4 +1,8 @@
-"""Last.fm tag cleaning: which raw tags become which clean tag (SPEC 2.4, re-implemented and fixed).
+"""Last.fm tag cleaning: which raw tags become which clean tag.
+
+A re-implementation, with fixes, of the tag cleaning of the Orpheus project
+(<https://github.com/pukkapies/urop2019>, ``lastfm_cleaning_utils.py``). The lists and the outputs are
+described in ``docs/clean-tag-db.md``.
 
 Curated lists (``msd/lists/``)
 ------------------------------
@@ -8,7 +12,7 @@ copy and pass ``--lists DIR`` (single files: ``--genres FILE``, ``--non-genres F
 
 ``genres.txt``
     Accepted genre/mood targets. A raw tag with at least ``min_count`` tracks becomes a clean-tag
-    target only if listed here (SPEC 2.4 A: the human-reviewed candidate list).
+    target only if listed here (a human-reviewed list of the popular raw tags).
 ``non_genres.txt``
     Rejected tags: removed from the genre pool entirely (never a target, never merged as a variant).
     Candidates (>= ``min_count``) in neither file are reported as ``unreviewed`` (log and
@@ -31,7 +35,7 @@ Algorithm (order matters)
 1. Vocal rows: every raw tag listed in a ``vocal_*.txt`` file (or equal to its name) maps to it.
 2. Genre pool: the remaining raw tags with at least ``pool_min_count`` tracks, minus ``non_genres``.
 3. Targets: pool tags with at least ``min_count`` tracks that are listed in ``genres.txt``.
-4. Matching (SPEC 2.4 B, steps 2-7): under each normalisation rule, a pool tag whose key equals a
+4. Matching: under each normalisation rule, a pool tag whose key equals a
    target's key (case-insensitive) is linked to that target. Rules: ``punct`` (keep only a-z0-9,
    plural rule); ``amp-n`` (keep ``&``, ``&``->``n``, then punct); ``amp-and`` (``&``->``and``,
    then punct); ``and-n`` (``' and '``->``n``, then punct); ``decade-19``/``decade-20`` (punct,
