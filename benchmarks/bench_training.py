@@ -1,6 +1,6 @@
-"""Training-loop throughput per model, and input pipeline vs training speed (issue 5).
+"""Training-loop throughput per model, and input pipeline vs training speed.
 
-    python benchmarks/bench_training.py [--models musicnn vgg] [--seconds 10] [--tracks 24] [--skip-models]
+    python benchmarks/bench_training.py [--models musicnn vgg] [--seconds 10] [--tracks 60] [--skip-models]
 
 Prints one JSON line per figure (``{"bench": "training", "metric": ..., "value": ..., ...}``):
 
@@ -8,15 +8,16 @@ Per registered model (batch 16, the model's default window and preset, 50 output
 default hyper-parameters):
 
 - ``loop_train_examples_per_sec``: the real training step of ``training.trainer.Trainer``
-  (``strategy.run`` under the default strategy, BCE + global-batch scaling, Adam) on in-memory
-  random windows;
+  (``Trainer.train_steps``: ``strategy.run`` under the default strategy, BCE + global-batch
+  scaling, Adam) on in-memory random windows;
 - ``infer_windows_per_sec``, ``params_trainable``, ``bare_step_train_examples_per_sec``: from
   ``benchmarks/bench_models.py`` (imported, not duplicated: it times a bare compiled Adam step and
   the forward pass), and ``loop_vs_bare_step`` = loop / bare step.
 
 For the two reference configs, ``msd_logmel`` (orpheus preset, 15 s, orpheus_logmel) and
-``msd_musicnn`` (musicnn preset, 3 s, musicnn), on generated 30 s tracks written with
-``preprocessing.tfrecords.write_tfrecords``:
+``msd_musicnn`` (musicnn preset, 3 s, musicnn), on the usable 30 s tracks of a synthetic corpus
+(``msd.synthetic.generate`` → ``musetag msd all`` with the corpus' recommended cleaning thresholds →
+``preprocessing.splits.make_split`` → ``preprocessing.tfrecords.write_tfrecords``), all public APIs:
 
 - ``pipeline_windows_per_sec``: ``make_dataset`` alone (random windows, shuffle, batch 16), as the
   trainer reads it;
@@ -56,15 +57,15 @@ def _trainer(model_name, info, data, run_dir):
 
 def loop_rate(trainer, seconds, min_steps):
     """Examples/s of ``trainer``'s distributed training step over its repeated training data."""
-    from training.trainer import epoch_seed
-    it = iter(trainer._distribute(trainer.data.train_dataset(epoch_seed(0, 1), repeat=True), repeat=True))
+    steps_run = trainer.train_steps()
     for _ in range(2):                                   # warm-up: tracing, first allocations
-        float(trainer._train_step(next(it)))
+        next(steps_run)
     steps, t0 = 0, time.perf_counter()
     while steps < min_steps or time.perf_counter() - t0 < seconds:
-        float(trainer._train_step(next(it)))
+        next(steps_run)
         steps += 1
     elapsed = time.perf_counter() - t0
+    trainer.close()
     return steps * BATCH / elapsed, steps, elapsed
 
 
@@ -115,15 +116,30 @@ def bench_models_part(names, seconds, min_steps, tmp):
 
 
 def write_corpus(tmp, tracks):
-    import pandas as pd
-    from preprocessing.splits import make_split
-    from tests._pipeline_fixtures import make_tiny_corpus
-    corpus = make_tiny_corpus(os.path.join(tmp, 'corpus'), n_tracks=tracks, seconds=(29.5, 30.5), bad=False)
-    master = pd.read_csv(corpus['master'], comment='#')
-    splits, _ = make_split(master, by='track', ratios=(1, 0, 0))
+    """A synthetic MSD-format corpus cleaned by ``musetag msd all``, every usable track in ``train``.
+
+    Runs before TensorFlow is imported, so the generator's and the scan's worker processes fork.
+
+    Returns
+    -------
+    dict with ``master``, ``tags_db`` and ``splits`` (paths) and ``tracks`` (usable tracks).
+    """
+    from msd.__main__ import main as msd_main
+    from msd.synthetic import generate
+    from msd.tables import read_master
+    from preprocessing.splits import make_split, write_splits
+    data, out = os.path.join(tmp, 'corpus'), os.path.join(tmp, 'msd')
+    clean = generate(data, tracks=tracks, seconds=30.0, seed=0, workers=2, progress=False)['recommended_clean_args']
+    code = msd_main(['all', '--data', data, '--out', out, '--min-count', str(clean['min_count']),
+                     '--pool-min-count', str(clean['pool_min_count']), '--val-threshold', str(clean['val_threshold']),
+                     '--workers', '2', '-q'], prog='musetag msd')
+    if code not in (0, 1):
+        raise RuntimeError(f'musetag msd all failed with exit code {code}')
+    master = os.path.join(out, 'master.csv')
+    splits, _ = make_split(read_master(master).frame, by='track', ratios=(1, 0, 0))
     path = os.path.join(tmp, 'splits.csv')
-    splits.to_csv(path, index=False)
-    return corpus, path
+    write_splits(splits, path)
+    return {'master': master, 'tags_db': os.path.join(out, 'clean_tags.db'), 'splits': path, 'tracks': len(splits)}
 
 
 def pipeline_rate(directory, window_seconds, passes):
@@ -144,14 +160,14 @@ def pipeline_rate(directory, window_seconds, passes):
     return n / (time.perf_counter() - t0), n
 
 
-def bench_pipeline_part(tracks, passes, seconds, min_steps, tmp):
+def bench_pipeline_part(corpus, passes, seconds, min_steps, tmp):
     from preprocessing.tfrecords import write_tfrecords
     from training.config import parse_config
     from training.data import TFRecordSource
-    corpus, split_csv = write_corpus(tmp, tracks)
+    tracks = corpus['tracks']
     for cfg_name, (model, preset, window) in CONFIGS.items():
         out = os.path.join(tmp, f'tfrecords-{preset}')
-        write_tfrecords(corpus['master'], corpus['tags_db'], split_csv, out, format='log-mel', preset=preset,
+        write_tfrecords(corpus['master'], corpus['tags_db'], corpus['splits'], out, format='log-mel', preset=preset,
                         shards_per_split=4, workers=2, progress=False)
         p_rate, n = pipeline_rate(out, window, passes)
         cfg = parse_config({'dataset': {'dir': out, 'validation_split': '', 'tags': {'top': None}},
@@ -178,22 +194,28 @@ def bench_pipeline_part(tracks, passes, seconds, min_steps, tmp):
 
 
 def main(argv=None) -> int:
-    import modeling
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--models', nargs='+', default=modeling.list_models(combinations=False))
+    ap.add_argument('--models', nargs='+', default=None, help='registered models (default: every whole model)')
     ap.add_argument('--seconds', type=float, default=10.0, help='minimum timed seconds per figure')
     ap.add_argument('--min-steps', type=int, default=3)
-    ap.add_argument('--tracks', type=int, default=32, help='30 s tracks for the pipeline part')
+    ap.add_argument('--tracks', type=int, default=60,
+                    help='tracks of the synthetic corpus for the pipeline part (a little over half are usable)')
     ap.add_argument('--passes', type=int, default=5, help='passes over the tracks when timing make_dataset')
     ap.add_argument('--skip-models', action='store_true', help='only the pipeline-vs-training part')
     args = ap.parse_args(argv)
-    import logging
-    logging.getLogger('tensorflow').setLevel(logging.ERROR)
+    from core.logs import setup_logging
+    setup_logging(-1)                                     # warnings only: the figures are the output
     tmp = tempfile.mkdtemp(prefix='bench_training_')
     t0 = time.time()
     try:
+        corpus = write_corpus(tmp, args.tracks)           # before TensorFlow: its workers fork
+        from core.logs import import_tensorflow
+        import_tensorflow()                               # without its C++ start-up noise
+        if args.models is None:
+            import modeling
+            args.models = modeling.list_models(combinations=False)
         rates = {} if args.skip_models else bench_models_part(args.models, args.seconds, args.min_steps, tmp)
-        bench_pipeline_part(args.tracks, args.passes, args.seconds, args.min_steps, tmp)
+        bench_pipeline_part(corpus, args.passes, args.seconds, args.min_steps, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f'bench_training: {len(rates)} model(s), {len(CONFIGS)} pipeline config(s) in {time.time() - t0:.0f} s',
