@@ -111,15 +111,23 @@ def _assign_family(rng, members, variants, tags):
         tags[t].extend(got[t])
 
 
-def plan_corpus(n_tracks, seconds, seed):
-    """Everything but the audio samples: a dict consumed by the writers and the audio workers."""
-    rng = _rng(seed, 0)
-    used = set()
-    track_ids = _make_ids(rng, 'TR', n_tracks, used)
-    song_ids = _make_ids(rng, 'SO', n_tracks, used)
-    seven = rng.choice(np.arange(100_000, 9_999_999), size=n_tracks + 8, replace=False).tolist()
+def _labels(rng, genre):
+    """The audio labels of one track of ``genre``: vocal, decade, ballad and the rendering parameters."""
+    v = VOCAL_PRIOR[genre]
+    d = DECADE_PRIOR[genre]
+    vocal = _choice(rng, list(VOCALS) + [None], p=np.array(v) / sum(v))
+    decade = _choice(rng, list(DECADES) + [None], p=np.array(d) / sum(d))
+    ballad = bool(rng.random() < BALLAD_PROB.get(genre, 0.0))
+    style = _STYLES[genre]
+    tempo = float(rng.uniform(*style['tempo']))
+    if ballad:
+        tempo = max(56.0, 0.68 * tempo)
+    return dict(genre=genre, vocal=vocal, decade=decade, ballad=ballad, tempo=round(tempo, 3),
+                key=int(rng.integers(12)), mode=int(style['mode']), prog=int(rng.integers(len(style['progs']))))
 
-    # Artists: each with a home genre so artist-disjoint splits stay meaningful.
+
+def _make_artists(rng, n_tracks, used):
+    """Artists, each with a home genre so artist-disjoint splits stay meaningful."""
     n_art = max(4, n_tracks // 4)
     art_ids = _make_ids(rng, 'AR', n_art, used)
     genre_cycle = [GENRES[i] for i in rng.permutation(len(GENRES))]
@@ -139,26 +147,17 @@ def plan_corpus(n_tracks, seconds, seed):
             artist_familiarity=float(rng.uniform(0.2, 0.9)), artist_hotttnesss=float(rng.uniform(0.1, 0.7)),
             releases=[f'{_choice(rng, _ADJ)} {_choice(rng, _NOUN)}' for _ in range(2)],
             release_7digitalids=[int(rng.integers(10000, 900000)) for _ in range(2)]))
+    return artists
+
+
+def _make_tracks(rng, n_tracks, track_ids, song_ids, seven, artists):
+    """The h5 tracks: genres spread evenly, labels, an artist of the genre, metadata."""
     by_genre = {g: [a for a in artists if a['genre'] == g] or artists for g in GENRES}
-
-    def labels(genre):
-        v = VOCAL_PRIOR[genre]
-        d = DECADE_PRIOR[genre]
-        vocal = _choice(rng, list(VOCALS) + [None], p=np.array(v) / sum(v))
-        decade = _choice(rng, list(DECADES) + [None], p=np.array(d) / sum(d))
-        ballad = bool(rng.random() < BALLAD_PROB.get(genre, 0.0))
-        style = _STYLES[genre]
-        tempo = float(rng.uniform(*style['tempo']))
-        if ballad:
-            tempo = max(56.0, 0.68 * tempo)
-        return dict(genre=genre, vocal=vocal, decade=decade, ballad=ballad, tempo=round(tempo, 3),
-                    key=int(rng.integers(12)), mode=int(style['mode']), prog=int(rng.integers(len(style['progs']))))
-
     genres = list(np.resize([GENRES[i] for i in rng.permutation(len(GENRES))], n_tracks))
     genres = [genres[i] for i in rng.permutation(n_tracks)]
     tracks = []
     for i in range(n_tracks):
-        lab = labels(genres[i])
+        lab = _labels(rng, genres[i])
         art = _choice(rng, by_genre[lab['genre']])
         r = int(rng.integers(2))
         dec = lab['decade']
@@ -176,11 +175,22 @@ def plan_corpus(n_tracks, seconds, seed):
             artist=art, artist_id=art['artist_id'], artist_name=art['artist_name'], title=title,
             release=art['releases'][r], release_7digitalid=art['release_7digitalids'][r], year=year,
             duration=round(duration, 5), labels=lab, has_audio=True, audio_kind='ok'))
+    return tracks
 
-    # Culprits: disjoint sets of tracks, so each purge step removes exactly its own culprits.
+
+def _assign_culprits(rng, tracks):
+    """Mark disjoint sets of tracks as culprits, so each purge step removes exactly its own.
+
+    Returns a dict of track index lists: ambiguous (the shared 7digital id), mismatched,
+    dup_groups, untagged, not_in_db, no_audio (bad audio kinds are set on the tracks).
+    """
+    n_tracks = len(tracks)
     alloc = _allocate_culprits(n_tracks)
     perm = [int(i) for i in rng.permutation(n_tracks)]
-    take = lambda k: [perm.pop() for _ in range(k)]  # noqa: E731
+
+    def take(k):
+        return [perm.pop() for _ in range(k)]
+
     ambiguous, dup_groups = [], []
     if alloc['ambiguous']:
         a, b = take(2)
@@ -207,8 +217,14 @@ def plan_corpus(n_tracks, seconds, seed):
         dup_groups.append(members)
     untagged = take(alloc['untagged'])
     not_in_db = take(alloc['not_in_db'])
+    return dict(ambiguous=ambiguous, no_audio=no_audio, mismatched=mismatched, dup_groups=dup_groups,
+                untagged=untagged, not_in_db=not_in_db)
 
-    # Audio formats: the first four good clips cover all four (rate, channels) formats.
+
+def _assign_audio(rng, tracks, seven):
+    """Audio format and path of every track (the first four good clips cover all four formats);
+    returns the orphan clips (7digital ids in no h5 row)."""
+    n_tracks = len(tracks)
     fmt_idx = [int(x) for x in rng.choice(len(AUDIO_FORMATS), size=n_tracks, p=AUDIO_FORMAT_P)]
     ok_tracks = [t['index'] for t in tracks if t['audio_kind'] == 'ok' and 'audio_of' not in t]
     for j, i in enumerate(ok_tracks[:len(AUDIO_FORMATS)]):
@@ -223,32 +239,38 @@ def plan_corpus(n_tracks, seconds, seed):
     for k in range(2 if n_tracks >= 10 else 1):
         d = str(seven[n_tracks + k])
         orphans.append(dict(index=n_tracks + k, track_7digitalid=int(d), audio_path=f'{d[0]}/{d[1]}/{d}.clip.mp3',
-                            labels=labels(GENRES[k % len(GENRES)]), sample_rate=22050, channels=1, bitrate=64,
+                            labels=_labels(rng, GENRES[k % len(GENRES)]), sample_rate=22050, channels=1, bitrate=64,
                             audio_kind='ok'))
+    return orphans
 
-    # DB-only tracks (the Last.fm DB covers tracks the summary file does not have): ~15% random
-    # ones, plus top-ups so every genre/decade/ballad family has >= _MIN_FAMILY tagged tracks,
-    # which keeps the designed count thresholds consistent down to a few dozen tracks.
-    in_db_tagged = [t['labels'] for t in tracks if t['index'] not in set(untagged) | set(not_in_db)]
-    extra_labels = [labels(GENRES[int(rng.integers(len(GENRES)))]) for _ in range(max(2, round(0.15 * n_tracks)))]
+
+def _db_only_tracks(rng, tracks, culprits, used):
+    """Tracks of the Last.fm DB that the summary file does not have: ~15% random ones, plus top-ups
+    so every genre/decade/ballad family has >= _MIN_FAMILY tagged tracks, which keeps the designed
+    count thresholds consistent down to a few dozen tracks."""
+    n_tracks = len(tracks)
+    out_of_db = set(culprits['untagged']) | set(culprits['not_in_db'])
+    in_db_tagged = [t['labels'] for t in tracks if t['index'] not in out_of_db]
+    extra_labels = [_labels(rng, GENRES[int(rng.integers(len(GENRES)))])
+                    for _ in range(max(2, round(0.15 * n_tracks)))]
     for g in GENRES:
         have = sum(lab['genre'] == g for lab in in_db_tagged + extra_labels)
-        extra_labels += [labels(g) for _ in range(max(0, _MIN_FAMILY - have))]
+        extra_labels += [_labels(rng, g) for _ in range(max(0, _MIN_FAMILY - have))]
     for d in DECADES:
         have = sum(lab['decade'] == d for lab in in_db_tagged + extra_labels)
         hosts = [g for g in GENRES if DECADE_PRIOR[g][DECADES.index(d)] > 0]
-        extra_labels += [dict(labels(_choice(rng, hosts)), decade=d) for _ in range(max(0, _MIN_FAMILY - have))]
+        extra_labels += [dict(_labels(rng, _choice(rng, hosts)), decade=d)
+                         for _ in range(max(0, _MIN_FAMILY - have))]
     have = sum(lab['ballad'] for lab in in_db_tagged + extra_labels)
-    extra_labels += [dict(labels(_choice(rng, list(BALLAD_PROB))), ballad=True)
+    extra_labels += [dict(_labels(rng, _choice(rng, list(BALLAD_PROB))), ballad=True)
                      for _ in range(max(0, _MIN_FAMILY - have))]
     extra_ids = _make_ids(rng, 'TR', len(extra_labels), used)
-    extra = [dict(track_id=tid, labels=lab) for tid, lab in zip(extra_ids, extra_labels)]
+    return [dict(track_id=tid, labels=lab) for tid, lab in zip(extra_ids, extra_labels)]
 
-    # ---- tags ----------------------------------------------------------------------------
-    tagged = [t['track_id'] for t in tracks if t['index'] not in set(untagged) | set(not_in_db)]
-    tagged += [e['track_id'] for e in extra]
-    lab_of = {t['track_id']: t['labels'] for t in tracks}
-    lab_of.update({e['track_id']: e['labels'] for e in extra})
+
+def _raw_tags(rng, tagged, lab_of):
+    """Raw tags with strengths of every tagged track: ``(vals {tid: {tag: val}}, rare tags used,
+    low-val wrong-genre tags [[tid, tag, val]])``; each track's tags in shuffled order."""
     raw = {tid: [] for tid in tagged}
     for g, variants in GENRE_FAMILIES.items():
         _assign_family(rng, [t for t in tagged if lab_of[t]['genre'] == g], variants, raw)
@@ -283,30 +305,57 @@ def plan_corpus(n_tracks, seconds, seed):
     for tid in tagged:
         items = list(vals[tid].items())
         vals[tid] = dict(items[i] for i in rng.permutation(len(items)))
+    return vals, rare_used, low_val
 
-    # DB tids: h5 tracks (minus not_in_db) and DB-only tracks, shuffled.
-    db_tids = [t['track_id'] for t in tracks if t['index'] not in set(not_in_db)] + [e['track_id'] for e in extra]
-    db_tids = [db_tids[i] for i in rng.permutation(len(db_tids))]
-    all_tags = sorted({tag for tid in tagged for tag in vals[tid]})
-    all_tags = [all_tags[i] for i in rng.permutation(len(all_tags))]
 
-    counts = {}
-    for tid in tagged:
-        for tag in vals[tid]:
-            counts[tag] = counts.get(tag, 0) + 1
-    thresholds = _design_thresholds(counts, rare_used)
-
-    # Mismatch lines name a Taste-Profile song (fake id + other artist/title) != our track.
-    mism_lines = []
+def _mismatch_lines(rng, tracks, mismatched, used):
+    """Lines naming a Taste-Profile song (fake id + other artist/title) != our track."""
+    lines = []
     for i in mismatched:
         t = tracks[i]
         so = _make_ids(rng, 'SO', 1, used)[0]
         other = f'{_choice(rng, _FIRST)} {_choice(rng, _LAST)}  -  {_choice(rng, _ADJ)} {_choice(rng, _NOUN)}'
-        mism_lines.append(f'ERROR: <{so} {t["track_id"]}> {other}  !=  {t["artist_name"]}  -  {t["title"]}')
+        lines.append(f'ERROR: <{so} {t["track_id"]}> {other}  !=  {t["artist_name"]}  -  {t["title"]}')
+    return lines
+
+
+def plan_corpus(n_tracks, seconds, seed):
+    """Everything but the audio samples: a dict consumed by the writers and the audio workers.
+
+    Every draw comes from one generator seeded with ``(seed, 0)``, in a fixed order, so the plan
+    (and the corpus) depends only on ``(n_tracks, seconds, seed)``.
+    """
+    rng = _rng(seed, 0)
+    used = set()
+    track_ids = _make_ids(rng, 'TR', n_tracks, used)
+    song_ids = _make_ids(rng, 'SO', n_tracks, used)
+    seven = rng.choice(np.arange(100_000, 9_999_999), size=n_tracks + 8, replace=False).tolist()
+    artists = _make_artists(rng, n_tracks, used)
+    tracks = _make_tracks(rng, n_tracks, track_ids, song_ids, seven, artists)
+    culprits = _assign_culprits(rng, tracks)
+    orphans = _assign_audio(rng, tracks, seven)
+    extra = _db_only_tracks(rng, tracks, culprits, used)
+
+    out_of_db = set(culprits['untagged']) | set(culprits['not_in_db'])
+    tagged = [t['track_id'] for t in tracks if t['index'] not in out_of_db] + [e['track_id'] for e in extra]
+    lab_of = {t['track_id']: t['labels'] for t in tracks}
+    lab_of.update({e['track_id']: e['labels'] for e in extra})
+    vals, rare_used, low_val = _raw_tags(rng, tagged, lab_of)
+
+    # DB tids: h5 tracks (minus not_in_db) and DB-only tracks, shuffled; tags in shuffled order too.
+    not_in_db = set(culprits['not_in_db'])
+    db_tids = [t['track_id'] for t in tracks if t['index'] not in not_in_db] + [e['track_id'] for e in extra]
+    db_tids = [db_tids[i] for i in rng.permutation(len(db_tids))]
+    all_tags = sorted({tag for tid in tagged for tag in vals[tid]})
+    all_tags = [all_tags[i] for i in rng.permutation(len(all_tags))]
+    counts = {}
+    for tid in tagged:
+        for tag in vals[tid]:
+            counts[tag] = counts.get(tag, 0) + 1
     return dict(seed=seed, seconds=seconds, tracks=tracks, extra=extra, orphans=orphans, raw_vals=vals,
-                db_tids=db_tids, all_tags=all_tags, counts=counts, thresholds=thresholds,
-                mismatched=mismatched, mism_lines=mism_lines, dup_groups=dup_groups, untagged=untagged,
-                not_in_db=not_in_db, no_audio=no_audio, ambiguous=ambiguous, rare=rare_used, low_val=low_val)
+                db_tids=db_tids, all_tags=all_tags, counts=counts, thresholds=_design_thresholds(counts, rare_used),
+                mism_lines=_mismatch_lines(rng, tracks, culprits['mismatched'], used), rare=rare_used,
+                low_val=low_val, **culprits)
 
 
 def _design_thresholds(counts, rare):

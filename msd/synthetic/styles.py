@@ -316,111 +316,182 @@ def _lead_notes(song, rng, register, mode, density=0.6):
     return notes
 
 
+def _level(rng):
+    """A random mix level around 1."""
+    return rng.uniform(0.7, 1.3)
+
+
+def _dist(sr, x, drive, lp):
+    """Overdrive: tanh saturation, then low-pass at ``lp`` Hz and high-pass at 80 Hz."""
+    return _filter(np.tanh(drive * x), sr, lp=lp, hp=80)
+
+
+def _rock_parts(song, rng, ballad, instrumental):
+    """Rock harmony parts: list of (float [n], pan, gain, haas)."""
+    sr, n = song.sr, song.n
+    stems = []
+    if ballad:
+        y = _render_notes(n, sr, rng, _arp_notes(song, 0.5, 1.5, 60, 0.6, 1), 'pluck', decay=1.2)
+        stems.append((_filter(y, sr, lp=4000), -0.4, 0.6 * _level(rng), True))
+    else:
+        pat = rng.choice(['x.......x.......', 'x.x.x.x.x.x.x.x.'])
+        y = _render_notes(n, sr, rng, _chord_notes(song, pat, 2 if pat[2] == '.' else 0.45, 52, spread=False),
+                          'saw', detune=(0.003,))
+        y = _dist(sr, y, rng.uniform(4, 8), rng.uniform(2800, 3800))
+        stems.append((y, -0.6, 0.5 * _level(rng), True))
+    return stems
+
+
+def _metal_parts(song, rng, ballad, instrumental):
+    """Metal harmony parts: list of (float [n], pan, gain, haas)."""
+    sr, n = song.sr, song.n
+    stems = []
+    notes = _chord_notes(song, 'xxxxxxxxxxxxxxxx' if not ballad else 'x.......x.......', 0.22 if not ballad else 2,
+                         47, spread=False)
+    y = _render_notes(n, sr, rng, [(t, d, m, v) for t, d, m, v in notes], 'saw', detune=(0.004,))
+    y = _dist(sr, y, rng.uniform(12, 20) * (0.3 if ballad else 1), rng.uniform(3800, 5000))
+    stems.append((y, 0.5, 0.45 * _level(rng), True))
+    return stems
+
+
+def _pop_parts(song, rng, ballad, instrumental):
+    """Pop harmony parts: list of (float [n], pan, gain, haas)."""
+    sr, n = song.sr, song.n
+    stems = []
+    y = _render_notes(n, sr, rng, _arp_notes(song, 0.25 if not ballad else 0.5, 0.3, 69, 0.5), 'square', decay=0.12)
+    stems.append((_filter(y, sr, lp=5000), 0.4, 0.35 * _level(rng), False))
+    y = _render_notes(n, sr, rng, _chord_notes(song, 'x...............', 4, 60, 0.5), 'saw', detune=(0.004, -0.004),
+                      attack=0.2)
+    stems.append((_filter(y, sr, lp=2000), -0.3, 0.3 * _level(rng), True))
+    return stems
+
+
+def _hip_hop_parts(song, rng, ballad, instrumental):
+    """Hip-hop harmony parts: list of (float [n], pan, gain, haas)."""
+    sr, n = song.sr, song.n
+    stems = []
+    pat = rng.choice(['x.....x.........', 'x.......x..x....'])
+    y = _render_notes(n, sr, rng, _chord_notes(song, pat, 1.2, 60, 0.7), 'piano', decay=0.9)
+    stems.append((_filter(y, sr, lp=2500), 0.2, 0.45 * _level(rng), False))
+    return stems
+
+
+def _electronic_parts(song, rng, ballad, instrumental):
+    """Electronic harmony parts: list of (float [n], pan, gain, haas)."""
+    sr, n = song.sr, song.n
+    stems = []
+    y = _render_notes(n, sr, rng, _chord_notes(song, 'x...............', 4, 60, 0.6), 'saw', detune=(0.006, -0.006),
+                      attack=0.05)
+    lfo = 0.55 + 0.45 * np.sin(2 * np.pi * np.arange(n) / sr / (8 * song.spb))
+    y = _filter(y, sr, lp=3000) * lfo
+    stems.append((y, -0.3, 0.4 * _level(rng), True))
+    if rng.random() < 0.5:
+        y = _render_notes(n, sr, rng, _chord_notes(song, '..x..x....x..x..', 0.2, 67, 0.8), 'saw', decay=0.1)
+    else:
+        y = _render_notes(n, sr, rng, _arp_notes(song, 0.25, 0.2, 67, 0.7), 'saw', decay=0.1)
+    stems.append((_filter(y, sr, lp=4500), 0.4, 0.3 * _level(rng), False))
+    return stems
+
+
+def _jazz_parts(song, rng, ballad, instrumental):
+    """Jazz harmony parts: list of (float [n], pan, gain, haas)."""
+    sr, n = song.sr, song.n
+    stems = []
+    notes = []
+    for b in range(song.n_bars):
+        pat = ['.'] * 16
+        for k in rng.choice([2, 6, 8, 10, 14], size=rng.integers(2, 4), replace=False):
+            pat[k] = 'x'
+        notes += _chord_notes(song, ''.join(pat), rng.uniform(0.5, 1.5), 62, 0.6, bars=[b])
+    y = _render_notes(n, sr, rng, notes, 'epiano', decay=1.0)
+    stems.append((_filter(y, sr, lp=3500), 0.3, 0.5 * _level(rng), False))
+    if instrumental:
+        y = _render_notes(n, sr, rng, _lead_notes(song, rng, 65, 1), 'saw', attack=0.04)
+        stems.append((_filter(y, sr, lp=2200, hp=200), -0.2, 0.35 * _level(rng), False))
+    return stems
+
+
+def _reggae_parts(song, rng, ballad, instrumental):
+    """Reggae harmony parts: list of (float [n], pan, gain, haas)."""
+    sr, n = song.sr, song.n
+    stems = []
+    y = _render_notes(n, sr, rng, _chord_notes(song, '..x...x...x...x.', 0.12, 64, 0.9), 'square', decay=0.08)
+    stems.append((_filter(y, sr, lp=5000, hp=500), 0.5, 0.5 * _level(rng), False))
+    y = _render_notes(n, sr, rng, _chord_notes(song, '.x.x.x.x.x.x.x.x', 0.1, 55, 0.5), 'organ')
+    stems.append((_filter(y, sr, lp=3000), -0.5, 0.25 * _level(rng), False))
+    return stems
+
+
+def _ambient_parts(song, rng, ballad, instrumental):
+    """Ambient harmony parts: list of (float [n], pan, gain, haas)."""
+    sr, n = song.sr, song.n
+    stems = []
+    y = _render_notes(n, sr, rng, _chord_notes(song, 'x...............', 8, 60, 0.6), 'saw',
+                      detune=(0.007,), attack=rng.uniform(0.8, 1.6))
+    lfo = 0.6 + 0.4 * np.sin(2 * np.pi * np.arange(n) / sr * rng.uniform(0.05, 0.12) + rng.uniform(0, 6))
+    stems.append((_filter(y, sr, lp=rng.uniform(1200, 2200)) * lfo, -0.2, 0.55 * _level(rng), True))
+    bell = []
+    for b in range(song.n_bars):
+        for x in rng.choice(np.arange(0, 4, 0.5), size=rng.integers(0, 3), replace=False):
+            pitch = song.root + 36 + rng.choice(_SCALES[1])
+            bell.append((float(song.time(b, x)), 0.1, pitch, rng.uniform(0.3, 0.7)))
+    y = _render_notes(n, sr, rng, bell, 'bell', decay=2.0)
+    stems.append((y, 0.4, 0.3 * _level(rng), False))
+    wind = _filter(rng.standard_normal(n), sr, lp=1500, hp=300)
+    wind *= 0.5 + 0.5 * np.sin(2 * np.pi * np.arange(n) / sr * 0.07 + rng.uniform(0, 6))
+    stems.append((wind / (np.abs(wind).max() + 1e-9), 0.0, 0.08 * _level(rng), True))
+    return stems
+
+
+def _rnb_parts(song, rng, ballad, instrumental):
+    """R&B harmony parts: list of (float [n], pan, gain, haas)."""
+    sr, n = song.sr, song.n
+    stems = []
+    y = _render_notes(n, sr, rng, _chord_notes(song, 'x.......x.......' if not ballad else 'x...............',
+                                                2 if not ballad else 4, 60, 0.6), 'epiano', decay=2.0)
+    trem = 0.75 + 0.25 * np.sin(2 * np.pi * np.arange(n) / sr * rng.uniform(4, 6))
+    stems.append((_filter(y, sr, lp=3000) * trem, -0.3, 0.55 * _level(rng), True))
+    return stems
+
+
+def _rock_n_roll_parts(song, rng, ballad, instrumental):
+    """Rock n roll harmony parts: list of (float [n], pan, gain, haas)."""
+    sr, n = song.sr, song.n
+    stems = []
+    notes = []
+    for b in range(song.n_bars):
+        root, _ = song.chord(b)
+        base = root + 12
+        for k in range(8):
+            t = float(song.time(b, k // 2 + song.sub[2 * (k % 2)]))
+            for m in (base, base + (7 if (k // 2) % 2 == 0 else 9)):
+                notes.append((t, 0.3 * song.spb, m, 0.8))
+    y = _render_notes(n, sr, rng, notes, 'saw')
+    y = _dist(sr, y, rng.uniform(1.8, 3.0), 5000)
+    stems.append((y, -0.5, 0.45 * _level(rng), False))
+    y = _render_notes(n, sr, rng, _chord_notes(song, '..x...x...x...x.', 0.2, 67, 0.6), 'piano', decay=0.4)
+    stems.append((_filter(y, sr, lp=5000), 0.5, 0.3 * _level(rng), False))
+    return stems
+
+
+#: Genre -> its harmony/lead parts.
+_HARMONY = {'rock': _rock_parts, 'metal': _metal_parts, 'pop': _pop_parts, 'hip-hop': _hip_hop_parts,
+            'electronic': _electronic_parts, 'jazz': _jazz_parts, 'reggae': _reggae_parts,
+            'ambient': _ambient_parts, 'rnb': _rnb_parts, 'rock n roll': _rock_n_roll_parts}
+
+
 def _harmony(song, genre, rng, ballad, instrumental, mode):
     """Harmony/lead instruments: list of (float [n], pan, gain, haas)."""
     sr, n = song.sr, song.n
-    stems = []
-    lvl = lambda: rng.uniform(0.7, 1.3)  # noqa: E731
-
-    def dist(x, drive, lp):
-        return _filter(np.tanh(drive * x), sr, lp=lp, hp=80)
-
-    if genre == 'rock':
-        if ballad:
-            y = _render_notes(n, sr, rng, _arp_notes(song, 0.5, 1.5, 60, 0.6, 1), 'pluck', decay=1.2)
-            stems.append((_filter(y, sr, lp=4000), -0.4, 0.6 * lvl(), True))
-        else:
-            pat = rng.choice(['x.......x.......', 'x.x.x.x.x.x.x.x.'])
-            y = _render_notes(n, sr, rng, _chord_notes(song, pat, 2 if pat[2] == '.' else 0.45, 52, spread=False),
-                              'saw', detune=(0.003,))
-            y = dist(y, rng.uniform(4, 8), rng.uniform(2800, 3800))
-            stems.append((y, -0.6, 0.5 * lvl(), True))
-    elif genre == 'metal':
-        notes = _chord_notes(song, 'xxxxxxxxxxxxxxxx' if not ballad else 'x.......x.......', 0.22 if not ballad else 2,
-                             47, spread=False)
-        y = _render_notes(n, sr, rng, [(t, d, m, v) for t, d, m, v in notes], 'saw', detune=(0.004,))
-        y = dist(y, rng.uniform(12, 20) * (0.3 if ballad else 1), rng.uniform(3800, 5000))
-        stems.append((y, 0.5, 0.45 * lvl(), True))
-    elif genre == 'pop':
-        y = _render_notes(n, sr, rng, _arp_notes(song, 0.25 if not ballad else 0.5, 0.3, 69, 0.5), 'square', decay=0.12)
-        stems.append((_filter(y, sr, lp=5000), 0.4, 0.35 * lvl(), False))
-        y = _render_notes(n, sr, rng, _chord_notes(song, 'x...............', 4, 60, 0.5), 'saw', detune=(0.004, -0.004),
-                          attack=0.2)
-        stems.append((_filter(y, sr, lp=2000), -0.3, 0.3 * lvl(), True))
-    elif genre == 'hip-hop':
-        pat = rng.choice(['x.....x.........', 'x.......x..x....'])
-        y = _render_notes(n, sr, rng, _chord_notes(song, pat, 1.2, 60, 0.7), 'piano', decay=0.9)
-        stems.append((_filter(y, sr, lp=2500), 0.2, 0.45 * lvl(), False))
-    elif genre == 'electronic':
-        y = _render_notes(n, sr, rng, _chord_notes(song, 'x...............', 4, 60, 0.6), 'saw', detune=(0.006, -0.006),
-                          attack=0.05)
-        lfo = 0.55 + 0.45 * np.sin(2 * np.pi * np.arange(n) / sr / (8 * song.spb))
-        y = _filter(y, sr, lp=3000) * lfo
-        stems.append((y, -0.3, 0.4 * lvl(), True))
-        if rng.random() < 0.5:
-            y = _render_notes(n, sr, rng, _chord_notes(song, '..x..x....x..x..', 0.2, 67, 0.8), 'saw', decay=0.1)
-        else:
-            y = _render_notes(n, sr, rng, _arp_notes(song, 0.25, 0.2, 67, 0.7), 'saw', decay=0.1)
-        stems.append((_filter(y, sr, lp=4500), 0.4, 0.3 * lvl(), False))
-    elif genre == 'jazz':
-        notes = []
-        for b in range(song.n_bars):
-            pat = ['.'] * 16
-            for k in rng.choice([2, 6, 8, 10, 14], size=rng.integers(2, 4), replace=False):
-                pat[k] = 'x'
-            notes += _chord_notes(song, ''.join(pat), rng.uniform(0.5, 1.5), 62, 0.6, bars=[b])
-        y = _render_notes(n, sr, rng, notes, 'epiano', decay=1.0)
-        stems.append((_filter(y, sr, lp=3500), 0.3, 0.5 * lvl(), False))
-        if instrumental:
-            y = _render_notes(n, sr, rng, _lead_notes(song, rng, 65, 1), 'saw', attack=0.04)
-            stems.append((_filter(y, sr, lp=2200, hp=200), -0.2, 0.35 * lvl(), False))
-    elif genre == 'reggae':
-        y = _render_notes(n, sr, rng, _chord_notes(song, '..x...x...x...x.', 0.12, 64, 0.9), 'square', decay=0.08)
-        stems.append((_filter(y, sr, lp=5000, hp=500), 0.5, 0.5 * lvl(), False))
-        y = _render_notes(n, sr, rng, _chord_notes(song, '.x.x.x.x.x.x.x.x', 0.1, 55, 0.5), 'organ')
-        stems.append((_filter(y, sr, lp=3000), -0.5, 0.25 * lvl(), False))
-    elif genre == 'ambient':
-        y = _render_notes(n, sr, rng, _chord_notes(song, 'x...............', 8, 60, 0.6), 'saw',
-                          detune=(0.007,), attack=rng.uniform(0.8, 1.6))
-        lfo = 0.6 + 0.4 * np.sin(2 * np.pi * np.arange(n) / sr * rng.uniform(0.05, 0.12) + rng.uniform(0, 6))
-        stems.append((_filter(y, sr, lp=rng.uniform(1200, 2200)) * lfo, -0.2, 0.55 * lvl(), True))
-        bell = []
-        for b in range(song.n_bars):
-            for x in rng.choice(np.arange(0, 4, 0.5), size=rng.integers(0, 3), replace=False):
-                pitch = song.root + 36 + rng.choice(_SCALES[1])
-                bell.append((float(song.time(b, x)), 0.1, pitch, rng.uniform(0.3, 0.7)))
-        y = _render_notes(n, sr, rng, bell, 'bell', decay=2.0)
-        stems.append((y, 0.4, 0.3 * lvl(), False))
-        wind = _filter(rng.standard_normal(n), sr, lp=1500, hp=300)
-        wind *= 0.5 + 0.5 * np.sin(2 * np.pi * np.arange(n) / sr * 0.07 + rng.uniform(0, 6))
-        stems.append((wind / (np.abs(wind).max() + 1e-9), 0.0, 0.08 * lvl(), True))
-    elif genre == 'rnb':
-        y = _render_notes(n, sr, rng, _chord_notes(song, 'x.......x.......' if not ballad else 'x...............',
-                                                    2 if not ballad else 4, 60, 0.6), 'epiano', decay=2.0)
-        trem = 0.75 + 0.25 * np.sin(2 * np.pi * np.arange(n) / sr * rng.uniform(4, 6))
-        stems.append((_filter(y, sr, lp=3000) * trem, -0.3, 0.55 * lvl(), True))
-    elif genre == 'rock n roll':
-        notes = []
-        for b in range(song.n_bars):
-            root, _ = song.chord(b)
-            base = root + 12
-            for k in range(8):
-                t = float(song.time(b, k // 2 + song.sub[2 * (k % 2)]))
-                for m in (base, base + (7 if (k // 2) % 2 == 0 else 9)):
-                    notes.append((t, 0.3 * song.spb, m, 0.8))
-        y = _render_notes(n, sr, rng, notes, 'saw')
-        y = dist(y, rng.uniform(1.8, 3.0), 5000)
-        stems.append((y, -0.5, 0.45 * lvl(), False))
-        y = _render_notes(n, sr, rng, _chord_notes(song, '..x...x...x...x.', 0.2, 67, 0.6), 'piano', decay=0.4)
-        stems.append((_filter(y, sr, lp=5000), 0.5, 0.3 * lvl(), False))
+    stems = _HARMONY[genre](song, rng, ballad, instrumental)
     if ballad and genre not in ('ambient',):
         y = _render_notes(n, sr, rng, _chord_notes(song, 'x...............', 4, 60, 0.5), 'saw',
                           detune=(0.005, -0.005), attack=0.6)
-        stems.append((_filter(y, sr, lp=1600), 0.2, 0.35 * lvl(), True))
+        stems.append((_filter(y, sr, lp=1600), 0.2, 0.35 * _level(rng), True))
     if instrumental and genre in ('rock', 'metal', 'pop', 'electronic', 'rock n roll', 'reggae') and rng.random() < 0.6:
         timbre = 'saw' if genre in ('rock', 'metal', 'rock n roll') else 'square'
         y = _render_notes(n, sr, rng, _lead_notes(song, rng, 72, mode), timbre, attack=0.01)
         if genre in ('rock', 'metal'):
-            y = dist(y, 5.0, 3500)
-        stems.append((_filter(y, sr, lp=4000), 0.1, 0.3 * lvl(), False))
+            y = _dist(sr, y, 5.0, 3500)
+        stems.append((_filter(y, sr, lp=4000), 0.1, 0.3 * _level(rng), False))
     return stems

@@ -18,45 +18,55 @@ _FORMANT_BW = np.array([80.0, 100.0, 140.0, 200.0])
 _FORMANT_AMP = np.array([1.0, 0.65, 0.4, 0.25])
 
 
-def _voice(song, kind, rng, ballad, mode):
-    """Voice stem for ``kind`` in {'female', 'male', 'rap'}: float [n]."""
+def _sung_syllables(song, kind, rng, ballad, mode):
+    """Sung phrases on the song's scale, female or male range: syllables (see :func:`_voice`)."""
     sr, n, spb = song.sr, song.n, song.spb
-    syl = []  # (t0 s, t1 s, f0 start Hz, f0 end Hz, vowel a, vowel b, consonant level)
-    if kind in ('female', 'male'):
-        lo, hi = (55, 70) if kind == 'female' else (43, 57)
-        scale = _SCALES[mode]
-        pitches = [song.root + 12 * o + s for o in range(-1, 5) for s in scale]
-        pitches = [p for p in pitches if lo <= p <= hi]
-        i = len(pitches) // 2
-        beat = float(rng.choice([0, 1, 2]))
-        end = (n / sr + song.offset) / spb
-        durs, p = ((1, 2, 3), (.3, .5, .2)) if ballad else ((0.5, 1, 1.5, 2), (.25, .4, .2, .15))
-        while beat < end:
-            phrase_end = beat + rng.choice([6, 8, 8, 12])
-            while beat < phrase_end:
-                d = float(rng.choice(durs, p=p))
-                i = int(np.clip(i + rng.choice([-2, -1, -1, 0, 1, 1, 2]), 0, len(pitches) - 1))
-                f = float(_midi_hz(pitches[i]))
-                t0 = float(song.time(0, beat))
-                va = int(rng.integers(5))
-                vb = va if rng.random() < 0.6 else int(rng.integers(5))  # 40% diphthongs
-                syl.append((t0, t0 + 0.93 * d * spb, f, f, va, vb, 0.6 if rng.random() < 0.4 else 0.0))
-                beat += d
-            beat += float(rng.choice([1, 2, 2, 3]))
-    else:
-        base = rng.uniform(105, 150)
-        for b in range(song.n_bars):
-            if rng.random() < 0.12:
+    syl = []
+    lo, hi = (55, 70) if kind == 'female' else (43, 57)
+    scale = _SCALES[mode]
+    pitches = [song.root + 12 * o + s for o in range(-1, 5) for s in scale]
+    pitches = [p for p in pitches if lo <= p <= hi]
+    i = len(pitches) // 2
+    beat = float(rng.choice([0, 1, 2]))
+    end = (n / sr + song.offset) / spb
+    durs, p = ((1, 2, 3), (.3, .5, .2)) if ballad else ((0.5, 1, 1.5, 2), (.25, .4, .2, .15))
+    while beat < end:
+        phrase_end = beat + rng.choice([6, 8, 8, 12])
+        while beat < phrase_end:
+            d = float(rng.choice(durs, p=p))
+            i = int(np.clip(i + rng.choice([-2, -1, -1, 0, 1, 1, 2]), 0, len(pitches) - 1))
+            f = float(_midi_hz(pitches[i]))
+            t0 = float(song.time(0, beat))
+            va = int(rng.integers(5))
+            vb = va if rng.random() < 0.6 else int(rng.integers(5))  # 40% diphthongs
+            syl.append((t0, t0 + 0.93 * d * spb, f, f, va, vb, 0.6 if rng.random() < 0.4 else 0.0))
+            beat += d
+        beat += float(rng.choice([1, 2, 2, 3]))
+    return syl
+
+
+def _rapped_syllables(song, rng):
+    """Short speech-like syllables on a 16th grid, falling pitch, consonant bursts (see :func:`_voice`)."""
+    spb = song.spb
+    syl = []
+    base = rng.uniform(105, 150)
+    for b in range(song.n_bars):
+        if rng.random() < 0.12:
+            continue
+        density = rng.uniform(0.55, 0.85)
+        for k in range(16):
+            if rng.random() > density:
                 continue
-            density = rng.uniform(0.55, 0.85)
-            for k in range(16):
-                if rng.random() > density:
-                    continue
-                x = song.step_beat(k)
-                t0 = float(song.time(b, x))
-                d = rng.choice([0.22, 0.22, 0.4]) * spb
-                f = base * (1.18 - 0.25 * k / 16) * (1 + 0.07 * rng.standard_normal())
-                syl.append((t0, t0 + d, f, 0.88 * f, rng.integers(5), rng.integers(5), rng.uniform(0.5, 1.0)))
+            x = song.step_beat(k)
+            t0 = float(song.time(b, x))
+            d = rng.choice([0.22, 0.22, 0.4]) * spb
+            f = base * (1.18 - 0.25 * k / 16) * (1 + 0.07 * rng.standard_normal())
+            syl.append((t0, t0 + d, f, 0.88 * f, rng.integers(5), rng.integers(5), rng.uniform(0.5, 1.0)))
+    return syl
+
+
+def _envelopes(syl, n, sr, kind, rng):
+    """Per-sample pitch (Hz, 0 between syllables), amplitude and consonant-noise level: float [n] each."""
     f0 = np.zeros(n)
     amp = np.zeros(n)
     cons = np.zeros(n)
@@ -77,8 +87,13 @@ def _voice(song, kind, rng, ballad, mode):
             cseg = np.arange(i0, i0 + cl)
             cok = (cseg >= 0) & (cseg < n)
             cons[cseg[cok]] += c * np.exp(-np.arange(cl) / (0.3 * cl))[cok]
-    if not syl or amp.max() == 0:
-        return np.zeros(n)
+    return f0, amp, cons
+
+
+def _glottal_source(f0, amp, cons, kind, rng, sr):
+    """Voiced source (differentiated Rosenberg pulses with held pitch, portamento, vibrato and
+    jitter) and the consonant noise: (source, noise), float32 [n] each."""
+    n = len(f0)
     # Hold the pitch between syllables (phase continuity), then glide (portamento ~25 ms).
     idx = np.where(f0 > 0, np.arange(n), 0)
     np.maximum.accumulate(idx, out=idx)
@@ -104,7 +119,13 @@ def _voice(song, kind, rng, ballad, mode):
     src = np.diff(pulse, prepend=np.float32(0)) * (0.1 * sr / np.maximum(f0, 50)).astype(np.float32)
     src = (src + 0.02 * rng.standard_normal(n, dtype=np.float32)) * amp.astype(np.float32)
     noise = rng.standard_normal(n, dtype=np.float32) * cons.astype(np.float32)
-    # STFT formant filtering (hop 256, Hann^2 overlap-add at 75%).
+    return src, noise
+
+
+def _formant_filter(src, noise, syl, kind, sr):
+    """Source through the syllables' moving vowel formants, noise through a 3-9 kHz band (STFT,
+    hop 256, Hann^2 overlap-add at 75%): float [n], unit RMS."""
+    n = len(src)
     nfft, hop = 1024, 256
     pad = np.concatenate([np.zeros(nfft), src, np.zeros(nfft)])
     padn = np.concatenate([np.zeros(nfft), noise, np.zeros(nfft)])
@@ -143,3 +164,19 @@ def _voice(song, kind, rng, ballad, mode):
         y[r * hop:r * hop + len(flat)] += flat
     y = y[nfft:nfft + n] / 1.5
     return y / (np.sqrt(np.mean(y ** 2)) + 1e-9)
+
+
+def _voice(song, kind, rng, ballad, mode):
+    """Voice stem for ``kind`` in {'female', 'male', 'rap'}: float [n].
+
+    Syllables are ``(t0 s, t1 s, f0 start Hz, f0 end Hz, vowel a, vowel b, consonant level)``.
+    """
+    if kind in ('female', 'male'):
+        syl = _sung_syllables(song, kind, rng, ballad, mode)
+    else:
+        syl = _rapped_syllables(song, rng)
+    f0, amp, cons = _envelopes(syl, song.n, song.sr, kind, rng)
+    if not syl or amp.max() == 0:
+        return np.zeros(song.n)
+    src, noise = _glottal_source(f0, amp, cons, kind, rng, song.sr)
+    return _formant_filter(src, noise, syl, kind, song.sr)
