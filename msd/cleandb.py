@@ -25,7 +25,8 @@ Output ``clean_tags.db`` (same layout as the raw DB, so :class:`msd.lastfm.LastF
 * ``meta(key TEXT, value TEXT)`` — the settings and list checksums that produced the DB.
 
 ``tag_map.csv`` (next to the DB unless ``--tag-map`` says otherwise) lists raw tag -> clean tag for
-audit: raw_tag, raw_tag_num, raw_count, clean_tag, clean_tag_num, kind, status, rule, clean_count.
+audit: raw_tag, raw_tag_num, raw_count, clean_tag, clean_tag_num, kind, status, rule, clean_count
+(:func:`tag_map_table`).
 """
 from __future__ import annotations
 
@@ -195,6 +196,23 @@ def write_clean_db(path, names, tids, clean, meta, overwrite=False):
             raise MsdError(f'failed to write {path}')
 
 
+def tag_map_table(mapping, names, counts) -> pd.DataFrame:
+    """``tag_map.csv`` rows (columns and order in docs/clean-tag-db.md) from the mapping and the
+    final clean tags ``names`` (in number order) with their track ``counts``."""
+    num_of = {n: i for i, n in enumerate(names, 1)}
+    count_of = dict(zip(names, counts.tolist()))
+    table = mapping.table.copy()
+    table['clean_tag_num'] = pd.array([num_of.get(n) for n in table['clean_tag']], dtype='Int64')
+    table['clean_count'] = pd.array([count_of.get(n) for n in table['clean_tag']], dtype='Int64')
+    empty = table['clean_tag'].notna() & table['clean_tag_num'].isna()
+    table.loc[empty, 'status'] = 'empty'
+    table = table[['raw_tag', 'raw_tag_num', 'raw_count', 'clean_tag', 'clean_tag_num', 'kind',
+                   'status', 'rule', 'clean_count']]
+    return table.assign(_m=table['clean_tag_num'].isna()).sort_values(
+        ['_m', 'clean_tag_num', 'raw_count', 'raw_tag_num'], ascending=[True, True, False, True],
+        kind='stable').drop(columns='_m').reset_index(drop=True)
+
+
 def clean_tags(lastfm, out, *, tag_map=None, lists=None, min_count=2000, pool_min_count=10,
                val_threshold=0.0, unlisted='drop', overwrite=False, command=None) -> CleanResult:
     """Clean the raw DB ``lastfm`` into ``out`` (+ ``tag_map.csv``); see the module docstring.
@@ -251,18 +269,7 @@ def clean_tags(lastfm, out, *, tag_map=None, lists=None, min_count=2000, pool_mi
             'combine': lists.combine, 'drop': lists.drop}
     write_clean_db(out, names, tids, clean, meta, overwrite)
 
-    num_of = {n: i for i, n in enumerate(names, 1)}
-    count_of = dict(zip(names, counts.tolist()))
-    table = mapping.table.copy()
-    table['clean_tag_num'] = pd.array([num_of.get(n) for n in table['clean_tag']], dtype='Int64')
-    table['clean_count'] = pd.array([count_of.get(n) for n in table['clean_tag']], dtype='Int64')
-    empty = table['clean_tag'].notna() & table['clean_tag_num'].isna()
-    table.loc[empty, 'status'] = 'empty'
-    table = table[['raw_tag', 'raw_tag_num', 'raw_count', 'clean_tag', 'clean_tag_num', 'kind',
-                   'status', 'rule', 'clean_count']]
-    table = table.assign(_m=table['clean_tag_num'].isna()).sort_values(
-        ['_m', 'clean_tag_num', 'raw_count', 'raw_tag_num'], ascending=[True, True, False, True],
-        kind='stable').drop(columns='_m').reset_index(drop=True)
+    table = tag_map_table(mapping, names, counts)
     write_csv(table, tag_map, command=command or command_line(), overwrite=overwrite)
 
     n_tracks = int(clean['tid'].nunique())
