@@ -160,36 +160,7 @@ def silence_stats(y, sr, **split_kwargs) -> dict:
     return out
 
 
-# MPEG audio frame geometry (ISO 11172-3 / 13818-3), for the truncation check below.
-_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
-_MPEG_KBPS = {
-    (1, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
-    (1, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
-    (1, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
-    (2, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
-    (2, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-    (2, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-}
-
-
 _U32 = struct.Struct('>I')
-
-
-def _frame_length(h):
-    """Bytes of the MPEG audio frame whose 4-byte header is the int ``h``; None if not a header."""
-    if (h >> 21) & 0x7FF != 0x7FF:
-        return None
-    version, layer = (h >> 19) & 3, 4 - ((h >> 17) & 3)  # layer 1..3 (4 = reserved)
-    bitrate_idx, rate_idx, padding = (h >> 12) & 15, (h >> 10) & 3, (h >> 9) & 1
-    if version == 1 or layer == 4 or bitrate_idx in (0, 15) or rate_idx == 3:
-        return None  # reserved values, or free format (length not computable)
-    kbps = _MPEG_KBPS[(1 if version == 3 else 2, layer)][bitrate_idx] * 1000
-    sr = _MPEG_RATES[version][rate_idx]
-    if layer == 1:
-        return (12 * kbps // sr + padding) * 4
-    if layer == 3 and version != 3:
-        return 72 * kbps // sr + padding
-    return 144 * kbps // sr + padding
 
 
 def mp3_truncation(path):
@@ -198,8 +169,10 @@ def mp3_truncation(path):
     Walks the MPEG frame headers from the first frame (after an ID3v2 tag); the file is truncated if
     the last frame header announces more bytes than the file has left. Trailing tags (ID3v1, APE,
     Lyrics3) and other trailing bytes that are not a frame header are not flagged. Reads the whole
-    file (< 1 ms for a 30 s preview; the decode that follows costs ~40 ms).
+    file (< 1 ms for a 30 s preview; the decode that follows costs ~40 ms). Frame lengths come from
+    :func:`preprocessing.audio.mpeg_frame_length` (ISO 11172-3 / ISO 13818-3 frame geometry).
     """
+    from preprocessing.audio import mpeg_frame_length
     try:
         with open(path, 'rb') as f:
             data = f.read()
@@ -211,9 +184,9 @@ def mp3_truncation(path):
         pos = 10 + size + (10 if data[5] & 0x10 else 0)
     # find the first frame whose successor is also a frame (skips junk that happens to look like sync)
     while pos + 4 <= n:
-        length = _frame_length(int.from_bytes(data[pos:pos + 4], 'big')) if data[pos] == 0xFF else None
+        length = mpeg_frame_length(int.from_bytes(data[pos:pos + 4], 'big')) if data[pos] == 0xFF else None
         if length and (pos + length + 4 > n or
-                       _frame_length(int.from_bytes(data[pos + length:pos + length + 4], 'big'))):
+                       mpeg_frame_length(int.from_bytes(data[pos + length:pos + length + 4], 'big'))):
             break
         pos += 1
     else:
@@ -225,7 +198,7 @@ def mp3_truncation(path):
         h = unpack(data, pos)[0]
         length = cache.get(h, -1)
         if length == -1:
-            length = cache[h] = _frame_length(h)
+            length = cache[h] = mpeg_frame_length(h)
         if length is None:
             return None  # a tag or other trailing data: not a cut-off frame
         if pos + length > n:

@@ -57,7 +57,7 @@ def _design_db(path, seed=0, low_val_pairs=True):
     rng = np.random.default_rng(seed)
     tags = list(DESIGN) + ['jazz']  # 'jazz' only ever appears with val <= 5
     pairs = []
-    for k, (t, (n, _, _)) in enumerate(DESIGN.items(), start=1):
+    for k, (_, (n, _, _)) in enumerate(DESIGN.items(), start=1):
         for i in rng.choice(N_TRACKS, size=n, replace=False):
             pairs.append((int(i) + 1, k, float(rng.integers(20, 101))))
     if low_val_pairs:
@@ -175,7 +175,7 @@ def test_tag_map_csv_and_meta(cleaned):
     # a clean tag left without tracks by the val filter is reported, not numbered
     assert tm.set_index('raw_tag').loc['jazz', 'status'] == 'empty'
     with LastFm(clean) as lf:
-        for raw_tag, name, num in mapped[['raw_tag', 'clean_tag', 'clean_tag_num']].itertuples(index=False):
+        for name, num in mapped[['clean_tag', 'clean_tag_num']].itertuples(index=False):
             assert lf.tag_num_to_tag(int(num)) == name
     meta = dict(sqlite3.connect(clean).execute('SELECT key, value FROM meta').fetchall())
     assert meta['min_count'] == str(MIN_COUNT) and 'popularity' in meta['numbering']

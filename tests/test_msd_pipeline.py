@@ -142,7 +142,7 @@ def test_clean_db_round_trips_through_lastfm(corpus):
             got = lf.query_tags(tid)
             assert len(got) == len(set(got)) and set(got) == tags, tid
         # the weak wrong-genre tags (val <= 6) are gone
-        for tid, tag, val in truth['low_val_tags']:
+        for tid, tag, _ in truth['low_val_tags']:
             if tid in expect:
                 assert tag.lower() not in lf.query_tags(tid) or tag.lower() in expect[tid]
 
