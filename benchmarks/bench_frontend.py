@@ -1,4 +1,4 @@
-"""Front-end cost per 30 s 44.1 kHz stereo MP3 (issue: foundation).
+"""Front-end cost per 30 s 44.1 kHz stereo MP3 (a synthetic 7digital-style preview, ``_common.preview_mp3s``).
 
 Figures (median over >= 5 files, ms per file): decode+resample to 16 kHz mono (soundfile+soxr,
 the baseline and the floor), log-mel NumPy path and TF layer for both presets, the total, and
@@ -8,15 +8,16 @@ decode+resample (``ratio_*`` lines).
 Usage: python benchmarks/bench_frontend.py [--files 5]
 """
 import argparse
+import functools
+import os
 import statistics
 import tempfile
 import time
 
-
-from _common import emit  # (sets paths/env first)
+from _common import PREVIEW_FORMATS, emit, preview_mp3s  # (sets paths/env first)
+from core.files import atomic_write_bytes
 from preprocessing.audio import load_audio
 from preprocessing.features import get_params, log_mel
-from tests._audio_fixtures import music_like, write_mp3
 
 BENCH = 'frontend'
 
@@ -34,32 +35,35 @@ def per_file(fn, items, repeat=3):
     return statistics.median(out)
 
 
+def _one_example(fn, audio):
+    """``fn`` on a batch of one: float32 [n] -> its output [T, n_mels] as NumPy."""
+    return fn(audio[None]).numpy()[0]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--files', type=int, default=5)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix='bench_frontend_')
-    paths = []
-    for i in range(args.files):
-        p = f'{tmp}/f{i}.mp3'
-        from pathlib import Path
-        write_mp3(Path(p), music_like(30, 44100, seed=i, channels=2), 44100)
-        paths.append(p)
+    mp3 = preview_mp3s(30.0)[PREVIEW_FORMATS.index((44100, 2, 128))]
+    paths = [os.path.join(tmp, f'f{i}.mp3') for i in range(args.files)]
+    for p in paths:
+        atomic_write_bytes(p, mp3)
     load_audio(paths[0])  # warm-up (library loading)
     decode_ms = per_file(load_audio, paths)
     emit(BENCH, 'decode_resample_ms', decode_ms, 'ms/file', files=len(paths), method='soundfile+soxr')
     audios = [load_audio(p) for p in paths]
-    import tensorflow as tf
+    from core.logs import import_tensorflow
+    tf = import_tensorflow()          # (without its C++ start-up lines)
     from preprocessing.tf_frontend import LogMel
     for preset in ('orpheus', 'musicnn'):
         params = get_params(preset)
         log_mel(audios[0], params)
-        np_ms = per_file(lambda a: log_mel(a, params), audios)
+        np_ms = per_file(functools.partial(log_mel, params=params), audios)
         emit(BENCH, f'logmel_numpy_{preset}_ms', np_ms, 'ms/file', preset=preset)
-        layer = LogMel(params)
-        fn = tf.function(lambda x: layer(x), reduce_retracing=True)
+        fn = tf.function(LogMel(params), reduce_retracing=True)
         fn(audios[0][None])
-        tf_ms = per_file(lambda a: fn(a[None]).numpy(), audios)
+        tf_ms = per_file(functools.partial(_one_example, fn), audios)
         emit(BENCH, f'logmel_tf_layer_{preset}_ms', tf_ms, 'ms/file', preset=preset)
         emit(BENCH, f'total_decode_logmel_{preset}_ms', decode_ms + np_ms, 'ms/file', preset=preset)
         emit(BENCH, f'ratio_logmel_over_decode_{preset}', np_ms / decode_ms, 'x', target='<= 0.25',
