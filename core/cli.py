@@ -41,7 +41,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
     def _get_help_string(self, action):
         text = action.help or ''
-        if action.default in (None, False, argparse.SUPPRESS, []) or '%(default)' in text or 'default' in text:
+        no_default = (action.default is None or action.default is False or action.default is argparse.SUPPRESS
+                      or action.default == [])
+        if no_default or '%(default)' in text or 'default' in text:
             return text
         return super()._get_help_string(action)
 

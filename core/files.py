@@ -23,7 +23,7 @@ import re
 import shutil
 import uuid
 
-from .errors import NoSpaceError, OutputExistsError, is_no_space
+from .errors import MuseTagError, NoSpaceError, OutputExistsError, is_no_space
 
 __all__ = ['is_url', 'gfile', 'join', 'exists', 'makedirs', 'listdir', 'remove', 'rename', 'read_text',
            'umask', 'file_mode', 'dir_mode', 'atomic_write_text', 'atomic_write_bytes', 'atomic_path',
@@ -131,8 +131,15 @@ def temp_name(path, tag: str = 'tmp') -> str:
     return os.path.join(folder, f'.{name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}')
 
 
-def check_output(path, overwrite: bool) -> None:
-    """Raise :class:`~core.errors.OutputExistsError` if ``path`` exists and ``overwrite`` is false."""
+def check_output(path, overwrite: bool, *, directory: bool = False) -> None:
+    """Check that ``path`` may be written: raise :class:`~core.errors.OutputExistsError` if it exists
+    and ``overwrite`` is false, and :class:`~core.errors.MuseTagError` if a file output names an
+    existing directory (or a ``directory`` output names a file)."""
+    if not is_url(path):
+        if not directory and os.path.isdir(path):
+            raise MuseTagError(f'{path} is a directory; give a file name for the output')
+        if directory and os.path.exists(path) and not os.path.isdir(path):
+            raise MuseTagError(f'{path} is a file; give a folder name for the output')
     if exists(path) and not overwrite:
         raise OutputExistsError(f'{path} exists; pass --overwrite to replace it')
 
@@ -224,8 +231,7 @@ def atomic_dir(out, overwrite: bool = False):
     on any exception it is deleted and ``out`` is left as it was.
     """
     out = os.fspath(out)
-    if os.path.exists(out) and not overwrite:
-        raise OutputExistsError(f'{out} exists; pass --overwrite to replace it')
+    check_output(out, overwrite, directory=True)
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
     tmp = temp_name(out)

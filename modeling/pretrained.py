@@ -433,12 +433,12 @@ def import_published(published: str, out, *, overwrite: bool = False, package_di
     """
     published = canonical_name(published)
     out = Path(out)
-    files.check_output(out, overwrite)
+    files.check_output(out, overwrite, directory=True)
     pkg = find_package_dir(package_dir)
     _check_labels(pkg)
     from . import rundir
     with rundir.run_lock(out):
-        files.check_output(out, overwrite)          # written by someone else while we waited
+        files.check_output(out, overwrite, directory=True)   # written by someone else while we waited
         config = _import_into(published, out, pkg, saved_model=saved_model, command=command)
     return config
 

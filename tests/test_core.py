@@ -65,6 +65,12 @@ def test_atomic_path_leaves_nothing_on_error_and_refuses_to_overwrite(tmp_path):
     with files.atomic_path(target, overwrite=True) as tmp:
         Path(tmp).write_text('new')
     assert target.read_text() == 'new' and list(tmp_path.iterdir()) == [target]
+    with pytest.raises(errors.MuseTagError, match='is a directory; give a file name'):
+        with files.atomic_path(tmp_path, overwrite=True):
+            pass
+    with pytest.raises(errors.MuseTagError, match='is a file; give a folder name'):
+        with files.atomic_dir(target, overwrite=True):
+            pass
 
 
 def test_atomic_dir_replaces_whole_tree_or_nothing(tmp_path):
@@ -300,8 +306,11 @@ def test_help_formatter_shows_defaults():
     p = argparse.ArgumentParser(formatter_class=cli.HelpFormatter)
     p.add_argument('--workers', type=int, default=4, help='worker processes')
     p.add_argument('--top', type=int, default=10, help='tags to print (default %(default)s)')
-    text = p.format_help()
+    p.add_argument('--min-size', type=int, default=0, help='smallest file size')
+    p.add_argument('--flag', action='store_true', help='a switch')
+    text = ' '.join(p.format_help().split())
     assert 'worker processes (default: 4)' in text and 'tags to print (default 10)' in text
+    assert 'smallest file size (default: 0)' in text and 'a switch (default' not in text
 
 
 def test_dataclass_from_dict_names_unknown_keys():
