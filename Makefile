@@ -1,20 +1,26 @@
-# MuseTag: `make demo` runs the whole pipeline on a generated mini corpus; `make test` runs the tests.
-# Both create .venv and install the pinned stack first (idempotent; re-installs when pins change).
+# MuseTag: `make demo` runs the whole pipeline on a generated mini corpus; `make test` runs the lint and
+# the tests. Both create .venv and install the pinned stack first (idempotent; re-installs when pins change).
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
+MT := $(VENV)/bin/musetag
 STAMP := $(VENV)/.installed
 DATA ?= data/mini
 OUT ?= data/mini-out
 RUNS ?= runs
 TRACKS ?= 300
 SECONDS ?= 30
+# three clips of the corpus for tagging demos (the biggest files are whole 30 s previews)
+CLIPS = $$(find $(DATA)/audio -name "*.mp3" -size +200k | sort | head -3)
 export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
+# imported published models (musetag tag --model …) are cached here for the demo; unset, users get ~/.cache/musetag
+export MUSETAG_CACHE ?= $(CURDIR)/.cache/musetag
 
-.PHONY: venv test test-fast demo demo-data demo-msd demo-tfrecords demo-train demo-evaluate demo-pretrained bench pretrained clean
+.PHONY: venv lint test test-fast demo demo-data demo-msd demo-tfrecords demo-train demo-evaluate demo-pretrained \
+        results bench pretrained clean
 
 $(STAMP): requirements.txt requirements-dev.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +33,10 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 
 venv: $(STAMP)
 
-test: venv
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest -q
 
 test-fast: venv
@@ -35,43 +44,55 @@ test-fast: venv
 
 # ---- the demo: every stage on the generated MSD-format mini corpus --------------------------
 demo-data: venv
-	$(PY) -m msd.synthetic --out $(DATA) --tracks $(TRACKS) --seconds $(SECONDS) --seed 0 --overwrite --quiet
+	$(MT) synth --out $(DATA) --tracks $(TRACKS) --seconds $(SECONDS) --seed 0 --overwrite --quiet
 
 demo-msd: venv
-	$(PY) -m msd all --data $(DATA) --out $(OUT)/msd --min-count 20 --pool-min-count 2 --val-threshold 10 \
+	$(MT) msd all --data $(DATA) --out $(OUT)/msd --min-count 20 --pool-min-count 2 --val-threshold 10 \
 	    --overwrite --no-progress
 
 demo-tfrecords: venv
-	$(PY) -m preprocessing split --master $(OUT)/msd/master.csv --out $(OUT)/splits.csv --by artist \
+	$(MT) preprocess split --master $(OUT)/msd/master.csv --out $(OUT)/splits.csv --by artist \
 	    --ratios 0.6 0.2 0.2 --seed 0 --overwrite
-	$(PY) -m preprocessing write --master $(OUT)/msd/master.csv --tags $(OUT)/msd/clean_tags.db \
+	$(MT) preprocess write --master $(OUT)/msd/master.csv --tags $(OUT)/msd/clean_tags.db \
 	    --splits $(OUT)/splits.csv --format log-mel --preset musicnn --shards-per-split 4 2 2 \
 	    --out $(OUT)/tfrecords-logmel --workers 2 --overwrite --no-progress
-	$(PY) -m preprocessing write --master $(OUT)/msd/master.csv --tags $(OUT)/msd/clean_tags.db \
+	$(MT) preprocess write --master $(OUT)/msd/master.csv --tags $(OUT)/msd/clean_tags.db \
 	    --splits $(OUT)/splits.csv --format waveform --shards-per-split 4 2 2 \
 	    --out $(OUT)/tfrecords-waveform --workers 2 --overwrite --no-progress
-	$(PY) -m preprocessing info $(OUT)/tfrecords-logmel
+	$(MT) preprocess info $(OUT)/tfrecords-logmel
 
 demo-train: venv
-	$(PY) -m training --config configs/demo.json --run-dir $(RUNS)/demo --overwrite
+	$(MT) train --config configs/demo.json --run $(RUNS)/demo --overwrite
 
+# Tagging the whole audio folder meets the corpus's deliberately broken files: they are reported and
+# skipped, and the command exits 1 (some inputs skipped), which the demo expects.
 demo-evaluate: venv
-	$(PY) -m evaluation.test_model --run $(RUNS)/demo --split test --overwrite
-	$(PY) -m evaluation.test_model --run $(RUNS)/demo --top 5 --json $(RUNS)/demo/predictions.jsonl \
-	    --taggram $(RUNS)/demo/taggram.png $$(find $(DATA)/audio -name "*.mp3" -size +200k | sort | head -3)
+	$(MT) evaluate --run $(RUNS)/demo --split test --overwrite
+	$(MT) tag --run $(RUNS)/demo --top 5 --json $(RUNS)/demo/predictions.jsonl --taggram $(RUNS)/demo/taggrams \
+	    --overwrite $(CLIPS)
+	$(MT) tag --run $(RUNS)/demo --top 3 --csv $(RUNS)/demo/corpus_tags.csv --overwrite -q $(DATA)/audio \
+	    > /dev/null; rc=$$?; test $$rc -eq 0 -o $$rc -eq 1
 
 demo-pretrained: venv
-	$(PY) -m modeling.pretrained import --model MSD_musicnn --out $(RUNS)/pretrained/msd_musicnn --overwrite
-	$(PY) -m evaluation.test_model --run $(RUNS)/pretrained/msd_musicnn --top 5 \
-	    $$(find $(DATA)/audio -name "*.mp3" -size +200k | sort | head -3)
+	$(MT) pretrained list
+	$(MT) tag --model MSD_musicnn --top 5 $(CLIPS)
 
 demo: demo-data demo-msd demo-tfrecords demo-train demo-evaluate demo-pretrained
 	@echo "demo finished: corpus $(DATA), cleaned data and TFRecords $(OUT), runs in $(RUNS)/ (tensorboard --logdir $(RUNS))"
 
-pretrained: venv
+# ---- committed reference results (results/): the demo run and the four published models -----
+results: venv
+	test -f $(RUNS)/demo/eval/test/metrics.json || $(MAKE) demo
 	for m in MSD_musicnn MTT_musicnn MSD_vgg MTT_vgg; do \
-	    $(PY) -m modeling.pretrained import --model $$m --out $(RUNS)/pretrained/$$(echo $$m | tr A-Z a-z) --overwrite || exit 1; \
+	    r=$(RUNS)/pretrained/$$(echo $$m | tr A-Z a-z); \
+	    $(MT) pretrained import --model $$m --out $$r --overwrite --no-saved-model -q || exit 1; \
+	    $(MT) evaluate --run $$r --tfrecords $(OUT)/tfrecords-logmel --split test --overwrite -q > /dev/null || exit 1; \
 	done
+	$(PY) results/collect.py --out results demo=$(RUNS)/demo \
+	    $$(for m in msd_musicnn mtt_musicnn msd_vgg mtt_vgg; do echo $$m=$(RUNS)/pretrained/$$m; done)
+
+pretrained: venv
+	$(MT) pretrained import --model all --out $(RUNS)/pretrained --overwrite
 
 bench: venv
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
