@@ -243,13 +243,17 @@ def test_run_stores_dataset_dir_absolute_so_it_resolves_from_anywhere(tmp_path, 
     assert resolve_dataset_dir(load_run_info(run)) == stored
 
 
-def test_windows_whose_batches_cannot_fit_in_memory_are_refused_before_training(tmp_path, logmel_dir, capsys):
+def test_windows_whose_batches_cannot_fit_in_memory_are_refused_before_training(tmp_path, logmel_dir, capsys,
+                                                                               monkeypatch):
+    # a machine with 256 KiB of memory: one 1 s window of 96 mel bands takes 24 KiB as float32
+    monkeypatch.setattr('training.data.physical_memory_bytes', lambda: 256 * 1024)
     cfg = _config(tmp_path, logmel_dir)
     run = tmp_path / 'run'
-    assert main(['--config', cfg, '--run', str(run), '--set', 'input.window_seconds=3000',
-                 '--set', 'input.batch_size=100000']) == 2
+    assert main(['--config', cfg, '--run', str(run), '--set', 'input.batch_size=4']) == 2
     err = capsys.readouterr().err
-    frames = window_length(load_manifest(logmel_dir), 3000.0)
-    assert f'config error: input.window_seconds: 3000 s windows ({frames} frames x 96 mel bands' in err, err
-    assert 'of memory of this machine; use shorter windows or smaller batches' in err
+    frames = window_length(load_manifest(logmel_dir), 1.0)
+    size = frames * 96 * 4
+    assert (f'config error: input.window_seconds: 1 s windows ({frames} frames x 96 mel bands, {size / 1024:.1f} KiB '
+            f'each) in a training batch of 4 and a validation batch of 4 need {8 * size / 1024:.1f} KiB, more than 25% '
+            'of the 256.0 KiB of memory of this machine; use shorter windows or smaller batches') in err, err
     assert not (run / 'checkpoints').exists()

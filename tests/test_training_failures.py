@@ -235,7 +235,7 @@ def test_window_batches_larger_than_memory_are_a_config_error():
     assert check_window_memory(info, 32, 32, memory=64 * 2**30) == 64 * 37500 * 96 * 4
     with pytest.raises(ConfigError, match=r'^config error: input\.window_seconds: 600 s windows \(37500 frames x 96 '
                                           r'mel bands, 13\.7 MiB each\) .* need 13\.7 GiB, more than 25% of the '
-                                          r'8\.0 GiB'):
+                                          r'8\.0 GiB of memory'):
         check_window_memory(info, 512, 512, memory=8 * 2**30)
     wave = InputInfo('waveform', 16000, 3600.0, samples=57_600_000)
     with pytest.raises(ConfigError, match=r'57600000 samples'):

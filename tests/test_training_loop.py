@@ -329,3 +329,20 @@ def test_multi_worker_two_processes_one_run(tmp_path):
     # two workers x 1 replica == one process x 2 replicas (same global batches)
     local = make_trainer(tmp_path / 'local', optimization={'epochs': 2})
     np.testing.assert_allclose([r['train_loss'] for r in local.fit().history], outs[0]['losses'], rtol=1e-4)
+
+
+def test_validation_leaves_other_modules_loggers_alone(tmp_path, monkeypatch):
+    import logging
+
+    import evaluation.metrics
+    levels = []
+    original = evaluation.metrics.tagging_metrics
+
+    def spy(*args, **kwargs):
+        levels.append(logging.getLogger('evaluation.metrics').level)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation.metrics, 'tagging_metrics', spy)
+    before = logging.getLogger('evaluation.metrics').level
+    make_trainer(tmp_path / 'run', optimization={'epochs': 1}).validate()
+    assert levels == [before]

@@ -124,12 +124,20 @@ def check_window_memory(info: InputInfo, batch_size: int, validation_batch_size:
         unit = f'{info.frames} frames x {info.n_mels} mel bands' if info.kind == 'log-mel' \
             else f'{info.samples} samples'
         raise ConfigError('input.window_seconds',
-                          f'{info.window_seconds:g} s windows ({unit}, {info.window_bytes() / 2**20:.1f} MiB each) '
+                          f'{info.window_seconds:g} s windows ({unit}, {_size(info.window_bytes())} each) '
                           f'in a training batch of {batch_size} and a validation batch of {validation_batch_size} '
-                          f'need {need / 2**30:.1f} GiB, more than {MEMORY_SHARE:.0%} of the '
-                          f'{memory / 2**30:.1f} GiB of memory of this machine; use shorter windows or smaller '
-                          'batches')
+                          f'need {_size(need)}, more than {MEMORY_SHARE:.0%} of the {_size(memory)} of memory '
+                          'of this machine; use shorter windows or smaller batches')
     return need
+
+
+def _size(n: int) -> str:
+    """Bytes as KiB / MiB / GiB / TiB with one decimal."""
+    for unit in ('KiB', 'MiB', 'GiB'):
+        n /= 1024
+        if n < 1024:
+            return f'{n:.1f} {unit}'
+    return f'{n / 1024:.1f} TiB'
 
 
 def _full_batches(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
