@@ -40,7 +40,7 @@ from modeling.rundir import RunInfo, load_run_info, load_run_model
 from preprocessing.audio import iter_audio, resample, to_mono
 from preprocessing.features import iter_log_mel, max_mel_power
 
-__all__ = ['TagResult', 'Tagger', 'window_starts', 'WindowCutter', 'SILENT_PEAK', 'WARNINGS']
+__all__ = ['TagResult', 'Tagger', 'window_starts', 'WindowCutter', 'SILENT_PEAK', 'WARNINGS', 'MAX_WINDOW_SECONDS']
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ SILENT_PEAK = 1e-4
 #: Codes of :attr:`TagResult.warnings`.
 WARNINGS = {'short': 'shorter than one window: repeated to fill it',
             'silent': 'silent (loudest sample below -80 dBFS): its tags say nothing about music'}
+#: Longest window a variable-length model may be asked for, seconds.
+MAX_WINDOW_SECONDS = 600.0
 #: Samples per block when an in-memory array is streamed (10 s at 16 kHz).
 _ARRAY_BLOCK = 160_000
 
@@ -345,8 +347,9 @@ class Tagger:
         if window_seconds is None or (run_len and math.isclose(window_seconds, info.window_seconds)):
             length = run_len or int(round(info.window_seconds / unit))
         else:
-            if not window_seconds > 0:
-                raise ValueError(f'window_seconds must be > 0, got {window_seconds}')
+            if not 0 < window_seconds <= MAX_WINDOW_SECONDS:
+                raise ValueError(f'window_seconds must be > 0 and at most {MAX_WINDOW_SECONDS:g} (a window is held '
+                                 f'in memory, and a shorter track is repeated to fill it), got {window_seconds}')
             length = int(round(window_seconds / unit))
         if self._fixed_len is not None and length != self._fixed_len:
             raise ValueError(f'this model takes fixed windows of {self._fixed_len} '

@@ -142,9 +142,11 @@ def test_waveform_run_streams_and_accepts_other_windows(tmp_path):
     assert res.window_starts_s[-1] == pytest.approx((audio.size - 32000) / SR)
     f = write_wav(tmp_path / 'w.wav', audio, SR, subtype='FLOAT')
     np.testing.assert_allclose(tg.predict_file(f, block_seconds=0.3).taggram, res.taggram, atol=1e-6)
-    # a variable-length model accepts another window length
+    # a variable-length model accepts another window length, within reason
     res3 = tg.predict_array(audio, SR, window_seconds=3.0, hop_seconds=1.5)
     assert res3.window_seconds == pytest.approx(3.0) and res3.taggram.shape[0] == 6
+    with pytest.raises(ValueError, match='at most 600'):
+        tg.predict_array(audio, SR, window_seconds=1e9)       # would tile 9.5 s into 1.6e13 samples
 
 
 def test_stereo_and_other_rate_are_resampled(tagger):
