@@ -1,4 +1,5 @@
-"""LR schedules against their formulas (SPEC 7.3) and the early-stopping / plateau state machines."""
+"""LR schedules against their formulas (training/schedules.py, Smith 2017 for the triangular cycle) and the
+early-stopping / plateau state machines."""
 import math
 
 import numpy as np
@@ -17,8 +18,8 @@ def values(schedule, steps=STEPS):
     return np.array([float(schedule(tf.constant(s, tf.int64))) for s in steps])
 
 
-def test_triangular_cyclic_matches_spec_formula():
-    max_lr, iterations = 0.0014, 50                    # SPEC 7.3: min = max/4, s = 2 * iterations
+def test_triangular_cyclic_matches_the_formula():
+    max_lr, iterations = 0.0014, 50       # Orpheus' experiment 2: min = max/4, half period s = 2 epochs
     min_lr, s = max_lr / 4, 2 * iterations
     expected = []
     for step in STEPS:
