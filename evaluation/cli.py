@@ -155,7 +155,7 @@ def _evaluate(args) -> int:
     from modeling.rundir import RunPaths, load_run_info, resolve_dataset_dir
     check_run_dir(args.run)
     out = args.out or RunPaths(args.run).eval_dir(args.split)
-    files.check_output(out, args.overwrite)
+    files.check_output(out, args.overwrite, directory=True)
     data_dir = resolve_dataset_dir(load_run_info(args.run), args.tfrecords)
     if not files.is_url(data_dir) and not os.path.isdir(data_dir):
         raise MuseTagError(f'TFRecord folder {data_dir} does not exist; pass --tfrecords DIR')

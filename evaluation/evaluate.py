@@ -310,7 +310,7 @@ def evaluate_run(run_dir, *, split='test', checkpoint=None, tfrecords=None, batc
     """
     info = load_run_info(run_dir)
     out_dir = Path(out_dir) if out_dir else Path(RunPaths(run_dir).eval_dir(split))
-    files.check_output(out_dir, overwrite)
+    files.check_output(out_dir, overwrite, directory=True)
     extra = {'run': str(run_dir), 'split': split, 'checkpoint': checkpoint or 'model.keras',
              'window_seconds': info.window_seconds, 'aggregation': 'mean over all windows of each track'}
     if dataset is None:

@@ -176,19 +176,13 @@ def taggram_paths(files_: list, taggram: str) -> list:
 
 
 def check_outputs(outputs, overwrite: bool) -> None:
-    """Refuse (:class:`core.errors.OutputExistsError`) existing outputs unless ``overwrite``, and one
-    path given for two outputs."""
+    """Refuse one path given for two outputs, a file output naming a folder, and (unless
+    ``overwrite``) an existing output (:func:`core.files.check_output`)."""
     outputs = [o for o in outputs if o]
-    same = {os.path.abspath(o) for o in outputs}
-    if len(same) < len(outputs):
+    if len({os.path.abspath(o) for o in outputs}) < len(outputs):
         raise OutputExistsError('one path is given for two outputs (--json, --csv, --taggram): use distinct names')
-    if overwrite:
-        return
-    existing = [o for o in outputs if os.path.exists(o)]
-    if existing:
-        more = f' (and {len(existing) - 3} more)' if len(existing) > 3 else ''
-        raise OutputExistsError(f'{", ".join(map(escape, existing[:3]))}{more} exist(s); '
-                                'pass --overwrite to replace')
+    for o in outputs:
+        files.check_output(o, overwrite)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import stat
 import numpy as np
 import pytest
 
-from core.errors import OutputExistsError
+from core.errors import MuseTagError, OutputExistsError
 from evaluation import plots
 from evaluation.tagger import Tagger
 from evaluation.tagging import InputFile, collect_inputs, escape, tag_paths, taggram_paths
@@ -219,6 +219,8 @@ def test_existing_outputs_are_refused_before_tagging(tagger, audio_folder, tmp_p
     with pytest.raises(OutputExistsError, match='two outputs'):
         tag_paths(tagger, [audio_folder / 'a.mp3'], json_out=str(tmp_path / 'x'), csv_out=str(tmp_path / 'x'),
                   progress=False)
+    with pytest.raises(MuseTagError, match='is a directory'):
+        tag_paths(tagger, [audio_folder / 'a.mp3'], csv_out=str(grams), overwrite=True, progress=False)
     assert capsys.readouterr().out == '' and (tmp_path / 'o.jsonl').read_text() == 'keep me\n'
     assert (grams / 'a.mp3.taggram.png').read_bytes() == b'old'
     tag_paths(tagger, [audio_folder / 'a.mp3'], json_out=str(tmp_path / 'o.jsonl'), overwrite=True, progress=False)
