@@ -111,13 +111,14 @@ def test_model_name_end_to_end(songs, tmp_path):
     import modeling.pretrained as mp
     if not hasattr(mp, 'cached_run'):
         pytest.skip('modeling.pretrained.cached_run (import of a published model on first use) is not written yet')
-    env_home = {'XDG_CACHE_HOME': str(tmp_path / 'cache'), 'HOME': str(tmp_path)}
+    env_home = {'MUSETAG_CACHE': str(tmp_path / 'cache')}      # an empty cache: the first run imports
     for _ in range(2):          # the first run imports the model into the cache, the second reuses it
         r = subprocess.run([sys.executable, '-m', 'musetag', 'tag', '--model', 'MSD_musicnn', str(songs / 'a.mp3')],
                            capture_output=True, text=True, cwd=REPO, timeout=900,
                            env=dict(os.environ, PYTHONPATH=str(REPO), **env_home))
         assert r.returncode == 0, r.stderr[-3000:]
         assert r.stdout.startswith(str(songs / 'a.mp3') + '\t')
+        assert (tmp_path / 'cache' / 'pretrained' / 'msd_musicnn' / 'model.keras').is_file()
     r = subprocess.run([sys.executable, '-m', 'musetag', 'tag', '--model', 'NO_such_model', str(songs / 'a.mp3')],
                        capture_output=True, text=True, cwd=REPO, timeout=300,
                        env=dict(os.environ, PYTHONPATH=str(REPO), **env_home))
