@@ -42,7 +42,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     def _get_help_string(self, action):
         text = action.help or ''
         no_default = (action.default is None or action.default is False or action.default is argparse.SUPPRESS
-                      or action.default == [])
+                      or action.default == [] or action.nargs == 0)      # switches and -q/-v counts
         if no_default or '%(default)' in text or 'default' in text:
             return text
         return super()._get_help_string(action)

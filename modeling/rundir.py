@@ -23,10 +23,13 @@ only; TensorFlow is imported by the functions that load or save models.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import logging
 import math
 import os
+import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -36,7 +39,9 @@ from core.locks import OutputLock
 
 __all__ = ['RunPaths', 'RunInfo', 'RunDirError', 'FEATURE_KEYS', 'HISTORY_COLUMNS', 'History',
            'features_json', 'write_run_files', 'read_json', 'write_json', 'load_run_info', 'check_run_dir',
-           'resolve_checkpoint', 'load_run_model', 'export_model', 'run_lock', 'resolve_dataset_dir']
+           'resolve_checkpoint', 'load_run_model', 'export_model', 'run_lock', 'resolve_dataset_dir',
+           'checkpoint_number', 'checkpoint_complete', 'listed_checkpoints', 'latest_checkpoint',
+           'discard_incomplete_checkpoints', 'keep_checkpoint_as']
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +320,140 @@ class History:
         files.atomic_write_text(self.path, buf.getvalue())
 
 
+# ------------------------------------------------------------------------------- checkpoint files
+# The trainer saves ``checkpoints/ckpt-<epoch>`` with a ``tf.train.CheckpointManager``, which writes
+# a checkpoint's files first (TensorFlow stages them in a ``ckpt-<epoch>_temp/`` folder) and lists it
+# in the text index ``checkpoints/checkpoint`` only when they are complete. So a checkpoint file that
+# the index does not list is left over from an interrupted save (a full disk, a killed job):
+# :func:`discard_incomplete_checkpoints` removes those, and the index never points at a missing one.
+# The best checkpoint ``checkpoints/best/best-<epoch>`` is the epoch checkpoint of the best epoch under
+# another name (hard links where the filesystem allows, else copies), made by the chief alone after
+# the epoch checkpoint is complete (:func:`keep_checkpoint_as`). None of this needs TensorFlow.
+
+INDEX_FILE = 'checkpoint'   # the text index tf.train.CheckpointManager keeps in its directory
+_LISTED = re.compile(r'^(?:model_checkpoint_path|all_model_checkpoint_paths):\s*"(.*)"\s*$')
+
+
+def checkpoint_number(prefix) -> Optional[int]:
+    """``…/ckpt-7`` → 7 (None when the name has no number)."""
+    tail = os.path.basename(str(prefix)).rsplit('-', 1)
+    return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else None
+
+
+def _data_files(prefix) -> list:
+    return sorted(glob.glob(glob.escape(prefix) + '.data-*-of-*'))
+
+
+def checkpoint_complete(prefix) -> bool:
+    """True if checkpoint ``prefix`` has its ``.index`` and every ``.data-NNNNN-of-MMMMM`` shard."""
+    if not os.path.isfile(prefix + '.index'):
+        return False
+    shards = _data_files(prefix)
+    if not shards:
+        return False
+    try:
+        total = int(shards[0].rsplit('-of-', 1)[1])
+    except ValueError:
+        return False
+    return len(shards) == total
+
+
+def listed_checkpoints(directory) -> list:
+    """Checkpoint prefixes the index of ``directory`` lists (newest last), as paths in ``directory``.
+
+    The index is a small text file (``model_checkpoint_path: "ckpt-3"`` and
+    ``all_model_checkpoint_paths: "…"`` lines); no TensorFlow is needed to read it.
+    """
+    path = os.path.join(directory, INDEX_FILE)
+    try:
+        with open(path, encoding='utf-8') as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return []
+    names, latest_name = [], None
+    for line in lines:
+        m = _LISTED.match(line.strip())
+        if not m:
+            continue
+        if line.strip().startswith('model_checkpoint_path'):
+            latest_name = m.group(1)
+        elif m.group(1) not in names:
+            names.append(m.group(1))
+    if latest_name is not None:
+        names = [n for n in names if n != latest_name] + [latest_name]
+    return [n if os.path.isabs(n) else os.path.join(directory, n) for n in names]
+
+
+def latest_checkpoint(directory) -> Optional[str]:
+    """The newest complete checkpoint the index of ``directory`` lists (its prefix), or None.
+
+    Normally the one the index names as the latest; if that one is incomplete (files deleted by
+    hand), the newest complete one listed before it, with a warning.
+    """
+    prefixes = listed_checkpoints(directory)
+    for i, prefix in enumerate(reversed(prefixes)):
+        if checkpoint_complete(prefix):
+            if i:
+                log.warning('%s: the newest checkpoint %s is incomplete; using %s', directory,
+                            os.path.basename(prefixes[-1]), os.path.basename(prefix))
+            return prefix
+    return None
+
+
+def discard_incomplete_checkpoints(directory, name: str) -> list:
+    """Remove the ``<name>-N…`` files and ``<name>-N_temp`` folders the index does not list.
+
+    Returns
+    -------
+    list of str
+        The paths removed.
+    """
+    if not os.path.isdir(directory):
+        return []
+    keep = {os.path.basename(p) for p in listed_checkpoints(directory)}
+    removed = []
+    for path in sorted(glob.glob(os.path.join(glob.escape(str(directory)), f'{name}-*'))):
+        prefix = os.path.basename(path).split('.', 1)[0]
+        if prefix in keep:
+            continue
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                continue
+        removed.append(path)
+    return removed
+
+
+def keep_checkpoint_as(src_prefix, directory, name: str) -> str:
+    """Make the complete checkpoint ``src_prefix`` the only checkpoint of ``directory``, as ``name``.
+
+    Its files are hard-linked (copied where links are not possible) under the new name, the index
+    file last, then the directory's index is rewritten to list only ``name`` and older files are
+    removed. An interruption leaves unlisted files, which :func:`discard_incomplete_checkpoints` removes.
+
+    Returns
+    -------
+    str
+        The new prefix ``directory/name``.
+    """
+    files.make_dir(directory)
+    dst = os.path.join(directory, name)
+    for src in _data_files(src_prefix) + [src_prefix + '.index']:
+        with files.atomic_path(dst + src[len(src_prefix):], overwrite=True) as tmp:
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+    files.atomic_write_text(os.path.join(directory, INDEX_FILE),
+                            f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
+    stem = name.rsplit('-', 1)[0]
+    discard_incomplete_checkpoints(directory, stem)
+    return dst
+
+
 # ------------------------------------------------------------------------------------ models
 def resolve_checkpoint(run_dir, checkpoint) -> Optional[str]:
     """Turn ``None | 'best' | 'last' | PATH`` into a concrete checkpoint path (None = model.keras).
@@ -325,17 +464,16 @@ def resolve_checkpoint(run_dir, checkpoint) -> Optional[str]:
     """
     if checkpoint is None:
         return None
-    import tensorflow as tf
     paths = RunPaths(run_dir)
     if checkpoint in ('best', 'last'):
         d = paths.best if checkpoint == 'best' else paths.checkpoints
-        found = tf.train.latest_checkpoint(d) if os.path.isdir(d) else None
+        found = latest_checkpoint(d)
         if not found:
             raise FileNotFoundError(f'no {checkpoint!r} checkpoint in {d}')
         return found
     p = Path(checkpoint)
     if p.is_dir():
-        found = tf.train.latest_checkpoint(str(p))
+        found = latest_checkpoint(str(p))
         if not found:
             raise FileNotFoundError(f'no checkpoint in directory {p}')
         return found
@@ -392,9 +530,7 @@ def load_run_model(run_dir, checkpoint=None):
             except AssertionError as e:
                 raise RunDirError(f'checkpoint {ckpt} does not hold the weights of {paths.model_keras} under '
                                   f'the key "model": {str(e)[:300]}') from None
-            tail = os.path.basename(ckpt).rsplit('-', 1)
-            if len(tail) == 2 and tail[1].isdigit():
-                step = int(tail[1])
+            step = checkpoint_number(ckpt)
             log.info('restored %s', ckpt)
     if os.path.isfile(paths.labels):
         labels = _read(Path(paths.labels), 'tag names in model output order')

@@ -308,9 +308,11 @@ def test_help_formatter_shows_defaults():
     p.add_argument('--top', type=int, default=10, help='tags to print (default %(default)s)')
     p.add_argument('--min-size', type=int, default=0, help='smallest file size')
     p.add_argument('--flag', action='store_true', help='a switch')
+    p.add_argument('-q', '--quiet', action='count', default=0, help='fewer messages')
     text = ' '.join(p.format_help().split())
     assert 'worker processes (default: 4)' in text and 'tags to print (default 10)' in text
     assert 'smallest file size (default: 0)' in text and 'a switch (default' not in text
+    assert 'fewer messages (default' not in text
 
 
 def test_dataclass_from_dict_names_unknown_keys():

@@ -20,7 +20,7 @@ import pytest
 from core.errors import EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_NO_SPACE, NoSpaceError
 from core.locks import LockedError, OutputLock, lock_path
 from tests._training_fixtures import BATCHES_PER_EPOCH, base_config, make_source, tiny_model_fn
-from training import checkpoints
+from modeling import rundir
 from training.__main__ import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -96,7 +96,7 @@ def test_second_run_is_refused_and_a_killed_jobs_lock_is_taken_over(tmp_path, ti
             assert f'{PROG}: error: {run} is being written by another job (pid {proc.pid} ' in err, err
             assert 'Traceback' not in err
         # --overwrite deleted nothing: epoch 1 of the first job is still there
-        assert checkpoints.latest(str(run / 'checkpoints')) == str(run / 'checkpoints' / 'ckpt-1')
+        assert rundir.latest_checkpoint(str(run / 'checkpoints')) == str(run / 'checkpoints' / 'ckpt-1')
         assert _epochs(run) == [1]
         with pytest.raises(LockedError, match=f'pid {proc.pid} '):   # the library refuses too
             _make_trainer(run, resume=True)
@@ -121,7 +121,7 @@ def test_sigterm_interrupts_with_exit_130_and_the_resume_command(tmp_path, tiny_
     assert err.strip().splitlines()[-1] == (f'{PROG}: interrupted; continue with: {PROG} --config {cfg} '
                                             f'--run {run} --resume')
     assert not os.path.exists(lock_path(run))
-    assert _epochs(run) == [1] and checkpoints.latest(str(run / 'checkpoints')).endswith('ckpt-1')
+    assert _epochs(run) == [1] and rundir.latest_checkpoint(str(run / 'checkpoints')).endswith('ckpt-1')
 
 
 # ------------------------------------------------------------------ a full disk
@@ -145,7 +145,7 @@ def test_disk_full_while_saving_leaves_the_last_checkpoint_resumable(tmp_path, t
     # nothing half-written: no file of epoch 2's checkpoint, the index lists only complete ones
     files = _files(run)
     assert not [f for f in files if 'ckpt-2' in f or '_temp' in f or '.tmp' in f], files
-    assert checkpoints.listed(str(run / 'checkpoints')) == [ckpt1] and checkpoints.complete(ckpt1)
+    assert rundir.listed_checkpoints(str(run / 'checkpoints')) == [ckpt1] and rundir.checkpoint_complete(ckpt1)
     import tensorflow as tf
     assert tf.train.latest_checkpoint(str(run / 'checkpoints')) == ckpt1
     assert _epochs(run) == [1]                                       # history agrees with the checkpoints
@@ -153,9 +153,9 @@ def test_disk_full_while_saving_leaves_the_last_checkpoint_resumable(tmp_path, t
     # the same command with --resume finishes the run from epoch 1's checkpoint
     assert main(['--config', cfg, '--run', str(run), '--resume'], prog=PROG) == 0
     assert _epochs(run) == [1, 2, 3]
-    assert checkpoints.latest(str(run / 'checkpoints')) == str(run / 'checkpoints' / 'ckpt-3')
+    assert rundir.latest_checkpoint(str(run / 'checkpoints')) == str(run / 'checkpoints' / 'ckpt-3')
     best = json.loads((run / 'checkpoints' / 'best' / 'best.json').read_text())
-    assert checkpoints.latest(str(run / 'checkpoints' / 'best')).endswith(f'best-{best["epoch"]}')
+    assert rundir.latest_checkpoint(str(run / 'checkpoints' / 'best')).endswith(f'best-{best["epoch"]}')
     assert (run / 'model.keras').exists()
 
 
@@ -184,7 +184,7 @@ def test_history_row_lost_to_a_full_disk_comes_back_from_the_checkpoint(tmp_path
         trainer.fit()
     lost = dict(seen[0][0].rows[-1])
     assert _epochs(run) == [1]
-    assert checkpoints.latest(str(run / 'checkpoints')).endswith('ckpt-2')
+    assert rundir.latest_checkpoint(str(run / 'checkpoints')).endswith('ckpt-2')
     resumed = _make_trainer(run, resume=True)
     assert _epochs(run) == [1, 2]                                    # rewritten from the checkpoint at once
     resumed.fit()
@@ -199,16 +199,16 @@ def test_best_checkpoint_lost_to_a_full_disk_is_kept_on_resume(tmp_path, monkeyp
     run = tmp_path / 'run'
     best_dir = str(run / 'checkpoints' / 'best')
     # without validation every epoch is the best one; keeping epoch 2 as the best fails
-    _failing_once(monkeypatch, checkpoints, 'keep_as', lambda src, d, name: name == 'best-2')
+    _failing_once(monkeypatch, rundir, 'keep_checkpoint_as', lambda src, d, name: name == 'best-2')
     with pytest.raises(NoSpaceError, match='the last complete checkpoint is epoch 2 '):
         _make_trainer(run, validation=False).fit()
-    assert checkpoints.latest(best_dir).endswith('best-1')
+    assert rundir.latest_checkpoint(best_dir).endswith('best-1')
     assert json.loads((run / 'checkpoints' / 'best' / 'best.json').read_text())['epoch'] == 1
     resumed = _make_trainer(run, resume=True, validation=False)
-    assert checkpoints.latest(best_dir).endswith('best-2')           # kept from ckpt-2 on resume
+    assert rundir.latest_checkpoint(best_dir).endswith('best-2')           # kept from ckpt-2 on resume
     assert json.loads((run / 'checkpoints' / 'best' / 'best.json').read_text())['epoch'] == 2
     resumed.fit()
-    assert checkpoints.listed(best_dir) == [os.path.join(best_dir, 'best-3')]
+    assert rundir.listed_checkpoints(best_dir) == [os.path.join(best_dir, 'best-3')]
     assert sorted(os.listdir(best_dir)) == ['best-3.data-00000-of-00001', 'best-3.index', 'best.json', 'checkpoint']
 
 
@@ -224,7 +224,7 @@ def test_incomplete_checkpoint_files_are_removed_on_resume(tmp_path):
     assert not (ckpt / 'ckpt-2_temp').exists() and not (ckpt / 'ckpt-2.data-00000-of-00001').exists()
     assert (ckpt / 'ckpt-1.index').exists()
     resumed.fit()
-    assert checkpoints.latest(str(ckpt)).endswith('ckpt-2') and _epochs(run) == [1, 2]
+    assert rundir.latest_checkpoint(str(ckpt)).endswith('ckpt-2') and _epochs(run) == [1, 2]
 
 
 # ------------------------------------------------------------------ windows that cannot fit

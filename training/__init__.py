@@ -6,7 +6,6 @@ reports config errors at once):
 - :mod:`training.config`       schema (frozen dataclasses), key-naming errors, ``--set`` overrides
 - :mod:`training.trainer`      :class:`~training.trainer.Trainer` (strategy, loop, validation,
   checkpoints, resume, export)
-- :mod:`training.checkpoints`  complete / incomplete checkpoint files, the best checkpoint
 - :mod:`training.schedules`    constant / step / cyclic / one-cycle / range-test LR schedules
 - :mod:`training.monitors`     early stopping and reduce-on-plateau state machines
 - :mod:`training.data`         TFRecord (``preprocessing.dataset``) and in-memory data sources
@@ -14,6 +13,6 @@ reports config errors at once):
 - :mod:`training.strategy`     strategy selection, chief/worker roles
 - ``musetag train`` (:mod:`training.__main__`) and ``musetag lr-find`` (:mod:`training.lr_find`)
 
-The run directory itself (layout, history.csv, export) is :mod:`modeling.rundir`
+The run directory itself (layout, history.csv, checkpoint files, export) is :mod:`modeling.rundir`
 (``docs/run-directory.md``).
 """

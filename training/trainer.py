@@ -54,9 +54,10 @@ import tensorflow as tf
 
 from core.errors import NoSpaceError, is_no_space
 from core.files import is_url
+from modeling import rundir
 from modeling.rundir import History, RunPaths, export_model, read_json, run_lock, write_json, write_run_files
 
-from . import checkpoints, finetune
+from . import finetune
 from .config import (Config, ConfigError, config_to_dict, default_run_dir, monitor_mode,
                      schedule_unused_params)
 from .data import InputInfo, TFRecordSource
@@ -306,7 +307,7 @@ class Trainer:
             self.info: InputInfo = self.data.info
             self.model_fn = model_fn or registry_model_fn(cfg.model)
             self._ckpt_dir = self._checkpoint_dir()
-            self._latest = checkpoints.latest(self.paths.checkpoints) if resume else None
+            self._latest = rundir.latest_checkpoint(self.paths.checkpoints) if resume else None
             self._check_resume_compat()
             self._build()
         except BaseException:
@@ -337,7 +338,7 @@ class Trainer:
         self.close()
 
     def _prepare_run_dir(self, overwrite: bool) -> None:
-        has_ckpt = checkpoints.latest(self.paths.checkpoints) is not None
+        has_ckpt = rundir.latest_checkpoint(self.paths.checkpoints) is not None
         if overwrite and os.path.isdir(self.run_dir) and self.worker.is_chief and not self.resume:
             shutil.rmtree(self.run_dir)   # under our lock: no other job is using it
             has_ckpt = False
@@ -353,8 +354,8 @@ class Trainer:
         if not self.worker.is_chief:
             return
         try:
-            removed = (checkpoints.discard_incomplete(self.paths.checkpoints, _CKPT)
-                       + checkpoints.discard_incomplete(self.paths.best, _BEST))
+            removed = (rundir.discard_incomplete_checkpoints(self.paths.checkpoints, _CKPT)
+                       + rundir.discard_incomplete_checkpoints(self.paths.best, _BEST))
         except OSError as exc:
             log.warning('could not remove incomplete checkpoint files in %s: %s', self.paths.checkpoints, exc)
             return
@@ -477,7 +478,7 @@ class Trainer:
         epoch, best = int(self.state.epoch.numpy()), int(self.state.best_epoch.numpy())
         if not self.worker.is_chief or not best or best != epoch:
             return
-        if checkpoints.latest(self.paths.best) != os.path.join(self.paths.best, f'{_BEST}-{best}'):
+        if rundir.latest_checkpoint(self.paths.best) != os.path.join(self.paths.best, f'{_BEST}-{best}'):
             log.info('keeping epoch %d as the best checkpoint (not done before the run stopped)', best)
             self._keep_best(epoch, self.state.get(self.state.best_value))
 
@@ -821,7 +822,7 @@ class Trainer:
     def _keep_best(self, epoch: int, value) -> None:
         """Keep the (complete) epoch checkpoint as ``checkpoints/best/best-<epoch>`` + best.json (chief)."""
         src = os.path.join(self.paths.checkpoints, f'{_CKPT}-{epoch}')
-        best = checkpoints.keep_as(src, self.paths.best, f'{_BEST}-{epoch}')
+        best = rundir.keep_checkpoint_as(src, self.paths.best, f'{_BEST}-{epoch}')
         value = None if value is None or math.isnan(value) else value
         write_json(self.paths.best_json, {'epoch': epoch, 'monitor': self.cfg.callbacks.early_stopping.monitor,
                                           'value': value, 'checkpoint': os.path.basename(best)})
@@ -847,8 +848,8 @@ class Trainer:
 
     def _no_space_error(self, exc: BaseException) -> NoSpaceError:
         """The one-line message of a full disk: what was being done, the last complete checkpoint."""
-        last = checkpoints.latest(self.paths.checkpoints) if self.worker.is_chief else None
-        where = (f'the last complete checkpoint is epoch {checkpoints.number_of(last)} ({last})' if last
+        last = rundir.latest_checkpoint(self.paths.checkpoints) if self.worker.is_chief else None
+        where = (f'the last complete checkpoint is epoch {rundir.checkpoint_number(last)} ({last})' if last
                  else 'no epoch was saved yet')
         err = NoSpaceError(f'no space left on the device while {self._phase} of {self.run_dir} '
                            f'({_short_reason(exc)}); {where}; incomplete checkpoint files were removed. '
@@ -859,14 +860,14 @@ class Trainer:
     # ------------------------------------------------------------------ export
     def _export_outdated(self) -> bool:
         """True when model.keras is missing or older than the checkpoint it would be exported from."""
-        src = checkpoints.latest(self.paths.best) or checkpoints.latest(self.paths.checkpoints)
+        src = rundir.latest_checkpoint(self.paths.best) or rundir.latest_checkpoint(self.paths.checkpoints)
         if not os.path.isfile(self.paths.model_keras):
             return src is not None
         return src is not None and os.path.getmtime(self.paths.model_keras) < os.path.getmtime(src + '.index')
 
     def export(self) -> Optional[str]:
         """Write model.keras and saved_model/ from the best checkpoint (or the last one)."""
-        src = checkpoints.latest(self.paths.best) or checkpoints.latest(self.paths.checkpoints)
+        src = rundir.latest_checkpoint(self.paths.best) or rundir.latest_checkpoint(self.paths.checkpoints)
         if src is None:
             log.warning('nothing to export: no checkpoint in %s', self.paths.checkpoints)
             return None
