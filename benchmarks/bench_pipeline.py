@@ -11,10 +11,15 @@ In one run, on the same generated 30 s tracks:
     the median of ``--write-rounds`` paired rounds (1 and 2 workers back to back, order alternating);
 (d) windows/s of ``make_dataset`` alone for 3 s and 15 s windows, both formats.
 
+The data is built with public APIs only: clips rendered by the synthetic corpus generator
+(``msd.synthetic``), ``master.csv`` by ``msd.tables.write_master``, the clean tag DB by
+``msd.lastfm.write_tables``, the split by ``preprocessing.splits``.
+
 Usage: python benchmarks/bench_pipeline.py [--tracks 48] [--write-tracks 240] [--epochs 40] [--rounds 4]
        [--write-rounds 5]
 """
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -24,9 +29,58 @@ import time
 import numpy as np
 
 from _common import emit, preview_mp3s
-from tests._pipeline_fixtures import make_tiny_corpus
 
 BENCH = 'pipeline'
+TAGS = ['rock', 'pop', 'jazz', 'female', 'male', 'instrumental', '80s']
+GENRES = ('rock', 'jazz', 'hip-hop', 'ambient')
+
+
+def rendered_clips(directory, n=8, seconds=(29.5, 30.5)):
+    """``n`` mono 22.05 kHz WAV clips of 29.5-30.5 s rendered by the synthetic corpus generator
+    (resampled to 16 kHz when the TFRecords are written)."""
+    import soundfile as sf
+
+    from msd.synthetic import SYNTH_SR, render_audio
+    sr = SYNTH_SR
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for k in range(n):
+        spec = dict(genre=GENRES[k % len(GENRES)], vocal=('female', 'male', None)[k % 3], decade=None, ballad=False,
+                    tempo=90.0 + 7 * k, key=k % 12, mode=k % 2, prog=0)
+        length = seconds[0] + (seconds[1] - seconds[0]) * k / max(n - 1, 1)
+        paths.append(os.path.join(directory, f'{k}.wav'))
+        sf.write(paths[-1], render_audio(spec, sr, 1, length, seed=k), sr, subtype='PCM_16')
+    return paths
+
+
+def write_corpus(root, n_tracks, audio_files):
+    """master.csv + clean_tags.db + splits.csv (all train) for ``n_tracks`` tracks using the
+    ``audio_files`` in turn (all under ``root``); returns paths, rows and each track's tags."""
+    import sqlite3
+
+    import pandas as pd
+
+    from msd.lastfm import write_tables
+    from msd.tables import write_master
+    from preprocessing.splits import make_split, write_splits
+    rows, tags_of = [], {}
+    for i in range(n_tracks):
+        tid = f'TRBENCH{i:011d}'
+        path = audio_files[i % len(audio_files)]
+        rows.append({'track_id': tid, 'artist_id': f'AR{i // 2:016d}', 'audio_path': path,
+                     'file_path': os.path.relpath(path, root)})
+        tags_of[tid] = [TAGS[i % 3], TAGS[3 + i % 3]] + (['80s'] if i % 4 == 0 else [])
+    corpus = {'master': os.path.join(root, 'master.csv'), 'tags_db': os.path.join(root, 'clean_tags.db'),
+              'splits': os.path.join(root, 'splits.csv'), 'rows': rows, 'tags_of': tags_of}
+    master = pd.DataFrame(rows)
+    write_master(master, corpus['master'], command='bench_pipeline', meta={'audio_root': root}, overwrite=True)
+    con = sqlite3.connect(corpus['tags_db'])
+    write_tables(con, enumerate(TAGS, 1), ((j + 1, r['track_id']) for j, r in enumerate(rows)),
+                 [(j + 1, TAGS.index(t) + 1, 100.0) for j, r in enumerate(rows) for t in tags_of[r['track_id']]])
+    con.commit()
+    con.close()
+    write_splits(make_split(master, by='track', ratios=(1, 0, 0))[0], corpus['splits'], command='bench_pipeline')
+    return corpus
 
 
 def mp3_previews(directory):
@@ -66,7 +120,8 @@ def orpheus_records(directory, corpus, fmt, n_shards=4):
 
 
 def orpheus_dataset(files, fmt, window_seconds, batch_size):
-    """Orpheus' reader (SPEC 4.2) doing the same work as ours: parse, random window, batch."""
+    """Orpheus' reader (float32 FloatList records, parsed whole) doing the same work as ours: parse,
+    random window, batch."""
     import tensorflow as tf
     length = int(window_seconds * 16000) if fmt == 'waveform' else int(window_seconds * 16000 // 512)
     spec = {'audio': tf.io.VarLenFeature(tf.float32), 'tid': tf.io.FixedLenFeature([], tf.string),
@@ -130,114 +185,131 @@ def paired_speedup(rounds, base_rounds):
     return statistics.median(a / b for a, b in zip(rounds, base_rounds))
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--tracks', type=int, default=48)
-    ap.add_argument('--epochs', type=int, default=40,
-                    help='passes over the tracks per timed reader run (short runs measure tf.data autotuning)')
-    ap.add_argument('--write-tracks', type=int, default=240, help='tracks for the writer figure (c)')
-    ap.add_argument('--rounds', type=int, default=5, help='rounds of the reader comparison (each reader once per round)')
-    ap.add_argument('--write-rounds', type=int, default=5, help='paired 1-/2-worker rounds of the writer figure (c)')
-    args = ap.parse_args()
-    import pandas as pd
-    from preprocessing.dataset import TagSelection, make_dataset
-    from preprocessing.splits import make_split
+def bench_writer(tmp, n_tracks, rounds):
+    """(c) writer throughput, 1 vs 2 workers, log-mel, on MP3 previews like MSD's (44.1/22.05 kHz,
+    stereo and mono: decode + resample + log-mel per track); enough tracks that starting the
+    worker processes (~1 s) does not dominate.
+
+    1 and 2 workers run back to back in each round (order alternating); the machine's speed drifts
+    by up to +-30% under other tenants, so the speedup is the median of the per-round ratios.
+    """
     from preprocessing.tfrecords import write_tfrecords
-
-    tmp = tempfile.mkdtemp(prefix='bench_pipeline_')
-    corpus = make_tiny_corpus(os.path.join(tmp, 'corpus'), n_tracks=args.tracks, seconds=(29.5, 30.5), bad=False)
-    master = pd.read_csv(corpus['master'], comment='#')
-    splits, _ = make_split(master, by='track', ratios=(1, 0, 0))
-    split_csv = os.path.join(tmp, 'splits.csv')
-    splits.to_csv(split_csv, index=False)
-    n = len(corpus['tags_of'])
-
-    # (c) writer throughput, 1 vs 2 workers, log-mel, on MP3 previews like MSD's (44.1/22.05 kHz,
-    # stereo and mono: decode + resample + log-mel per track); enough tracks that starting the
-    # worker processes (~1 s) does not dominate; the 1- and 2-worker runs alternate, best kept
-    wcorpus = make_tiny_corpus(os.path.join(tmp, 'wcorpus'), n_tracks=args.write_tracks, bad=False,
-                               audio_files=mp3_previews(os.path.join(tmp, 'mp3')))
-    wsplits = os.path.join(tmp, 'wsplits.csv')
-    make_split(pd.read_csv(wcorpus['master'], comment='#'), by='track', ratios=(1, 0, 0))[0].to_csv(wsplits, index=False)
-    # 1 and 2 workers back to back in each round (order alternating); the machine's speed drifts by
-    # up to +-30% under other tenants, so the speedup is the median of the per-round ratios
+    wroot = os.path.join(tmp, 'wcorpus')
+    wcorpus = write_corpus(wroot, n_tracks, mp3_previews(os.path.join(wroot, 'mp3')))
     rates = {1: [], 2: []}
-    for rnd in range(args.write_rounds):
+    for rnd in range(rounds):
         for workers in ((1, 2) if rnd % 2 == 0 else (2, 1)):
+            out = os.path.join(tmp, f'write-{workers}-{rnd}')
             t0 = time.perf_counter()
-            write_tfrecords(wcorpus['master'], wcorpus['tags_db'], wsplits, os.path.join(tmp, f'write-{workers}-{rnd}'),
-                            format='log-mel', preset='orpheus', shards_per_split=4, workers=workers, progress=False)
-            rates[workers].append(args.write_tracks / (time.perf_counter() - t0))
-            shutil.rmtree(os.path.join(tmp, f'write-{workers}-{rnd}'))
+            write_tfrecords(wcorpus['master'], wcorpus['tags_db'], wcorpus['splits'], out, format='log-mel',
+                            preset='orpheus', shards_per_split=4, workers=workers, progress=False)
+            rates[workers].append(n_tracks / (time.perf_counter() - t0))
+            shutil.rmtree(out)
     for workers in (1, 2):
-        emit(BENCH, f'write_tracks_per_s_{workers}_workers', max(rates[workers]), 'tracks/s', tracks=args.write_tracks,
-             format='log-mel', source='30 s MP3 previews', statistic=f'best of {args.write_rounds}',
+        emit(BENCH, f'write_tracks_per_s_{workers}_workers', max(rates[workers]), 'tracks/s', tracks=n_tracks,
+             format='log-mel', source='30 s MP3 previews', statistic=f'best of {rounds}',
              rounds=[round(r, 1) for r in rates[workers]])
     paired = [b / a for a, b in zip(rates[1], rates[2])]
     speedup = statistics.median(paired)
     emit(BENCH, 'write_speedup_2_vs_1_workers', speedup, 'x', target='>= 1.7', ok=bool(speedup >= 1.7),
-         statistic=f'median of {args.write_rounds} paired rounds', paired=[round(x, 2) for x in paired],
+         statistic=f'median of {rounds} paired rounds', paired=[round(x, 2) for x in paired],
          best_vs_best=round(max(rates[2]) / max(rates[1]), 3))
-    write_tfrecords(corpus['master'], corpus['tags_db'], split_csv, os.path.join(tmp, 'w1'), format='log-mel',
-                    preset='orpheus', shards_per_split=4, workers=2, progress=False)
-    ours = {'log-mel': os.path.join(tmp, 'w1')}
-    ours['waveform'] = os.path.join(tmp, 'wave')
-    write_tfrecords(corpus['master'], corpus['tags_db'], split_csv, ours['waveform'], format='waveform',
-                    shards_per_split=4, workers=2, progress=False)
 
-    def size(directory):
-        return sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory)
-                   if f.endswith('.tfrecord')) / n
 
-    for fmt in ('log-mel', 'waveform'):
-        files, _ = orpheus_records(os.path.join(tmp, f'orpheus-{fmt}'), corpus, fmt)
-        theirs = size(os.path.dirname(files[0]))
-        # the alternative encoding: per-example zlib (smaller, slower to read)
-        zlib_dir = os.path.join(tmp, f'zlib-{fmt}')
-        write_tfrecords(corpus['master'], corpus['tags_db'], split_csv, zlib_dir, format=fmt, preset='orpheus',
-                        shards_per_split=4, workers=2, progress=False, audio_encoding='zlib')
-        mine, zl = size(ours[fmt]), size(zlib_dir)
-        emit(BENCH, f'bytes_per_track_{fmt}', mine, 'bytes', format=fmt, audio_encoding='raw (default)')
-        emit(BENCH, f'bytes_per_track_orpheus_{fmt}', theirs, 'bytes', format=fmt)
-        emit(BENCH, f'size_ratio_{fmt}', mine / theirs, 'x', baseline='Orpheus float32 FloatList', target='<= 0.5',
-             ok=bool(mine / theirs <= 0.5), audio_encoding='raw (default)')
-        emit(BENCH, f'size_ratio_{fmt}_zlib', zl / theirs, 'x', baseline='Orpheus float32 FloatList', target='<= 0.5',
-             ok=bool(zl / theirs <= 0.5), audio_encoding='zlib')
-        # (b) same work: 15 s random windows, batch 16; readers alternate over --rounds rounds
-        res = compare_readers({
-            'orpheus': lambda: orpheus_dataset(files, fmt, 15, 16),
-            # the same reader given make_dataset's threading option, to show what the option alone buys
-            'orpheus_intra1': lambda: orpheus_dataset(files, fmt, 15, 16).with_options(intra_op_1()),
-            'raw': lambda: make_dataset(ours[fmt], 'train', tags=TagSelection(top=3), window_seconds=15,
-                                        batch_size=16, shuffle=False),
-            'zlib': lambda: make_dataset(zlib_dir, 'train', tags=TagSelection(top=3), window_seconds=15,
-                                         batch_size=16, shuffle=False),
-        }, args.epochs, args.rounds)
-        base, base_cpu, base_rounds = res['orpheus']
-        for name, (rate, cpu, all_rates) in res.items():
-            emit(BENCH, f'windows_per_s_{name}_{fmt}_15s', rate, 'windows/s', cpu_ms_per_window=round(cpu, 3),
-                 statistic=f'best of {args.rounds}', rounds=[round(r) for r in all_rates])
-        for name in ('raw', 'zlib', 'orpheus_intra1'):
-            rate, cpu, all_rates = res[name]
-            speedup = paired_speedup(all_rates, base_rounds)
-            extra = dict(baseline='Orpheus FloatList reader', statistic=f'median of {args.rounds} paired rounds',
-                         paired=[round(a / b, 2) for a, b in zip(all_rates, base_rounds)],
-                         best_vs_best=round(rate / base, 3), cpu_per_window_ratio=round(base_cpu / cpu, 3))
-            if name == 'orpheus_intra1':
-                emit(BENCH, f'orpheus_reader_intra_op_1_speedup_{fmt}', speedup, 'x', **extra)
-                continue
-            emit(BENCH, f'reader_speedup_{fmt}' + ('' if name == 'raw' else '_zlib'), speedup, 'x',
-                 target='>= 2', ok=bool(speedup >= 2), audio_encoding=name + (' (default)' if name == 'raw' else ''),
-                 **extra)
+def _dataset_bytes_per_track(directory, n):
+    return sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory)
+               if f.endswith('.tfrecord')) / n
 
-    # (d) make_dataset alone, both formats, 3 s and 15 s (shuffled, as in training)
+
+def _orpheus_intra1(files, fmt):
+    """Orpheus' reader given make_dataset's threading option, to show what the option alone buys."""
+    return orpheus_dataset(files, fmt, 15, 16).with_options(intra_op_1())
+
+
+def _emit_reader_speedups(fmt, res, rounds):
+    base, base_cpu, base_rounds = res['orpheus']
+    for name, (rate, cpu, all_rates) in res.items():
+        emit(BENCH, f'windows_per_s_{name}_{fmt}_15s', rate, 'windows/s', cpu_ms_per_window=round(cpu, 3),
+             statistic=f'best of {rounds}', rounds=[round(r) for r in all_rates])
+    for name in ('raw', 'zlib', 'orpheus_intra1'):
+        rate, cpu, all_rates = res[name]
+        speedup = paired_speedup(all_rates, base_rounds)
+        extra = dict(baseline='Orpheus FloatList reader', statistic=f'median of {rounds} paired rounds',
+                     paired=[round(a / b, 2) for a, b in zip(all_rates, base_rounds)],
+                     best_vs_best=round(rate / base, 3), cpu_per_window_ratio=round(base_cpu / cpu, 3))
+        if name == 'orpheus_intra1':
+            emit(BENCH, f'orpheus_reader_intra_op_1_speedup_{fmt}', speedup, 'x', **extra)
+            continue
+        emit(BENCH, f'reader_speedup_{fmt}' + ('' if name == 'raw' else '_zlib'), speedup, 'x',
+             target='>= 2', ok=bool(speedup >= 2), audio_encoding=name + (' (default)' if name == 'raw' else ''),
+             **extra)
+
+
+def bench_format(tmp, corpus, ours, fmt, epochs, rounds):
+    """(a) bytes per track and (b) reader speed against Orpheus-style records, for one format."""
+    from preprocessing.dataset import TagSelection, make_dataset
+    from preprocessing.tfrecords import write_tfrecords
+    n = len(corpus['tags_of'])
+    files, _ = orpheus_records(os.path.join(tmp, f'orpheus-{fmt}'), corpus, fmt)
+    theirs = _dataset_bytes_per_track(os.path.dirname(files[0]), n)
+    # the alternative encoding: per-example zlib (smaller, slower to read)
+    zlib_dir = os.path.join(tmp, f'zlib-{fmt}')
+    write_tfrecords(corpus['master'], corpus['tags_db'], corpus['splits'], zlib_dir, format=fmt, preset='orpheus',
+                    shards_per_split=4, workers=2, progress=False, audio_encoding='zlib')
+    mine, zl = _dataset_bytes_per_track(ours[fmt], n), _dataset_bytes_per_track(zlib_dir, n)
+    emit(BENCH, f'bytes_per_track_{fmt}', mine, 'bytes', format=fmt, audio_encoding='raw (default)')
+    emit(BENCH, f'bytes_per_track_orpheus_{fmt}', theirs, 'bytes', format=fmt)
+    emit(BENCH, f'size_ratio_{fmt}', mine / theirs, 'x', baseline='Orpheus float32 FloatList', target='<= 0.5',
+         ok=bool(mine / theirs <= 0.5), audio_encoding='raw (default)')
+    emit(BENCH, f'size_ratio_{fmt}_zlib', zl / theirs, 'x', baseline='Orpheus float32 FloatList', target='<= 0.5',
+         ok=bool(zl / theirs <= 0.5), audio_encoding='zlib')
+    # (b) same work: 15 s random windows, batch 16; readers alternate over the rounds
+    ours_15s = dict(tags=TagSelection(top=3), window_seconds=15, batch_size=16, shuffle=False)
+    res = compare_readers({
+        'orpheus': functools.partial(orpheus_dataset, files, fmt, 15, 16),
+        'orpheus_intra1': functools.partial(_orpheus_intra1, files, fmt),
+        'raw': functools.partial(make_dataset, ours[fmt], 'train', **ours_15s),
+        'zlib': functools.partial(make_dataset, zlib_dir, 'train', **ours_15s),
+    }, epochs, rounds)
+    _emit_reader_speedups(fmt, res, rounds)
+
+
+def bench_make_dataset(ours, epochs):
+    """(d) make_dataset alone, both formats, 3 s and 15 s (shuffled, as in training)."""
+    from preprocessing.dataset import TagSelection, make_dataset
     for fmt in ('log-mel', 'waveform'):
         for sec in (3, 15):
-            r, cpu = windows_per_s(lambda: make_dataset(ours[fmt], 'train', tags=TagSelection(top=3),
-                                                        window_seconds=sec, batch_size=16, seed=0), args.epochs)
+            make = functools.partial(make_dataset, ours[fmt], 'train', tags=TagSelection(top=3), window_seconds=sec,
+                                     batch_size=16, seed=0)
+            r, cpu = windows_per_s(make, epochs)
             emit(BENCH, f'make_dataset_windows_per_s_{fmt}_{sec}s', r, 'windows/s', format=fmt, window_seconds=sec,
                  cpu_ms_per_window=round(cpu, 3))
-    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--tracks', type=int, default=48, help='30 s tracks for the size and reader figures')
+    ap.add_argument('--epochs', type=int, default=40,
+                    help='passes over the tracks per timed reader run (short runs measure tf.data autotuning)')
+    ap.add_argument('--write-tracks', type=int, default=240, help='tracks for the writer figure (c)')
+    ap.add_argument('--rounds', type=int, default=5, help='rounds of the reader comparison (each reader once a round)')
+    ap.add_argument('--write-rounds', type=int, default=5, help='paired 1-/2-worker rounds of the writer figure (c)')
+    args = ap.parse_args()
+    from preprocessing.tfrecords import write_tfrecords
+
+    tmp = tempfile.mkdtemp(prefix='bench_pipeline_')
+    try:
+        corpus = write_corpus(tmp, args.tracks, rendered_clips(os.path.join(tmp, 'clips')))
+        bench_writer(tmp, args.write_tracks, args.write_rounds)
+        ours = {'log-mel': os.path.join(tmp, 'w1'), 'waveform': os.path.join(tmp, 'wave')}
+        for fmt, out in ours.items():
+            write_tfrecords(corpus['master'], corpus['tags_db'], corpus['splits'], out, format=fmt, preset='orpheus',
+                            shards_per_split=4, workers=2, progress=False)
+        for fmt in ('log-mel', 'waveform'):
+            bench_format(tmp, corpus, ours, fmt, args.epochs, args.rounds)
+        bench_make_dataset(ours, args.epochs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""The ``tf.data`` input pipeline over MuseTag TFRecords.
+"""The ``tf.data`` input pipeline over MuseTag TFRecords (format: ``docs/tfrecords.md``).
 
 ``make_dataset(dir, split, …)`` reads the shards listed for ``split`` in ``dir/manifest.json``
 (never a directory listing), turns each track's clean tag numbers into a multi-hot label vector
@@ -21,6 +21,7 @@ has any of them. A label list is all a run dir needs to reproduce its outputs' m
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -164,6 +165,214 @@ def split_files(directory, manifest, split) -> list:
     return files
 
 
+class _TrackReader:
+    """The per-record steps of :func:`make_dataset` for one split, with the dataset's constants.
+
+    ``window_of`` and ``all_windows`` map one serialized track to its window(s); they are traced
+    once by ``tf.data`` (Python runs only while the graph is built).
+    """
+
+    def __init__(self, manifest, split, labels, window_seconds, pad, with_track_ids):
+        import tensorflow as tf
+        self.tf = tf
+        self.split, self.pad, self.with_track_ids = split, pad, with_track_ids
+        self.lookup = label_lookup(manifest, labels)
+        # row t: the multi-hot contribution of clean tag number t; the extra last row (zeros) takes
+        # padding and numbers outside the vocabulary
+        hot_rows = np.zeros((len(self.lookup) + 1, len(labels)), np.float32)
+        hot_rows[np.nonzero(self.lookup >= 0)[0], self.lookup[self.lookup >= 0]] = 1.0
+        self.hot_rows = tf.constant(hot_rows)
+        feats = manifest['features']
+        is_wave = feats['format'] == 'waveform'
+        self.length = window_length(manifest, window_seconds)
+        self.rank = 1 if is_wave else 2
+        self.scale = float(feats.get('scale') or 1.0)
+        self.dtype = tf.int16 if feats['dtype'] == 'int16' else tf.float16
+        itemsize = 2
+        n_mels = None if is_wave else int(feats['params']['n_mels'])
+        self.row_bytes = itemsize * (1 if is_wave else n_mels)
+        self.window_shape = [self.length] if is_wave else [self.length, n_mels]
+        self.window_bytes = self.length * self.row_bytes
+        self.zlib_audio = feats.get('audio_encoding', 'raw') == 'zlib'
+        self.spec = {
+            'track_id': tf.io.FixedLenFeature([], tf.string),
+            'tags': tf.io.VarLenFeature(tf.int64),
+            'audio': tf.io.FixedLenFeature([], tf.string),
+            'shape': tf.io.FixedLenFeature([self.rank], tf.int64),
+        }
+        # records written with the audio bytes last (format 2, raw audio): a window is cut straight
+        # out of the serialized record and the parser never copies the track's audio
+        self.audio_last = feats.get('layout') == 'audio-last' and not self.zlib_audio
+        self.meta_spec = {k: v for k, v in self.spec.items()
+                          if not (k == 'audio' and self.audio_last) and not (k == 'track_id' and not with_track_ids)}
+        # the manifest's shortest track (format 2) tells whether any window needs padding at all
+        self.min_length = manifest['splits'][split].get('min_length')
+        self.no_short_tracks = (self.min_length or 0) >= self.length
+
+    # ------------------------------------------------------------------------------- values
+    def audio_bytes(self, raw):
+        # per-example zlib: decompressed here, in parallel map threads (a whole-file ZLIB stream is
+        # inflated by one reader thread per file, which made reading 3x slower)
+        return self.tf.io.decode_compressed(raw, 'ZLIB') if self.zlib_audio else raw
+
+    def multi_hot(self, nums):
+        """Clean tag numbers int64 [n] -> multi-hot float32 [K]."""
+        tf = self.tf
+        outside = len(self.lookup)
+        idx = tf.where(tf.logical_and(nums >= 0, nums < outside), nums, outside)
+        return tf.minimum(tf.reduce_sum(tf.gather(self.hot_rows, idx), 0), 1.0)
+
+    def to_float(self, raw):
+        """Stored bytes (string tensor of any shape) -> float32 values, one more axis."""
+        tf = self.tf
+        audio = tf.cast(tf.io.decode_raw(raw, self.dtype, little_endian=True), tf.float32)
+        return audio * self.scale if self.scale != 1.0 else audio
+
+    def padded(self, audio):
+        """Decoded track [n, …] -> at least one window long (repeat-tiled or zero-padded)."""
+        tf, length = self.tf, self.length
+        n = tf.shape(audio)[0]
+        if self.pad == 'repeat':
+            reps = (length + n - 1) // tf.maximum(n, 1)
+            tiled = tf.tile(audio, tf.concat([[reps], tf.ones([self.rank - 1], tf.int32)], 0))
+            return tf.cond(n < length, lambda: tiled[:length], lambda: audio)
+        extra = tf.maximum(length - n, 0)
+        return tf.pad(audio, tf.concat([[[0, extra]], tf.zeros([self.rank - 1, 2], tf.int32)], 0))
+
+    # ------------------------------------------------------------------------------- one window
+    def _cut(self, src, start, offset):
+        """The window's bytes: ``window_bytes`` from ``start + offset`` rows."""
+        return self.tf.strings.substr(src, start + offset * self.row_bytes, self.window_bytes)
+
+    def _short(self, src, start, rows, n_bytes):
+        """The window's bytes of a track shorter than the window (``rows``, ``n_bytes`` long),
+        padded in the byte domain."""
+        tf = self.tf
+        whole = tf.strings.substr(src, start, n_bytes)
+        parts = [tf.strings.reduce_join(tf.fill([(self.length + rows - 1) // tf.maximum(rows, 1)], whole))] \
+            if self.pad == 'repeat' else [whole]
+        # zeros last: the whole pad for 'zero', only reached by an empty track for 'repeat'
+        filled = tf.strings.join(parts + [tf.constant(bytes(self.window_bytes))])
+        return tf.strings.substr(filled, 0, self.window_bytes)
+
+    def _checked_cut(self, src, start, offset, rows):
+        # free, unlike a tf.cond per track (~9% of the reader's CPU): a manifest whose min_length
+        # does not match its shards (edited by hand, or shards swapped) fails clearly here
+        tf = self.tf
+        check = tf.debugging.assert_greater_equal(
+            rows, self.length, message=f'a track of split {self.split} has fewer rows than the min_length of '
+                                       f'manifest.json ({self.min_length}): the manifest does not describe these '
+                                       'shards; rewrite the dataset')
+        with tf.control_dependencies([check]):
+            return self._cut(src, start, offset)
+
+    def window_of(self, record, rnd=None):
+        """One serialized track -> (float32 window, labels [K][, track id]).
+
+        ``rnd`` (int64) picks the random offset; None takes the centred window. Only the window's
+        bytes are copied and decoded; a track shorter than the window is padded in the byte
+        domain (repeat: the track tiled; zero: zero bytes appended).
+        """
+        tf, length = self.tf, self.length
+        ex = tf.io.parse_single_example(record, self.meta_spec)
+        rows = tf.cast(ex['shape'][0], tf.int32)
+        n_bytes = rows * self.row_bytes
+        if self.audio_last:
+            src, start = record, tf.strings.length(record) - n_bytes
+        else:
+            src, start = self.audio_bytes(ex['audio']), 0
+        if rnd is None:
+            offset = tf.maximum(rows - length, 0) // 2
+        else:
+            offset = tf.cast(tf.math.floormod(rnd, tf.cast(tf.maximum(rows - length + 1, 1), tf.int64)), tf.int32)
+        if self.no_short_tracks:
+            part = self._checked_cut(src, start, offset, rows)
+        else:
+            part = tf.cond(rows >= length, functools.partial(self._cut, src, start, offset),
+                           functools.partial(self._short, src, start, rows, n_bytes))
+        out = (tf.reshape(self.to_float(part), self.window_shape), self.multi_hot(ex['tags'].values))
+        return out + (ex['track_id'],) if self.with_track_ids else out
+
+    def random_window(self, record):
+        """:meth:`window_of` at an unseeded random offset drawn in the map (no extra pipeline stage)."""
+        return self.window_of(record, self.tf.random.uniform([], 0, 2 ** 62, self.tf.int64))
+
+    def seeded_window(self, record, rnd):
+        """:meth:`window_of` at the offset ``rnd`` of a seeded random stream zipped with the tracks."""
+        return self.window_of(record, rnd)
+
+    # ------------------------------------------------------------------------------- every window
+    def all_windows(self, record):
+        """One serialized track -> dataset of (window, labels, track id): every non-overlapping
+        window, plus one aligned to the track end when the length is not a multiple."""
+        tf, length = self.tf, self.length
+        ex = tf.io.parse_single_example(record, self.spec)
+        rows = tf.cast(ex['shape'][0], tf.int32)
+        audio = self.padded(tf.reshape(self.to_float(self.audio_bytes(ex['audio'])), [rows] + self.window_shape[1:]))
+        y = self.multi_hot(ex['tags'].values)
+        n = tf.shape(audio)[0]
+        starts = tf.range(n // length) * length
+        starts = tf.cond(n % length > 0, lambda: tf.concat([starts, [n - length]], 0), lambda: starts)
+        idx = starts[:, None] + tf.range(length)[None, :]
+        windows = tf.ensure_shape(tf.gather(audio, idx), [None] + self.window_shape)
+        k = tf.shape(starts)[0]
+        return tf.data.Dataset.from_tensor_slices((windows, tf.tile(y[None], [k, 1]), tf.fill([k], ex['track_id'])))
+
+
+def _records(files, compression, shuffle, seed, deterministic, cycle_length):
+    """Serialized tracks of ``files``: file order reshuffled every pass, ``cycle_length`` files read
+    at once."""
+    import tensorflow as tf
+
+    def records(path):
+        return tf.data.TFRecordDataset(path, compression_type=compression)
+    if len(files) == 1:
+        return records(files[0])
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    # one reader thread per file of the cycle, from the start (autotuning ramps up too slowly for
+    # the short passes of validation)
+    cycle = min(cycle_length, len(files))
+    return ds.interleave(records, cycle_length=cycle, block_length=1, num_parallel_calls=cycle,
+                         deterministic=deterministic)
+
+
+def _one_window_per_track(ds, reader, window, shuffle, shuffle_buffer, seed, deterministic):
+    """Tracks -> one window each (random or centred), by one map per track.
+
+    The map does everything (parse the small fields, cut and decode only the window's bytes,
+    labels); tf.data fuses it with the batch that follows (map_and_batch fusion), so the windows
+    are written straight into the batch. Whole serialized tracks are shuffled before it: a
+    shuffle in between would prevent the fusion.
+    """
+    import tensorflow as tf
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    fn = reader.window_of
+    if window == 'random' and seed is not None:
+        # reproducible offsets: a seeded random stream zipped with the tracks
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)))
+        fn = reader.seeded_window
+    elif window == 'random':
+        fn = reader.random_window
+    return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+
+
+def _finish(ds, repeat):
+    """Repeat, the threading option, prefetch."""
+    import tensorflow as tf
+    if repeat is True:
+        ds = ds.repeat()
+    elif repeat:
+        ds = ds.repeat(int(repeat))
+    options = tf.data.Options()
+    # each element's ops are small: running them on the calling tf.data thread beats handing them
+    # to the intra-op pool (measured: ~25% more windows/s, benchmarks/bench_pipeline.py)
+    options.threading.max_intra_op_parallelism = 1
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
 def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_seconds=3.0, window='random',
                  batch_size=32, shuffle=None, shuffle_buffer=128, repeat=False, with_track_ids=False, seed=None,
                  deterministic=None, pad='repeat', drop_remainder=False, cycle_length=4, expect_features=None,
@@ -194,7 +403,6 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
     audio float32 [B, L, n_mels] (log-mel) or [B, L] (waveform); labels float32 [B, K]; track_id
     string [B].
     """
-    import tensorflow as tf
     if window not in WINDOWS:
         raise ValueError(f'window must be one of {WINDOWS}, got {window!r}')
     if pad not in ('repeat', 'zero'):
@@ -203,172 +411,13 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
     check_features(manifest, expect_features)
     files = split_files(directory, manifest, split)
     labels = list(labels) if labels is not None else resolve_labels(manifest, tags)
-    lookup = label_lookup(manifest, labels)
-    n_labels = len(labels)
-    # row t: the multi-hot contribution of clean tag number t; the extra last row (zeros) takes
-    # padding and numbers outside the vocabulary
-    hot_rows = np.zeros((len(lookup) + 1, n_labels), np.float32)
-    hot_rows[np.nonzero(lookup >= 0)[0], lookup[lookup >= 0]] = 1.0
-    hot_rows = tf.constant(hot_rows)
-    feats = manifest['features']
-    is_wave = feats['format'] == 'waveform'
-    length = window_length(manifest, window_seconds)
-    rank = 1 if is_wave else 2
-    if shuffle is None:
-        shuffle = window == 'random'
-    if deterministic is None:
-        deterministic = seed is not None
-    if with_track_ids is False and window == 'all':
-        with_track_ids = True
-    autotune = tf.data.AUTOTUNE
-    scale = float(feats.get('scale') or 1.0)
-    dtype = tf.int16 if feats['dtype'] == 'int16' else tf.float16
-    itemsize = 2
-    n_mels = None if is_wave else int(feats['params']['n_mels'])
-    row_bytes = itemsize * (1 if is_wave else n_mels)
-    window_shape = [length] if is_wave else [length, n_mels]
-    compression = manifest.get('compression') or ''
-    zlib_audio = feats.get('audio_encoding', 'raw') == 'zlib'
-
-    spec = {
-        'track_id': tf.io.FixedLenFeature([], tf.string),
-        'tags': tf.io.VarLenFeature(tf.int64),
-        'audio': tf.io.FixedLenFeature([], tf.string),
-        'shape': tf.io.FixedLenFeature([rank], tf.int64),
-    }
-    # records written with the audio bytes last (format 2, raw audio): a window is cut straight
-    # out of the serialized record and the parser never copies the track's audio
-    audio_last = feats.get('layout') == 'audio-last' and not zlib_audio
-    meta_spec = {k: v for k, v in spec.items()
-                 if not (k == 'audio' and audio_last) and not (k == 'track_id' and not with_track_ids)}
-    window_bytes = length * row_bytes
-    # the manifest's shortest track (format 2) tells whether any window needs padding at all
-    no_short_tracks = manifest['splits'][split].get('min_length', 0) >= length
-
-    def audio_bytes(raw):
-        # per-example zlib: decompressed here, in parallel map threads (a whole-file ZLIB stream is
-        # inflated by one reader thread per file, which made reading 3x slower)
-        return tf.io.decode_compressed(raw, 'ZLIB') if zlib_audio else raw
-
-    def multi_hot(nums):
-        """Clean tag numbers int64 [n] -> multi-hot float32 [K]."""
-        outside = len(lookup)
-        idx = tf.where(tf.logical_and(nums >= 0, nums < outside), nums, outside)
-        return tf.minimum(tf.reduce_sum(tf.gather(hot_rows, idx), 0), 1.0)
-
-    def to_float(raw):
-        """Stored bytes (string tensor of any shape) -> float32 values, one more axis."""
-        audio = tf.cast(tf.io.decode_raw(raw, dtype, little_endian=True), tf.float32)
-        return audio * scale if scale != 1.0 else audio
-
-    def padded(audio):
-        n = tf.shape(audio)[0]
-        if pad == 'repeat':
-            reps = (length + n - 1) // tf.maximum(n, 1)
-            tiled = tf.tile(audio, tf.concat([[reps], tf.ones([rank - 1], tf.int32)], 0))
-            return tf.cond(n < length, lambda: tiled[:length], lambda: audio)
-        extra = tf.maximum(length - n, 0)
-        return tf.pad(audio, tf.concat([[[0, extra]], tf.zeros([rank - 1, 2], tf.int32)], 0))
-
-    def window_of(record, rnd=None):
-        """One serialized track -> (float32 window, labels [K][, track id]).
-
-        ``rnd`` (int64) picks the random offset; None takes the centred window. Only the window's
-        bytes are copied and decoded; a track shorter than the window is padded in the byte
-        domain (repeat: the track tiled; zero: zero bytes appended).
-        """
-        ex = tf.io.parse_single_example(record, meta_spec)
-        rows = tf.cast(ex['shape'][0], tf.int32)
-        n_bytes = rows * row_bytes
-        if audio_last:
-            src, start = record, tf.strings.length(record) - n_bytes
-        else:
-            src, start = audio_bytes(ex['audio']), 0
-        if rnd is None:
-            offset = tf.maximum(rows - length, 0) // 2
-        else:
-            offset = tf.cast(tf.math.floormod(rnd, tf.cast(tf.maximum(rows - length + 1, 1), tf.int64)), tf.int32)
-
-        def cut():
-            return tf.strings.substr(src, start + offset * row_bytes, window_bytes)
-
-        def short():
-            whole = tf.strings.substr(src, start, n_bytes)
-            parts = [tf.strings.reduce_join(tf.fill([(length + rows - 1) // tf.maximum(rows, 1)], whole))] \
-                if pad == 'repeat' else [whole]
-            # zeros last: the whole pad for 'zero', only reached by an empty track for 'repeat'
-            filled = tf.strings.join(parts + [tf.constant(bytes(window_bytes))])
-            return tf.strings.substr(filled, 0, window_bytes)
-        if no_short_tracks:
-            # free, unlike a tf.cond per track (~9% of the reader's CPU): a manifest whose min_length
-            # does not match its shards (edited by hand, or shards swapped) fails clearly here
-            check = tf.debugging.assert_greater_equal(
-                rows, length, message=f'a track of split {split} has fewer rows than the min_length of manifest.json '
-                                      f'({manifest["splits"][split].get("min_length")}): the manifest does not '
-                                      'describe these shards; rewrite the dataset')
-            with tf.control_dependencies([check]):
-                part = cut()
-        else:
-            part = tf.cond(rows >= length, cut, short)
-        out = (tf.reshape(to_float(part), window_shape), multi_hot(ex['tags'].values))
-        return out + (ex['track_id'],) if with_track_ids else out
-
-    def all_windows(record):
-        ex = tf.io.parse_single_example(record, spec)
-        rows = tf.cast(ex['shape'][0], tf.int32)
-        audio = padded(tf.reshape(to_float(audio_bytes(ex['audio'])), [rows] + window_shape[1:]))
-        y = multi_hot(ex['tags'].values)
-        tid = ex['track_id']
-        n = tf.shape(audio)[0]
-        full = n // length
-        starts = tf.range(full) * length
-        starts = tf.cond(n % length > 0, lambda: tf.concat([starts, [n - length]], 0), lambda: starts)
-        idx = starts[:, None] + tf.range(length)[None, :]
-        windows = tf.ensure_shape(tf.gather(audio, idx), [None] + window_shape)
-        k = tf.shape(starts)[0]
-        return tf.data.Dataset.from_tensor_slices((windows, tf.tile(y[None], [k, 1]), tf.fill([k], tid)))
-
-    def records(path):
-        return tf.data.TFRecordDataset(path, compression_type=compression)
-
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if shuffle and len(files) > 1:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    if len(files) > 1:
-        # one reader thread per file of the cycle, from the start (autotuning ramps up too slowly
-        # for the short passes of validation)
-        cycle = min(cycle_length, len(files))
-        ds = ds.interleave(records, cycle_length=cycle, block_length=1, num_parallel_calls=cycle,
-                           deterministic=deterministic)
-    else:
-        ds = records(files[0])
+    shuffle = window == 'random' if shuffle is None else shuffle
+    deterministic = seed is not None if deterministic is None else deterministic
+    with_track_ids = with_track_ids or window == 'all'
+    reader = _TrackReader(manifest, split, labels, window_seconds, pad, with_track_ids)
+    ds = _records(files, manifest.get('compression') or '', shuffle, seed, deterministic, cycle_length)
     if window == 'all':
-        ds = ds.flat_map(all_windows)
-        if not with_track_ids:
-            ds = ds.map(lambda a, y, t: (a, y))
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.flat_map(reader.all_windows)
     else:
-        # one map per track does everything (parse the small fields, cut and decode only the
-        # window's bytes, labels); tf.data fuses it with the batch that follows (map_and_batch
-        # fusion), so the windows are written straight into the batch. Whole serialized tracks
-        # are shuffled before it: a shuffle in between would prevent the fusion.
-        if shuffle:
-            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        fn = window_of
-        if window == 'random' and seed is not None:
-            # reproducible offsets: a seeded random stream zipped with the tracks
-            rnd = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-            ds = tf.data.Dataset.zip((ds, rnd))
-        elif window == 'random':  # no seed: draw in the map and spare the pipeline a stage
-            fn = lambda record: window_of(record, tf.random.uniform([], 0, 2 ** 62, tf.int64))  # noqa: E731
-        ds = ds.map(fn, num_parallel_calls=autotune, deterministic=deterministic)
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    if repeat is True:
-        ds = ds.repeat()
-    elif repeat:
-        ds = ds.repeat(int(repeat))
-    options = tf.data.Options()
-    # each element's ops are small: running them on the calling tf.data thread beats handing them
-    # to the intra-op pool (measured: ~25% more windows/s, benchmarks/bench_pipeline.py)
-    options.threading.max_intra_op_parallelism = 1
-    return ds.prefetch(autotune).with_options(options)
+        ds = _one_window_per_track(ds, reader, window, shuffle, shuffle_buffer, seed, deterministic)
+    return _finish(ds.batch(batch_size, drop_remainder=drop_remainder), repeat)
