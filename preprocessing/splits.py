@@ -253,8 +253,8 @@ def split_command(args) -> int:
         extra = f'; {master["artist_id"].nunique()} artists'
     if table.bad_lines:
         extra += f'; {len(table.bad_lines)} bad master line(s) skipped'
-    asked = '/'.join(f'{r:g}' for r in args.ratios)
+    reached = 'from the lists' if by == 'list' else 'ratios reached; asked ' + '/'.join(f'{r:g}' for r in args.ratios)
     for message in split_warnings(report, args.ratios) if by != 'list' else []:
         log.warning('%s%s', message, ' (few artists: an artist split moves whole artists)' if by == 'artist' else '')
-    print(f'split ({by}): {parts} of {total} tracks (ratios reached; asked {asked}){extra} -> {args.out}')
+    print(f'split ({by}): {parts} of {total} tracks ({reached}){extra} -> {args.out}')
     return 1 if table.bad_lines else 0
