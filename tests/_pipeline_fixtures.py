@@ -54,9 +54,9 @@ def make_tiny_corpus(root, n_tracks=12, seconds=(2.0, 4.5), sr=16000, bad=True, 
     if os.path.exists(db):
         os.remove(db)
     con = sqlite3.connect(db)
-    write_tables(con, enumerate(TAGS, 1),
-                 ((j + 1, r['track_id'] if r['track_id'] in tags_of else None) for j, r in enumerate(rows)),
-                 [(j + 1, TAGS.index(t) + 1, 100.0) for j, r in enumerate(rows) for t in tags_of.get(r['track_id'], [])])
+    tids = [(j + 1, r['track_id'] if r['track_id'] in tags_of else None) for j, r in enumerate(rows)]
+    pairs = [(j + 1, TAGS.index(t) + 1, 100.0) for j, r in enumerate(rows) for t in tags_of.get(r['track_id'], [])]
+    write_tables(con, enumerate(TAGS, 1), tids, pairs)
     con.commit()
     con.close()
     return {'root': root, 'master': master, 'tags_db': db, 'audio_dir': audio_dir, 'tags_of': tags_of,
