@@ -24,7 +24,7 @@ from msd.tables import read_master, write_master
 from preprocessing.__main__ import main
 from preprocessing.dataset import load_manifest
 from preprocessing.encode import PAUSE_ENV as ENCODE_PAUSE_ENV
-from preprocessing.splits import write_splits
+from preprocessing.splits import read_splits, write_splits
 from preprocessing.tfrecords import PAUSE_ENV, write_tfrecords
 from tests._audio_fixtures import music_like, write_wav
 from tests._pipeline_fixtures import make_split_corpus
@@ -293,7 +293,7 @@ def test_junk_master_lines_are_reported_and_hash_names_kept(corpus, tmp_path, ca
 
 def test_split_rows_for_unknown_tracks_are_reported(corpus, tmp_path, caplog):
     c, _ = _copy_corpus(corpus, tmp_path)
-    splits = pd.read_csv(c / 'splits.csv', comment='#')
+    splits = read_splits(c / 'splits.csv').frame
     extra = pd.DataFrame({'track_id': [f'TRGONE{i:012d}' for i in range(7)], 'split': 'train'})
     write_splits(pd.concat([splits, extra]), c / 'splits.csv')
     summary = write_tfrecords(str(c / 'master.csv'), str(c / 'clean_tags.db'), str(c / 'splits.csv'),
