@@ -37,6 +37,23 @@ TF_NOISE = re.compile(
 _HANDLER_NAME = 'musetag'
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each message (as ``logging.lastResort``
+    does), so a replaced stderr (a notebook, a test's capture, a progress bar) never receives a
+    message after it was closed."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):     # StreamHandler.__init__ sets it; the property always wins
+        pass
+
+
 def verbosity_level(verbosity: int) -> int:
     """``-q`` (−1 or less) → WARNING, default (0) → INFO, ``-v`` (1 or more) → DEBUG."""
     return logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
@@ -54,7 +71,7 @@ def setup_logging(verbosity: int = 0) -> None:
     root = logging.getLogger()
     handler = next((h for h in root.handlers if h.get_name() == _HANDLER_NAME), None)
     if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.set_name(_HANDLER_NAME)
         handler.setFormatter(logging.Formatter('%(levelname)s %(name)s: %(message)s'))
         root.addHandler(handler)

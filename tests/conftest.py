@@ -26,3 +26,4 @@ tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfigu
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: slower end-to-end tests (still run by `make test` and CI)')
+

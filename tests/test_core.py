@@ -263,7 +263,8 @@ def test_import_tensorflow_keeps_its_noise_off_the_terminal():
     assert logs.TF_NOISE.search(raw.stderr), 'TensorFlow no longer prints this noise: drop the filter'
 
 
-def test_setup_logging_levels_and_one_handler():
+def test_setup_logging_levels_and_one_handler(capsys):
+    import io
     import logging
     logs.setup_logging(-1)
     logs.setup_logging(1)
@@ -272,6 +273,13 @@ def test_setup_logging_levels_and_one_handler():
     assert [h.get_name() for h in root.handlers].count('musetag') == 1
     logs.setup_logging(0)
     assert root.level == logging.INFO and logging.getLogger('tensorflow').level == logging.WARNING
+    # messages go to the stderr of the moment, not to the one current when logging was set up
+    old, sys.stderr = sys.stderr, io.StringIO()
+    try:
+        logging.getLogger('core.test').info('hello now')
+        assert 'INFO core.test: hello now' in sys.stderr.getvalue()
+    finally:
+        sys.stderr = old
 
 
 def test_key_value_and_overrides():

@@ -18,15 +18,6 @@ from tests._audio_fixtures import music_like, write_wav
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(autouse=True)
-def _own_log_handler():
-    """``main()`` sets up logging on the stderr of its test; drop that handler afterwards."""
-    yield
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if h.get_name() == 'musetag']:
-        root.removeHandler(handler)
-
-
 def _master(tmp_path, artists, n=44):
     """A 44-track master table; ``artists``: list of artist ids per track, or None (no column)."""
     df = pd.DataFrame({'track_id': [f'TR{i:016d}' for i in range(n)], 'file_path': [f'{i}.mp3' for i in range(n)]})

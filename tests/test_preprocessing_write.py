@@ -4,7 +4,6 @@ root, junk lines, split rows for unknown tracks, and the permissions of every ou
 Jobs are interrupted at a known point: the writer's test hook (``preprocessing.tfrecords.PAUSE_ENV``)
 stops it after its N-th track, creates ``paused`` and waits for ``resume``.
 """
-import logging
 import os
 import resource
 import shutil
@@ -30,15 +29,6 @@ from tests._audio_fixtures import music_like, write_wav
 from tests._pipeline_fixtures import make_split_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(autouse=True)
-def _own_log_handler():
-    """``main()`` sets up logging on the stderr of its test; drop that handler afterwards."""
-    yield
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if h.get_name() == 'musetag']:
-        root.removeHandler(handler)
 
 
 @pytest.fixture(scope='module')
