@@ -4,11 +4,12 @@ Every file a ``python -m msd`` command writes
 
 * starts (CSV files) with a provenance comment ``# musetag <command line>`` and, where a later step
   needs it, ``# key=value`` metadata lines (e.g. ``# root=/abs/audio/root`` in ``scan.csv``);
-  read them with :func:`read_csv` (or ``pandas.read_csv(path, comment='#')``: every text field is
-  quoted, so a ``#`` inside a title never truncates a row);
-* is written through :func:`core.files.atomic_path` (a temporary file in the same directory,
-  renamed into place when complete, with the permissions a plain ``open()`` gives), so a reader
-  never sees half a file;
+  read them with :func:`read_csv` (which skips only the leading comment lines) or, for the tables
+  later stages read, :func:`msd.tables.read_table` (bad lines reported and skipped). Never with
+  ``pandas.read_csv(path, comment='#')``: it cuts a row at a ``#`` inside a quoted file name;
+* is written by :func:`msd.tables.write_table` through :func:`core.files.atomic_path` (a
+  temporary file in the same directory, renamed into place when complete, with the permissions a
+  plain ``open()`` gives), so a reader never sees half a file;
 * is never silently replaced: an existing output is an error
   (:class:`core.errors.OutputExistsError`) unless ``overwrite=True`` (``--overwrite``).
 """
@@ -20,12 +21,11 @@ import shlex
 import sys
 
 from core.errors import MuseTagError, OutputExistsError
-from core.files import atomic_path
 
 __all__ = ['CSV_QUOTING', 'MsdError', 'OutputExistsError', 'command_line', 'provenance_lines', 'read_comments',
            'read_csv', 'require_columns', 'write_csv']
 
-#: CSV dialect of every msd output: text fields quoted (so ``comment='#'`` readers are safe).
+#: CSV dialect of every msd output: text fields quoted.
 CSV_QUOTING = csv.QUOTE_NONNUMERIC
 
 
@@ -95,9 +95,7 @@ def require_columns(df, columns, what: str) -> None:
 
 
 def write_csv(df, path, *, command=None, meta=None, overwrite=False) -> None:
-    """Write ``df`` atomically with provenance comment lines, text fields quoted."""
-    with atomic_path(path, overwrite) as tmp:
-        with open(tmp, 'w', encoding='utf-8', newline='') as f:
-            for line in provenance_lines(command, meta):
-                f.write(line + '\n')
-            df.to_csv(f, index=False, quoting=CSV_QUOTING, lineterminator='\n')
+    """Write ``df`` atomically with provenance comment lines, text fields quoted: an msd table
+    without a key column (:func:`msd.tables.write_table`, the one writer of this format)."""
+    from .tables import write_table
+    write_table(df, path, command=command, meta=meta, overwrite=overwrite, key=None)
