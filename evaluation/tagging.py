@@ -2,11 +2,12 @@
 
 Inputs
 ------
-Files are tagged as given. Folders are searched recursively (sorted; a folder's files before its
-subfolders; links followed, each folder searched once) and **every** file found is tried, whatever
-its extension: a file that is not audio, or audio the decoder cannot read (``.m4a``), is reported
-with its reason instead of being left out. Names starting with ``.`` (hidden files and folders)
-are not searched; the summary line counts them. A folder that cannot be listed is reported.
+Files are tagged as given. Folders are searched recursively by
+:func:`preprocessing.audio.collect_inputs` (sorted; links followed, each folder searched once) and
+**every** file found is tried, whatever its extension: a file that is not audio, or audio the
+decoder cannot read (``.m4a``), is reported with its reason instead of being left out. Names
+starting with ``.`` (hidden files and folders) are not searched; the summary line counts them. A
+folder that cannot be listed is reported.
 
 Outputs
 -------
@@ -43,8 +44,9 @@ from dataclasses import dataclass, field
 
 from core import files
 from core.errors import OutputExistsError
+from preprocessing.audio import Inputs, collect_inputs
 
-__all__ = ['InputFile', 'Inputs', 'collect_inputs', 'escape', 'taggram_paths', 'check_outputs', 'tag_paths',
+__all__ = ['escape', 'taggram_paths', 'check_outputs', 'tag_paths',
            'predict_paths']
 
 log = logging.getLogger(__name__)
@@ -70,79 +72,6 @@ def escape(text: str) -> str:
         else:
             out.append(ch)
     return ''.join(out)
-
-
-# --------------------------------------------------------------------------------------------------
-# inputs
-# --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class InputFile:
-    """A file to tag: its ``path``, and its ``key``, the path relative to the folder argument it was
-    found in (the file name for a file argument), which names its taggram."""
-    path: str
-    key: str
-
-
-@dataclass
-class Inputs:
-    """What :func:`collect_inputs` found: ``files`` to tag, ``skipped`` ``(path, reason, detail)``
-    triples (missing arguments, folders that cannot be listed) and ``hidden`` names not searched."""
-    files: list = field(default_factory=list)
-    skipped: list = field(default_factory=list)
-    hidden: list = field(default_factory=list)
-
-
-def collect_inputs(paths) -> Inputs:
-    """Expand file and folder arguments into the files to tag (see the module docstring)."""
-    inputs = Inputs()
-    seen = set()
-    for p in map(os.fspath, paths):
-        if os.path.isdir(p):
-            _search(p, inputs, seen)
-        elif os.path.lexists(p):
-            inputs.files.append(InputFile(p, os.path.basename(p.rstrip(os.sep)) or p))
-        else:
-            inputs.skipped.append((p, 'missing', 'no such file or folder'))
-    return inputs
-
-
-def _search(root: str, inputs: Inputs, seen: set) -> None:
-    """Depth-first, sorted search of folder ``root`` (an explicit stack: no recursion limit)."""
-    stack = [(root, '')]
-    while stack:
-        folder, rel = stack.pop()
-        try:
-            st = os.stat(folder)
-            if (st.st_dev, st.st_ino) in seen:
-                log.info('not searched again: %s (a link to a folder already searched)', escape(folder))
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except PermissionError:
-            inputs.skipped.append((folder, 'permission-denied', 'this user may not list this folder'))
-            continue
-        except OSError as e:
-            inputs.skipped.append((folder, 'unreadable', f'cannot list this folder: {e.strerror or e}'))
-            continue
-        subfolders = []
-        for entry in entries:
-            if entry.name.startswith('.'):
-                inputs.hidden.append(entry.path)
-                continue
-            key = os.path.join(rel, entry.name)
-            if _is_dir(entry):
-                subfolders.append((entry.path, key))
-            else:
-                inputs.files.append(InputFile(entry.path, key))
-        stack.extend(reversed(subfolders))
-
-
-def _is_dir(entry) -> bool:
-    try:
-        return entry.is_dir()           # follows links
-    except OSError:
-        return False
 
 
 def taggram_paths(files_: list, taggram: str) -> list:

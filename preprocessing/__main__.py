@@ -52,24 +52,6 @@ def _command_line(prog, argv) -> str:
 
 
 # ------------------------------------------------------------------------------------------ features
-def _iter_files(inputs, problems):
-    """Every file named or found (recursively, sorted) under the inputs; unreadable folders go to
-    ``problems``."""
-    def unreadable(err):
-        problems.append((err.filename, f'folder not readable ({err.strerror})'))
-
-    for item in inputs:
-        if not os.path.isdir(item):
-            yield item, os.path.basename(item)
-            continue
-        base = os.path.basename(os.path.normpath(item))
-        for root, dirs, names in os.walk(item, onerror=unreadable):
-            dirs.sort()
-            for name in sorted(names):
-                path = os.path.join(root, name)
-                yield path, os.path.join(base, os.path.relpath(path, item))
-
-
 def _save_spectrogram(out, rel, spec, used):
     import numpy as np
 
@@ -87,31 +69,33 @@ def _save_spectrogram(out, rel, spec, used):
 def cmd_features(args):
     import time
 
-    from preprocessing.audio import AudioLoadError, load_audio
+    from preprocessing.audio import AudioLoadError, collect_inputs, load_audio
     from preprocessing.features import get_params, log_mel
     params = get_params(args.preset, **parse_overrides(args.set))
-    done, problems, used = 0, [], set()
-    for path, rel in _iter_files(args.inputs, problems):
+    inputs = collect_inputs(args.inputs)          # every file is tried; the decoder decides what is audio
+    problems = [(p, f'{reason} ({detail})') for p, reason, detail in inputs.skipped]
+    for path, reason in problems:
+        print(f'skip {path}: {reason}')
+    done, used = 0, set()
+    for item in inputs.files:
         if args.limit and done >= args.limit:
             break
         t0 = time.perf_counter()
         try:
-            audio = load_audio(path, sr=params.sr)
+            audio = load_audio(item.path, sr=params.sr)
         except AudioLoadError as e:
-            problems.append((path, f'{e.reason} ({e.detail})' if e.detail else e.reason))
-            print(f'skip {path}: {problems[-1][1]}')
+            problems.append((item.path, f'{e.reason} ({e.detail})' if e.detail else e.reason))
+            print(f'skip {item.path}: {problems[-1][1]}')
             continue
         spec = log_mel(audio, params)
         ms = (time.perf_counter() - t0) * 1000
-        print(f'{path}: {len(audio) / params.sr:6.2f} s -> log-mel {spec.shape[0]}x{spec.shape[1]} '
+        print(f'{item.path}: {len(audio) / params.sr:6.2f} s -> log-mel {spec.shape[0]}x{spec.shape[1]} '
               f'({args.preset}), range [{spec.min():.2f}, {spec.max():.2f}], {ms:.0f} ms')
         if args.out:
-            _save_spectrogram(args.out, rel, spec, used)
+            _save_spectrogram(args.out, item.key, spec, used)
         done += 1
-    for path, reason in problems:
-        if reason.startswith('folder'):
-            print(f'skip {path}: {reason}')
-    print(f'features: {done} file(s) computed, {len(problems)} skipped')
+    hidden = f', {len(inputs.hidden)} hidden name(s) not searched' if inputs.hidden else ''
+    print(f'features: {done} file(s) computed, {len(problems)} skipped{hidden}')
     return 1 if problems else 0
 
 

@@ -26,19 +26,22 @@ is not audio at all, or from audio in a format the decoder cannot read (``.m4a``
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-__all__ = ['AudioLoadError', 'AudioInfo', 'REASONS', 'STREAM_ABOVE_SECONDS', 'audio_info', 'read_audio',
-           'to_mono', 'resample', 'load_audio', 'load_audio_streaming', 'iter_audio', 'sniff_format',
-           'mpeg_frame_length']
+__all__ = ['InputFile', 'Inputs', 'collect_inputs', 'AudioLoadError', 'AudioInfo', 'REASONS',
+           'STREAM_ABOVE_SECONDS', 'audio_info', 'read_audio', 'to_mono', 'resample', 'load_audio',
+           'load_audio_streaming', 'iter_audio', 'sniff_format', 'mpeg_frame_length']
+
+log = logging.getLogger(__name__)
 
 #: The values :attr:`AudioLoadError.reason` can take (see :class:`AudioLoadError`).
 REASONS = ('missing', 'empty', 'not-audio', 'unreadable', 'no-samples', 'permission-denied', 'unsupported')
@@ -481,3 +484,84 @@ def _decode_blocks(path, info, sr, block_frames):
         out[n:n + chunk.shape[0]] = chunk
         n += chunk.shape[0]
     return out[:n]
+
+
+# --------------------------------------------------------------------------------------------------
+# finding the audio files of file and folder arguments
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InputFile:
+    """A file to process: its ``path``, and its ``key``, the path relative to the folder argument it
+    was found in (the file name for a file argument), which names its outputs (taggrams, .npy)."""
+    path: str
+    key: str
+
+
+@dataclass
+class Inputs:
+    """What :func:`collect_inputs` found: ``files`` to tag, ``skipped`` ``(path, reason, detail)``
+    triples (missing arguments, folders that cannot be listed) and ``hidden`` names not searched."""
+    files: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    hidden: list = field(default_factory=list)
+
+
+def collect_inputs(paths) -> Inputs:
+    """Expand file and folder arguments into the files to process.
+
+    Files are kept as given. Folders are searched recursively (sorted; a folder's files before its
+    subfolders; links followed, each folder searched once) and **every** file found is kept,
+    whatever its extension: the decoder, not the name, decides what is audio, so a file it cannot
+    read is reported with its reason instead of being left out. Names starting with ``.`` (hidden
+    files and folders) are not searched and are counted in ``hidden``; a folder that cannot be
+    listed, and a missing argument, go to ``skipped``.
+    """
+    inputs = Inputs()
+    seen = set()
+    for p in map(os.fspath, paths):
+        if os.path.isdir(p):
+            _search(p, inputs, seen)
+        elif os.path.lexists(p):
+            inputs.files.append(InputFile(p, os.path.basename(p.rstrip(os.sep)) or p))
+        else:
+            inputs.skipped.append((p, 'missing', 'no such file or folder'))
+    return inputs
+
+
+def _search(root: str, inputs: Inputs, seen: set) -> None:
+    """Depth-first, sorted search of folder ``root`` (an explicit stack: no recursion limit)."""
+    stack = [(root, '')]
+    while stack:
+        folder, rel = stack.pop()
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
+                log.info('not searched again: %r (a link to a folder already searched)', folder)
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except PermissionError:
+            inputs.skipped.append((folder, 'permission-denied', 'this user may not list this folder'))
+            continue
+        except OSError as e:
+            inputs.skipped.append((folder, 'unreadable', f'cannot list this folder: {e.strerror or e}'))
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith('.'):
+                inputs.hidden.append(entry.path)
+                continue
+            key = os.path.join(rel, entry.name)
+            if _is_dir(entry):
+                subfolders.append((entry.path, key))
+            else:
+                inputs.files.append(InputFile(entry.path, key))
+        stack.extend(reversed(subfolders))
+
+
+def _is_dir(entry) -> bool:
+    try:
+        return entry.is_dir()           # follows links
+    except OSError:
+        return False

@@ -11,7 +11,8 @@ import pytest
 from core.errors import MuseTagError, OutputExistsError
 from evaluation import plots
 from evaluation.tagger import Tagger
-from evaluation.tagging import InputFile, collect_inputs, escape, tag_paths, taggram_paths
+from evaluation.tagging import escape, tag_paths, taggram_paths
+from preprocessing.audio import InputFile, collect_inputs
 
 from _audio_fixtures import music_like, write_mp3, write_wav
 from _evaluation_fixtures import LABELS, deny_read, make_run_dir

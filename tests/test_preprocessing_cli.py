@@ -113,6 +113,7 @@ def audio_folder(tmp_path):
     write_wav(folder / 'b' / 'song.wav', music_like(1.5, 16000, seed=2), 16000)
     (folder / 'b' / 'clip.m4a').write_bytes(b'\x00\x00\x00\x18ftypM4A ' + os.urandom(200))
     (folder / 'notes.txt').write_text('not audio\n')
+    (folder / '.DS_Store').write_bytes(b'\x00' * 64)          # hidden: not searched, only counted
     return folder
 
 
@@ -127,13 +128,13 @@ def test_features_reports_every_unreadable_file_and_takes_set(audio_folder, tmp_
     assert code == 1
     for name in ('clip.m4a', 'notes.txt'):
         assert any(line.startswith('skip ') and name in line for line in printed.splitlines()), name
-    assert 'features: 2 file(s) computed, 2 skipped' in printed
+    assert 'features: 2 file(s) computed, 2 skipped, 1 hidden name(s) not searched' in printed
     assert printed.count('x64 (musicnn)') == 2
     saved = sorted(str(p.relative_to(out)) for p in out.rglob('*.npy'))
-    assert saved == ['music/a/song.wav.npy', 'music/b/song.wav.npy']        # same names, no collision
-    spec = np.load(out / 'music' / 'a' / 'song.wav.npy')
+    assert saved == ['a/song.wav.npy', 'b/song.wav.npy']        # paths below the folder: no collision
+    spec = np.load(out / 'a' / 'song.wav.npy')
     assert spec.shape[1] == 64 and spec.shape[0] == 1 + 16000 // 512
-    assert stat.S_IMODE(os.stat(out / 'music' / 'a' / 'song.wav.npy').st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(out / 'a' / 'song.wav.npy').st_mode) == 0o644
 
 
 def test_set_accepts_the_older_json_object(audio_folder, capsys):
