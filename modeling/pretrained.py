@@ -168,7 +168,8 @@ def read_checkpoint(model_dir) -> tuple[dict, list]:
         Optimizer-state names (Adam slots, ``beta1_power``, ``beta2_power``).
     """
     import numpy as np
-    import tensorflow as tf
+    from core.logs import import_tensorflow
+    tf = import_tensorflow()           # without its C++ start-up noise
     model_dir = Path(model_dir)
     if not (model_dir / '.index').is_file():
         raise FileNotFoundError(f'no TF1 checkpoint (.index) in {model_dir}')
@@ -445,7 +446,8 @@ def import_published(published: str, out, *, overwrite: bool = False, package_di
 
 def _import_into(published: str, out: Path, pkg: Path, *, saved_model: bool, command: str | None) -> dict:
     import numpy as np
-    import tensorflow as tf
+    from core.logs import import_tensorflow
+    tf = import_tensorflow()           # without its C++ start-up noise
 
     from preprocessing.features import get_params
 

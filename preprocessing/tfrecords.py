@@ -97,7 +97,8 @@ def serialize_example(track_id, artist_id, tags, audio_bytes, shape, duration) -
     (manifest ``layout: audio-last``) to cut a window straight out of the record instead of parsing
     the whole track's bytes.
     """
-    import tensorflow as tf
+    from core.logs import import_tensorflow
+    tf = import_tensorflow()           # without its C++ start-up noise
     feat = tf.train.Feature
     meta = tf.train.Example(features=tf.train.Features(feature={
         'track_id': feat(bytes_list=tf.train.BytesList(value=[str(track_id).encode()])),
@@ -296,7 +297,8 @@ def _write_shard(shard, out, results, progress, compression):
     The records go to a temporary file unique to this process, renamed into place when complete;
     on any error (a full disk included) the temporary file is removed.
     """
-    import tensorflow as tf
+    from core.logs import import_tensorflow
+    tf = import_tensorflow()           # without its C++ start-up noise
     tmp = files.temp_name(files.join(out, _STATE, shard['name']), 'partial')
     options = tf.io.TFRecordOptions(compression_type=compression, compression_level=1) if compression else None
     try:

@@ -172,6 +172,17 @@ def test_run_dir_guards(tmp_path):
     assert int(fresh.state.epoch.numpy()) == 0
 
 
+def test_a_training_split_smaller_than_one_batch_is_refused_at_once(tmp_path):
+    """Partial batches are dropped: with steps_per_epoch (a repeated dataset) the pipeline would
+    search for a full batch forever, so the trainer refuses before building anything."""
+    few = make_arrays(n_train=10, n_tags=len(TAGS))
+    with pytest.raises(ConfigError, match=r'input\.batch_size: the training split has fewer examples than one '
+                                          r'batch of 16'):
+        make_trainer(tmp_path / 'run', source=make_source(16, arrays=few),
+                     optimization={'epochs': 1, 'steps_per_epoch': 3})
+    assert not os.path.exists(tmp_path / 'run' / 'checkpoints')
+
+
 def test_cyclic_schedule_drives_the_learning_rate(tmp_path):
     trainer = make_trainer(tmp_path / 'run', optimization={
         'epochs': 2, 'optimizer': {'name': 'SGD', 'kwargs': {'momentum': 0.9}},

@@ -305,6 +305,7 @@ class Trainer:
             keras.utils.set_random_seed(cfg.seed)
             self.labels = list(self.data.labels)
             self.info: InputInfo = self.data.info
+            self._check_one_full_batch()
             self.model_fn = model_fn or registry_model_fn(cfg.model)
             self._ckpt_dir = self._checkpoint_dir()
             self._latest = rundir.latest_checkpoint(self.paths.checkpoints) if resume else None
@@ -362,6 +363,16 @@ class Trainer:
         if removed:
             log.info('removed %d file(s) of incomplete checkpoints: %s', len(removed),
                      ', '.join(os.path.basename(p) for p in removed))
+
+    def _check_one_full_batch(self) -> None:
+        """Partial batches are dropped, so a training split smaller than one global batch gives no
+        step at all: with ``steps_per_epoch`` (a repeated dataset) the input pipeline would search
+        for a full batch forever. Refuse it before anything slow."""
+        hint = getattr(self.data, 'steps_hint', None)
+        if hint is not None and hint() == 0:
+            raise ConfigError('input.batch_size', f'the training split has fewer examples than one batch of '
+                                                  f'{self.cfg.input.batch_size} (partial batches are dropped, '
+                                                  'so no step could run): lower input.batch_size or add tracks')
 
     def _checkpoint_dir(self) -> str:
         if self.worker.is_chief:
