@@ -65,9 +65,20 @@ def tb_tags(directory):
 # ------------------------------------------------------------------------------------------
 def test_short_run_writes_every_artifact(tmp_path):
     run = tmp_path / 'run'
-    trainer = make_trainer(run, export=True, optimization={'epochs': 2})
-    assert trainer.replicas == 2                                   # both logical CPUs by default
-    result = trainer.fit()
+    old_umask = os.umask(0o022)
+    try:
+        trainer = make_trainer(run, export=True, optimization={'epochs': 2})
+        assert trainer.replicas == 2                               # both logical CPUs by default
+        result = trainer.fit()
+    finally:
+        os.umask(old_umask)
+    # every file a colleague needs is readable by the group: a plain open()'s mode, never 0600/0700
+    modes = {str(p.relative_to(run)): p.stat().st_mode & 0o777 for p in [run, *run.rglob('*')]}
+    assert {k: oct(v) for k, v in modes.items() if v not in (0o644, 0o755)} == {}
+    for name in ('config.json', 'labels.json', 'features.json', 'history.csv', 'checkpoints/best/best.json',
+                 'model.keras'):
+        assert modes[name] == 0o644, name
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.')]      # no lock or temp left
     assert result.epochs_completed == 2 and result.best_epoch in (1, 2)
     cfg = json.loads((run / 'config.json').read_text())
     assert parse_config(cfg).optimization.epochs == 2               # resolved config, valid
