@@ -1,23 +1,22 @@
 """Benchmark of the synthetic corpus generator: tracks/s with 1 and 2 worker processes.
 
-Prints one JSON line per figure (with the CPU seconds it took), e.g.
-``{"benchmark": "synthetic_generate", "metric": "tracks_per_s", "workers": 2, "value": 2.4, ...}``.
+Prints one JSON line per figure (with the CPU seconds it took), in the format of every benchmark
+(``_common.emit``), e.g. ``{"bench": "synthetic", "metric": "tracks_per_s", "value": 2.4, "unit":
+"tracks/s", "workers": 2, ...}``.
 Each figure is a whole ``msd.synthetic.generate`` run (plan, audio synthesis + MP3 encoding,
 h5/DB/text files) into a temporary directory.  Usage:
 ``python benchmarks/bench_synthetic.py [--tracks 16] [--seconds 30] [--workers 1 2]``.
 """
 import argparse
-import json
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import emit  # also puts the repository on sys.path
 
-from msd import synthetic  # noqa: E402
+from msd import synthetic
 
 
 def _cpu_seconds():
@@ -49,12 +48,11 @@ def main():
             n_files = sum(1 for _ in (Path(tmp) / 'mini' / 'audio').rglob('*.mp3'))
         rate = len(truth['tracks']) / elapsed
         base = base or rate
-        print(json.dumps({'benchmark': 'synthetic_generate', 'metric': 'tracks_per_s', 'workers': w,
-                          'value': round(rate, 3), 'unit': 'tracks/s', 'tracks': args.tracks,
-                          'clip_seconds': args.seconds, 'audio_files': n_files, 'elapsed_s': round(elapsed, 2),
-                          'speedup_vs_first': round(rate / base, 2), 'cpu_s': round(cpu, 1),
-                          'cpu_s_per_track': round(cpu / len(truth['tracks']), 3), 'cpu_count': os.cpu_count(),
-                          'load_avg_1min': round(os.getloadavg()[0], 2)}), flush=True)
+        emit('synthetic', 'tracks_per_s', rate, 'tracks/s', workers=w, tracks=args.tracks,
+             clip_seconds=args.seconds, audio_files=n_files, elapsed_s=round(elapsed, 2),
+             speedup_vs_first=round(rate / base, 2), cpu_s=round(cpu, 1),
+             cpu_s_per_track=round(cpu / len(truth['tracks']), 3), cpu_count=os.cpu_count(),
+             load_avg_1min=round(os.getloadavg()[0], 2))
 
 
 if __name__ == '__main__':
