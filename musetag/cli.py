@@ -16,12 +16,17 @@ __all__ = ['COMMANDS', 'main']
 COMMANDS = {
     'synth': ('msd.synthetic.__main__', 'main', 'generate the MSD-format mini corpus (demo and tests)'),
     'msd': ('msd.__main__', 'main', 'clean the Million Song Dataset: scan, silence, build, clean-tags, all, …'),
+    'dataset': ('sources.__main__', 'main', 'your own folder, MagnaTagATune, MTG-Jamendo: master table, tags, splits'),
     'preprocess': ('preprocessing.__main__', 'main', 'splits, TFRecords (waveform or log-mel), features, info'),
     'train': ('training.__main__', 'main', 'train a tagger from a JSON config (TensorBoard, checkpoints, resume)'),
     'lr-find': ('training.lr_find', 'main', 'learning-rate range test: loss-vs-LR plot and suggested rates'),
     'evaluate': ('evaluation.cli', 'evaluate_main', 'exact ROC-AUC / PR-AUC of a run on a TFRecord split'),
     'tag': ('evaluation.cli', 'tag_main', 'tag audio files and folders with a run or a published model'),
     'pretrained': ('modeling.pretrained', 'main', 'the published musicnn models: list (model cards), import'),
+    'embed': ('retrieval.cli_embed', 'main', 'per-window and per-track embeddings of audio (Parquet or NPZ)'),
+    'index': ('retrieval.cli', 'index_main', 'a vector index of a music library: build (incremental), info, evaluate'),
+    'similar': ('retrieval.cli', 'similar_main', 'tracks like a track, a clip, tags or free text'),
+    'playlist': ('retrieval.cli', 'playlist_main', "join-the-dots playlists between tracks, or from a seed"),
 }
 
 

@@ -13,13 +13,20 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ('core', 'msd', 'preprocessing', 'modeling', 'training', 'evaluation', 'musetag')
+PACKAGES = ('core', 'msd', 'sources', 'preprocessing', 'modeling', 'training', 'evaluation', 'retrieval', 'musetag')
 
 #: source package -> {target module (prefix) it may import: reason}
 ALLOWED = {
     'core': {},
     'msd': {
         'preprocessing.audio': 'the one audio decoder (silence analysis decodes files as every stage does)',
+    },
+    'sources': {
+        'msd.tables': 'every dataset source writes master.csv / splits.csv through the module that owns them',
+        'msd.lastfm': 'every dataset source writes the clean tag DB through the module that owns it',
+        'msd.synthetic': 'format-faithful MTAT / MTG-Jamendo trees reuse the synthetic corpus audio',
+        'preprocessing.audio': 'the one audio decoder and folder walker (durations, unreadable files)',
+        'preprocessing.splits': 'the stable hash split of tracks and artists',
     },
     'preprocessing': {
         'msd.tables': 'reads master.csv through the module that owns that contract',
@@ -38,6 +45,13 @@ ALLOWED = {
     'evaluation': {
         'preprocessing': 'decoding, the front end and the TFRecord pipeline',
         'modeling': 'the run directory and its model',
+    },
+    'retrieval': {
+        'evaluation.tagger': 'embeddings come from the same streaming Tagger that tags',
+        'modeling': 'the run directory (which run and layer built an index)',
+        'preprocessing.audio': 'the one audio decoder and folder walker',
+        'msd.tables': 'index evaluation reads labelled tracks from master.csv',
+        'msd.lastfm': 'index evaluation reads track tags from the clean tag DB',
     },
     'musetag': {p: 'the command dispatches to every stage' for p in PACKAGES},
 }
