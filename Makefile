@@ -19,7 +19,7 @@ export PYTHONHASHSEED := 0
 # imported published models (musetag tag --model …) are cached here for the demo; unset, users get ~/.cache/musetag
 export MUSETAG_CACHE ?= $(CURDIR)/.cache/musetag
 
-.PHONY: venv lint test test-fast demo demo-data demo-msd demo-tfrecords demo-train demo-evaluate demo-pretrained \
+.PHONY: venv sysdeps lint test test-fast demo demo-data demo-msd demo-tfrecords demo-train demo-evaluate demo-pretrained \
         results bench pretrained clean
 
 $(STAMP): requirements.txt requirements-dev.txt setup.py
@@ -33,10 +33,22 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 
 venv: $(STAMP)
 
+# Debian packages the demo and the tests use: fluidsynth and a General MIDI soundfont render the
+# music21 score corpus to audio (the demo's real-music leg). Installed when missing and we may
+# (root, or passwordless sudo); otherwise the command says what to install.
+SYSDEPS := fluidsynth timgm6mb-soundfont
+SOUNDFONT := /usr/share/sounds/sf2/TimGM6mb.sf2
+sysdeps:
+	@if command -v fluidsynth > /dev/null && test -f $(SOUNDFONT); then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2> /dev/null; then SUDO="sudo -n"; else \
+	    echo "missing Debian packages: sudo apt-get install -y $(SYSDEPS)" >&2; exit 2; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends $(SYSDEPS) > /dev/null
+
 lint: venv
 	$(VENV)/bin/ruff check .
 
-test: lint
+test: lint sysdeps
 	$(PY) -m pytest -q
 
 test-fast: venv
