@@ -1,0 +1,265 @@
+"""The embedded default vector store: an hnswlib HNSW graph on disk, with payload filters.
+
+HNSW (Malkov & Yashunin, https://arxiv.org/abs/1603.09320) answers a query by a greedy walk over a
+layered neighbour graph: approximate, but at 100k vectors well under a millisecond with recall@10
+near 1 (figures in ``docs/vector-stores.md``). The graph holds integer labels; this store maps its
+string ids to labels, keeps the payloads beside the graph and filters through hnswlib's
+``filter=`` callback (the walk only returns labels the payload index allows).
+
+* ``ef`` (default 64) is the size of the candidate list of a query: larger is slower and more
+  exact (``ef >= len(store)`` is exact on small stores). Under a filter the list grows as the
+  fraction of allowed ids shrinks (``ef / fraction``, at most ``ef_max``), and a filter that keeps
+  fewer than ``exact_below`` ids (default 2000) is answered exactly from those ids' vectors.
+* ``M`` (default 16, links per node) and ``ef_construction`` (default 200) set the graph's quality
+  at build time; they are fixed when the store is created.
+* Deleted ids are marked deleted in the graph and their slots re-used by later inserts; a flush
+  rebuilds the graph when more than a quarter of its slots are dead. The graph grows (doubling)
+  as ids are added.
+
+On disk (see :class:`retrieval.store.StoreFiles`): ``index-<g>.bin`` (hnswlib's own format),
+``records-<g>.json`` (``{"labels", "ids", "payloads", "next_label"}``) and ``store.json``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import numpy as np
+
+from .store import (Hit, PayloadIndex, StoreError, StoreFiles, UnknownIdError, VectorStore, check_options,
+                    positive, top_k, write_lock)
+
+__all__ = ['HnswStore', 'DEFAULTS']
+
+log = logging.getLogger(__name__)
+
+#: option -> default (``M`` and ``ef_construction`` are fixed at creation; the others per opening)
+DEFAULTS = {'M': 16, 'ef_construction': 200, 'ef': 64, 'ef_max': 2000, 'exact_below': 2000, 'threads': 0}
+#: rebuild the graph at flush when more than this fraction of its slots are deleted
+REBUILD_DEAD = 0.25
+
+
+class HnswStore(VectorStore):
+    """hnswlib-backed store; open it with :func:`retrieval.store.open_store` (``backend='hnsw'``).
+
+    Options: ``M``, ``ef_construction`` (new stores), ``ef``, ``ef_max``, ``exact_below``,
+    ``threads`` (build threads; 0 = all cores). See the module docstring.
+    """
+
+    backend = 'hnsw'
+
+    def __init__(self, path, *, meta, dim, metric, read_only, **options):
+        import hnswlib
+        self._hnswlib = hnswlib
+        opts = check_options(self.backend, options, DEFAULTS)
+        self.ef = positive('ef', opts['ef'])
+        self.ef_max = max(self.ef, positive('ef_max', opts['ef_max']))
+        self.exact_below = int(opts['exact_below'])
+        self.threads = int(opts['threads']) or -1
+        self._files = StoreFiles(path)
+        self._lock = write_lock(path, read_only)
+        try:
+            if meta is None:
+                super().__init__(path, dim, metric, read_only)
+                build = {'M': positive('M', opts['M']), 'ef_construction': positive('ef_construction',
+                                                                                   opts['ef_construction'])}
+                self._meta = {'backend': self.backend, 'dim': self.dim, 'metric': self.metric, 'count': 0,
+                              'options': build}
+                self._new_graph(1024)
+                self._set_records([], [], [], 0)
+                self._dirty = True
+                self._flush()
+            else:
+                super().__init__(path, meta['dim'], meta['metric'], read_only)
+                self._meta = meta
+                self._load(meta)
+                if not read_only:
+                    self._files.clean(meta)
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+
+    # ------------------------------------------------------------------------------ state
+    def _new_graph(self, capacity: int):
+        build = self._meta['options']
+        self._graph = self._hnswlib.Index(space='ip', dim=self.dim)
+        self._graph.init_index(max_elements=int(capacity), ef_construction=int(build['ef_construction']),
+                               M=int(build['M']), allow_replace_deleted=True)
+        return self._graph
+
+    def _set_records(self, labels, ids, payloads, next_label: int) -> None:
+        self._label = dict(zip(ids, labels))          # id -> label
+        self._id = dict(zip(labels, ids))             # label -> id
+        self._payload = dict(zip(labels, payloads))   # label -> payload
+        self._next_label = int(next_label)
+        self._live = np.zeros(max(1024, self._next_label), dtype=bool)   # by label: id present
+        self._live[np.asarray(labels, dtype=np.int64)] = True
+        self._index = PayloadIndex()
+        for label, p in self._payload.items():
+            self._index.add(label, p)
+        self._dirty = False
+
+    def _load(self, meta: dict) -> None:
+        with open(self._files.file(meta, 'records'), encoding='utf-8') as f:
+            rec = json.load(f)
+        self._graph = self._hnswlib.Index(space='ip', dim=self.dim)
+        self._graph.load_index(self._files.file(meta, 'index'), allow_replace_deleted=True)
+        self._set_records(rec['labels'], rec['ids'], rec['payloads'], rec['next_label'])
+        alive = self._graph.element_count - len(self._graph_deleted())
+        if alive != len(self._label):
+            raise StoreError(f'{self.path}: the graph holds {alive} vectors but the records {len(self._label)}; '
+                             'the store is damaged')
+
+    def _graph_deleted(self) -> set:
+        return set(self._graph.get_ids_list()) - set(self._id)
+
+    # ------------------------------------------------------------------------- operations
+    def _upsert(self, ids, vectors, payloads) -> None:
+        old = [j for j, i in enumerate(ids) if i in self._label]
+        new = [j for j, i in enumerate(ids) if i not in self._label]
+        if old:
+            labels = np.array([self._label[ids[j]] for j in old], dtype=np.uint64)
+            self._graph.add_items(vectors[old], labels, num_threads=self.threads)
+            for j in old:
+                label = self._label[ids[j]]
+                self._index.remove(label, self._payload[label])
+                self._payload[label] = payloads[j]
+                self._index.add(label, payloads[j])
+        if new:
+            self._reserve(len(new))
+            labels = np.arange(self._next_label, self._next_label + len(new), dtype=np.uint64)
+            if self._next_label + len(new) > len(self._live):
+                live = np.zeros(max(2 * len(self._live), self._next_label + len(new)), dtype=bool)
+                live[:len(self._live)] = self._live
+                self._live = live
+            self._live[self._next_label:self._next_label + len(new)] = True
+            self._graph.add_items(vectors[new], labels, num_threads=self.threads, replace_deleted=True)
+            for j, label in zip(new, labels.tolist()):
+                self._label[ids[j]] = label
+                self._id[label] = ids[j]
+                self._payload[label] = payloads[j]
+                self._index.add(label, payloads[j])
+            self._next_label += len(new)
+        self._dirty = True
+
+    def _reserve(self, n_new: int) -> None:
+        """Grow the graph so ``n_new`` more ids fit (dead slots are re-used first)."""
+        graph = self._graph
+        dead = graph.element_count - len(self._label)
+        need = graph.element_count + max(0, n_new - dead)
+        if need > graph.max_elements:
+            graph.resize_index(max(need, 2 * graph.max_elements))
+
+    def _delete(self, ids) -> int:
+        n = 0
+        for i in ids:
+            label = self._label.pop(i, None)
+            if label is None:
+                continue
+            self._graph.mark_deleted(label)
+            self._live[label] = False
+            self._index.remove(label, self._payload.pop(label))
+            del self._id[label]
+            n += 1
+        self._dirty = self._dirty or n > 0
+        return n
+
+    def _search(self, queries, k, flt) -> list:
+        if flt is None:
+            return self._graph_search(queries, min(k, len(self)), self.ef, None)
+        mask = self._index.mask(flt, self._next_label) & self._live[:self._next_label]
+        allowed = np.flatnonzero(mask)
+        if len(allowed) <= self.exact_below:
+            return self._exact(queries, k, allowed)
+        fraction = len(allowed) / max(1, len(self))
+        ef = int(min(self.ef_max, math.ceil(self.ef / max(fraction, 1e-9))))
+        return self._graph_search(queries, min(k, len(allowed)), ef, mask)
+
+    def _graph_search(self, queries, k, ef, mask) -> list:
+        self._graph.set_ef(max(ef, k))
+        try:
+            if mask is None:
+                labels, dists = self._graph.knn_query(queries, k=k)
+            else:
+                labels, dists = self._graph.knn_query(queries, k=k, num_threads=1, filter=mask.item)
+        except RuntimeError:   # the walk found fewer than k (tiny graph or very selective filter)
+            live = self._live[:self._next_label]
+            return self._exact(queries, k, np.flatnonzero(live if mask is None else mask & live))
+        return [[self._hit(label, 1.0 - d) for label, d in zip(row_l, row_d)]
+                for row_l, row_d in zip(labels.tolist(), dists.tolist())]
+
+    def _exact(self, queries, k, labels: np.ndarray) -> list:
+        """Exact search over the vectors of ``labels`` (live labels only)."""
+        if not len(labels):
+            return [[] for _ in range(len(queries))]
+        vectors = np.asarray(self._graph.get_items(labels.astype(np.uint64), return_type='numpy'), np.float32)
+        idx, vals = top_k(queries @ vectors.T, k)
+        return [[self._hit(int(labels[i]), s) for i, s in zip(ri, si)]
+                for ri, si in zip(idx.tolist(), vals.tolist())]
+
+    def _hit(self, label, score) -> Hit:
+        return Hit(self._id[label], float(score), dict(self._payload[label]))
+
+    def _get(self, ids) -> tuple:
+        labels = []
+        for i in ids:
+            label = self._label.get(i)
+            if label is None:
+                raise UnknownIdError(f'{i!r} is not in the vector store {self.path}')
+            labels.append(label)
+        vectors = np.asarray(self._graph.get_items(np.array(labels, np.uint64), return_type='numpy'), np.float32)
+        return vectors.reshape(len(ids), self.dim), [dict(self._payload[label]) for label in labels]
+
+    def ids(self) -> list:
+        return list(self._label)
+
+    def __len__(self) -> int:
+        return len(self._label)
+
+    def __contains__(self, id) -> bool:
+        return id in self._label
+
+    # ------------------------------------------------------------------------ persistence
+    def _rebuild(self) -> None:
+        """A fresh graph holding only the live ids (drops dead slots; labels renumbered 0 … n-1)."""
+        labels = sorted(self._id)
+        vectors = (np.asarray(self._graph.get_items(np.array(labels, np.uint64), return_type='numpy'), np.float32)
+                   if labels else np.zeros((0, self.dim), np.float32))
+        ids = [self._id[label] for label in labels]
+        payloads = [self._payload[label] for label in labels]
+        log.info('%s: rebuilding the HNSW graph without its %d deleted slots', self.path,
+                 self._graph.element_count - len(labels))
+        graph = self._new_graph(max(1024, 2 * len(labels)))
+        if labels:
+            graph.add_items(vectors, np.arange(len(labels), dtype=np.uint64), num_threads=self.threads)
+        self._set_records(list(range(len(labels))), ids, payloads, len(labels))
+
+    def _flush(self) -> None:
+        if not self._dirty:
+            return
+        if self._graph.element_count > 64 and \
+                self._graph.element_count - len(self._label) > REBUILD_DEAD * self._graph.element_count:
+            self._rebuild()
+        labels = list(self._id)
+        records = {'labels': labels, 'ids': [self._id[x] for x in labels],
+                   'payloads': [self._payload[x] for x in labels], 'next_label': self._next_label}
+        graph = self._graph
+
+        def write_index(tmp):
+            graph.save_index(tmp)
+
+        def write_records(tmp):
+            with open(tmp, 'w', encoding='utf-8') as f:
+                json.dump(records, f, ensure_ascii=False, allow_nan=False)
+
+        meta = {**self._meta, 'count': len(labels)}
+        self._meta = self._files.commit(meta, {'index': ('.bin', write_index), 'records': ('.json', write_records)})
+        self._dirty = False
+
+    def _release(self) -> None:
+        self._graph = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
