@@ -24,6 +24,17 @@ Windowing
   maximum. The features equal :func:`preprocessing.features.log_mel` of the whole track bit for bit.
 * The track prediction is the mean of the window predictions; the per-window matrix is the
   taggram.
+
+Embeddings
+----------
+:meth:`Tagger.embed_file` / :meth:`Tagger.embed_array` stream the track exactly as tagging does and
+return an :class:`Embedding`: a vector per window from a named layer of the model, the pooled track
+vector (``mean``, ``meanstd`` = mean then standard deviation, or ``max`` over the windows) and the
+tags of the same forward pass (a Keras model with two outputs, the tags and the layer, built once
+per layer and window length). The layer names (:meth:`Tagger.embedding_layers`) are described in
+``docs/embeddings.md``: ``penultimate`` (the input of the final classification layer, any model),
+``taggram`` (the tag probabilities) and, where the model has them, musicnn's extractor names
+``mean_pool``, ``max_pool`` (musicnn and orpheus backends) and ``pool5`` (the VGG baseline).
 """
 from __future__ import annotations
 
@@ -31,16 +42,19 @@ import functools
 import itertools
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from core.errors import MuseTagError
 from modeling.rundir import RunInfo, load_run_info, load_run_model
 from preprocessing.audio import iter_audio, resample, to_mono
 from preprocessing.features import iter_log_mel, max_mel_power
 
-__all__ = ['TagResult', 'Tagger', 'window_starts', 'WindowCutter', 'SILENT_PEAK', 'WARNINGS', 'MAX_WINDOW_SECONDS']
+__all__ = ['TagResult', 'Tagger', 'window_starts', 'WindowCutter', 'SILENT_PEAK', 'WARNINGS', 'MAX_WINDOW_SECONDS',
+           'Embedding', 'POOLINGS', 'pool_windows', 'UnknownLayerError']
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +67,13 @@ WARNINGS = {'short': 'shorter than one window: repeated to fill it',
 MAX_WINDOW_SECONDS = 600.0
 #: Samples per block when an in-memory array is streamed (10 s at 16 kHz).
 _ARRAY_BLOCK = 160_000
+#: Embedding layers named as musicnn's extractor names its features -> the Keras layers computing
+#: them (the first the model has is used; see docs/embeddings.md).
+NAMED_LAYERS = {
+    'mean_pool': ('pool_mean', 'moment_back'),     # musicnn / orpheus backends: mean over time [B, C]
+    'max_pool': ('pool_max', 'glo_max_back'),      # the same, maximum over time [B, C]
+    'pool5': ('pool5',),                           # VGG baseline: last pooled map [B, 2, 1, 128], flattened
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,6 +148,82 @@ class TagResult:
                               'window_starts_s': [round(float(s), 4) for s in self.window_starts_s],
                               'probabilities': np.round(self.taggram.astype(np.float64), 6).tolist()}
         return out
+
+
+#: Per-track pooling of window embeddings: name -> what the track vector is.
+POOLINGS = {'mean': 'mean of the window vectors [d]',
+            'meanstd': 'mean then standard deviation (ddof 0) of the window vectors [2d]',
+            'max': 'element-wise maximum of the window vectors [d]'}
+
+
+class UnknownLayerError(MuseTagError, ValueError):
+    """An embedding layer the run's model does not have (the message lists those it has)."""
+
+
+def pool_windows(windows: np.ndarray, pooling: str = 'mean') -> np.ndarray:
+    """Pool window vectors into one track vector.
+
+    Parameters
+    ----------
+    windows : float [n_windows, d]
+    pooling : {'mean', 'meanstd', 'max'}
+        See :data:`POOLINGS`; sums are accumulated in float64.
+
+    Returns
+    -------
+    float32 [d] (``mean``, ``max``) or [2d] (``meanstd``: ``[mean, std]``)
+    """
+    w = np.asarray(windows)
+    if w.ndim != 2 or w.shape[0] == 0:
+        raise ValueError(f'windows must be [n_windows ≥ 1, d], got shape {w.shape}')
+    if pooling == 'mean':
+        return w.mean(axis=0, dtype=np.float64).astype(np.float32)
+    if pooling == 'meanstd':
+        return np.concatenate([w.mean(axis=0, dtype=np.float64),
+                               w.std(axis=0, dtype=np.float64)]).astype(np.float32)
+    if pooling == 'max':
+        return w.max(axis=0).astype(np.float32)
+    raise ValueError(f'pooling must be one of {", ".join(POOLINGS)}, got {pooling!r}')
+
+
+@dataclass
+class Embedding:
+    """Embedding of one track, from one forward pass that also gave its tags.
+
+    Attributes
+    ----------
+    layer : str
+        The layer (:meth:`Tagger.embedding_layers`).
+    pooling : str
+        How :attr:`vector` pools :attr:`windows`: ``mean``, ``meanstd`` or ``max`` (:data:`POOLINGS`).
+    windows : float32 [n_windows, d]
+        One vector per window (the windows of :attr:`tags`).
+    starts : float64 [n_windows]
+        Window start times, seconds.
+    vector : float32 [d], or [2d] for ``meanstd``
+        The pooled track vector.
+    tags : TagResult
+        Tag probabilities of the same windows and forward pass.
+    duration : float
+        Seconds of audio read (before any repeat-padding).
+    """
+    layer: str
+    pooling: str
+    windows: np.ndarray
+    starts: np.ndarray
+    vector: np.ndarray
+    tags: TagResult
+    duration: float
+
+    @property
+    def path(self) -> str | None:
+        """The file, for :meth:`Tagger.embed_file` (else None)."""
+        return self.tags.path
+
+    @property
+    def dim(self) -> int:
+        """Length of :attr:`vector`."""
+        return int(self.vector.shape[0])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -300,7 +397,8 @@ class Tagger:
             raise ValueError(f'{info.run_dir}: log-mel run but the model input is {shape}')
         if info.kind == 'waveform' and shape is not None and len(shape) != 2:
             raise ValueError(f'{info.run_dir}: waveform run but the model input is {shape}')
-        self._fns = {}
+        self._fns = {}          # (layer or None, window length) -> tf.function
+        self._two_out = {}      # layer -> keras.Model(input, [tags, layer])
 
     @classmethod
     def from_run(cls, run_dir, checkpoint=None) -> 'Tagger':
@@ -372,18 +470,104 @@ class Tagger:
         return (length - 1) * p.hop_length + (0 if p.center else p.n_fft)
 
     # ---------------------------------------------------------------- inference
-    def _infer_fn(self, length: int):
-        fn = self._fns.get(length)
+    def _infer_fn(self, length: int, layer: str | None = None):
+        """The model as a ``tf.function`` for windows of ``length`` units, traced once.
+
+        ``layer`` None or ``'taggram'``: returns the probabilities [B, K]; another embedding layer:
+        returns ``(probabilities [B, K], layer output [B, …])`` from one forward pass.
+        """
+        key = (None if layer == 'taggram' else layer, length)
+        fn = self._fns.get(key)
         if fn is None:
             import tensorflow as tf
             spec = ([None, length, self.info.params.n_mels] if self.info.kind == 'log-mel'
                     else [None, length])
-            model = self.model
+            model = self.model if key[0] is None else self._two_output_model(layer)
             # One trace per window length (the last, smaller batch does not retrace).
-            fn = tf.function(lambda x: model(x, training=False), autograph=False,
+            fn = tf.function(functools.partial(_call_inference, model), autograph=False,
                              input_signature=[tf.TensorSpec(spec, tf.float32)])
-            self._fns[length] = fn
+            self._fns[key] = fn
         return fn
+
+    # ---------------------------------------------------------------- embedding layers
+    def _penultimate_tensor(self):
+        """The input of the final classification layer (the last layer with weights on the way back
+        from the output through weightless ones: sigmoid, Identity), or None if not a single tensor."""
+        from keras.layers import InputLayer
+        try:
+            layer = self.model.outputs[0]._keras_history[0]
+            while not layer.weights:
+                if isinstance(layer, InputLayer):
+                    return None
+                inp = layer.input
+                if isinstance(inp, (list, tuple)):
+                    return None
+                layer = inp._keras_history[0]
+            inp = layer.input
+        except (AttributeError, ValueError, IndexError):    # a subclassed or shared-layer model
+            return None
+        return None if isinstance(inp, (list, tuple)) else inp
+
+    def _named_tensor(self, name: str):
+        """Output of the first Keras layer :data:`NAMED_LAYERS` lists for ``name``, or None."""
+        for layer_name in NAMED_LAYERS.get(name, ()):
+            try:
+                return self.model.get_layer(layer_name).output
+            except (ValueError, AttributeError):
+                continue
+        return None
+
+    def _layer_tensor(self, layer: str):
+        tensor = self._penultimate_tensor() if layer == 'penultimate' else self._named_tensor(layer)
+        if tensor is None:
+            raise UnknownLayerError(self._unknown_layer_message(layer))
+        return tensor
+
+    def _unknown_layer_message(self, layer) -> str:
+        return (f'{self.info.run_dir}: the model has no embedding layer {layer!r}; '
+                f'available: {", ".join(self.embedding_layers())} (docs/embeddings.md)')
+
+    def embedding_layers(self) -> list:
+        """Names usable as ``layer=`` of the embed methods, the default first.
+
+        ``penultimate`` (the input of the final classification layer; every registry model has
+        one), then those of :data:`NAMED_LAYERS` the model has (``mean_pool``, ``max_pool``,
+        ``pool5``), then ``taggram`` (the tag probabilities).
+        """
+        names = ['penultimate'] if self._penultimate_tensor() is not None else []
+        names += [n for n in NAMED_LAYERS if self._named_tensor(n) is not None]
+        return names + ['taggram']
+
+    def check_embedding(self, layer: str | None = None, pooling: str = 'mean') -> str:
+        """Check ``layer`` and ``pooling`` before any audio is read; return the layer name (the
+        default, ``embedding_layers()[0]``, for None).
+
+        Raises
+        ------
+        UnknownLayerError
+            The model has no such layer (the message lists those it has).
+        ValueError
+            ``pooling`` is not one of :data:`POOLINGS`.
+        """
+        if pooling not in POOLINGS:
+            raise ValueError(f'pooling must be one of {", ".join(POOLINGS)}, got {pooling!r}')
+        names = self.embedding_layers()
+        if layer is None:
+            return names[0]
+        if layer not in names:
+            raise UnknownLayerError(self._unknown_layer_message(layer))
+        return layer
+
+    def _two_output_model(self, layer: str):
+        """``keras.Model(input, [tags, <layer>])`` sharing the model's weights (built once per layer)."""
+        model = self._two_out.get(layer)
+        if model is None:
+            import keras
+            tensor = self._layer_tensor(layer)
+            model = keras.Model(self.model.inputs, [self.model.outputs[0], tensor],
+                                name=f'{self.model.name}_embed_{layer}')
+            self._two_out[layer] = model
+        return model
 
     def iter_window_batches(self, open_blocks: Callable[[], Iterable], length: int, hop: int,
                             batch_size: int) -> Iterator[tuple]:
@@ -445,6 +629,10 @@ class Tagger:
         -------
         TagResult
         """
+        return self._predict_blocks(self._array_opener(audio, sr), window_seconds, hop_seconds, batch_size)
+
+    def _array_opener(self, audio, sr: int):
+        """Mono float32 at the run's rate, as a re-openable block source (see :meth:`predict_array`)."""
         a = np.asarray(audio, dtype=np.float32)
         if a.ndim == 2:
             a = to_mono(a.T if a.shape[0] < a.shape[1] else a)
@@ -456,9 +644,8 @@ class Tagger:
             raise ValueError('audio contains NaN or inf')
         a = resample(a, int(sr), self.sr)
         if a.size == 0:
-            raise ValueError(f'{audio.shape} samples at {sr} Hz leave none at {self.sr} Hz')
-        return self._predict_blocks(functools.partial(_array_blocks, a), window_seconds, hop_seconds,
-                                    batch_size)
+            raise ValueError(f'{np.shape(audio)} samples at {sr} Hz leave none at {self.sr} Hz')
+        return functools.partial(_array_blocks, a)
 
     def predict_file(self, path, *, window_seconds=None, hop_seconds=None, batch_size: int = 8,
                      block_seconds: float | None = None) -> TagResult:
@@ -479,15 +666,31 @@ class Tagger:
 
     def _predict_blocks(self, open_blocks, window_seconds, hop_seconds, batch_size) -> TagResult:
         """Tag the signal ``open_blocks()`` yields: window geometry, source, model, result."""
+        return self._run_blocks(open_blocks, window_seconds, hop_seconds, batch_size)[0]
+
+    def _run_blocks(self, open_blocks, window_seconds, hop_seconds, batch_size, layer: str | None = None):
+        """Run the model over the windows of the signal ``open_blocks()`` yields.
+
+        Returns
+        -------
+        tags : TagResult
+        windows : float32 [n_windows, d] or None
+            The output of embedding layer ``layer`` per window, flattened (None without a layer).
+        """
         if batch_size < 1:
             raise ValueError(f'batch_size must be ≥ 1, got {batch_size}')
         length, hop = self.window_units(window_seconds, hop_seconds)
         unit = self._unit_seconds()
         source, warnings = self._open_source(open_blocks, self._min_samples(length), length * unit)
-        fn = self._infer_fn(length)
-        starts_all, probs = [], []
+        fn = self._infer_fn(length, layer)
+        two_outputs = layer is not None and layer != 'taggram'
+        starts_all, probs, vectors = [], [], []
         for starts, batch in self.iter_window_batches(source, length, hop, batch_size):
-            probs.append(np.asarray(fn(batch), dtype=np.float32))
+            out = fn(batch)
+            if two_outputs:
+                out, vec = out
+                vectors.append(np.asarray(vec, dtype=np.float32).reshape(len(starts), -1))
+            probs.append(np.asarray(out, dtype=np.float32))
             starts_all.append(starts)
         taggram = np.concatenate(probs, axis=0)
         if taggram.shape[1] != len(self.labels):
@@ -496,9 +699,73 @@ class Tagger:
         if meter.peak < SILENT_PEAK:
             warnings['silent'] = (f'silent: the loudest sample is {_dbfs(meter.peak)} '
                                   '(below -80 dBFS); its tags say nothing about music')
-        return TagResult(labels=self.labels, mean=taggram.mean(axis=0, dtype=np.float64).astype(np.float32),
+        tags = TagResult(labels=self.labels, mean=taggram.mean(axis=0, dtype=np.float64).astype(np.float32),
                          taggram=taggram, window_starts_s=np.concatenate(starts_all) * unit,
                          window_seconds=length * unit, duration_s=meter.n / self.sr, warnings=warnings)
+        if layer is None:
+            return tags, None
+        return tags, (np.concatenate(vectors, axis=0) if two_outputs else taggram)
+
+    # ---------------------------------------------------------------- embeddings
+    def embed_array(self, audio, sr: int, *, layer: str | None = None, pooling: str = 'mean',
+                    window_seconds=None, hop_seconds=None, batch_size: int = 8) -> Embedding:
+        """Embed an audio array (read as :meth:`predict_array` reads it).
+
+        Parameters
+        ----------
+        audio : float [n_samples] or [n_samples, channels] or [channels, n_samples]
+        sr : int
+            Sample rate of ``audio``, Hz.
+        layer : str or None
+            One of :meth:`embedding_layers` (default: the first, ``penultimate``).
+        pooling : {'mean', 'meanstd', 'max'}
+            Track vector from the window vectors (:func:`pool_windows`).
+        window_seconds, hop_seconds, batch_size
+            As for :meth:`predict_array`.
+
+        Returns
+        -------
+        Embedding
+        """
+        layer = self.check_embedding(layer, pooling)
+        return self._embed_blocks(self._array_opener(audio, sr), layer, pooling, window_seconds, hop_seconds,
+                                  batch_size)
+
+    def embed_file(self, path, *, layer: str | None = None, pooling: str = 'mean', window_seconds=None,
+                   hop_seconds=None, batch_size: int = 8, block_seconds: float | None = None) -> Embedding:
+        """Embed a file, decoded block by block as :meth:`predict_file` does (memory does not grow
+        with the file's length, except by the [n_windows, d] window vectors).
+
+        Parameters are those of :meth:`embed_array` and :meth:`predict_file`.
+
+        Raises
+        ------
+        preprocessing.audio.AudioLoadError
+            If the file cannot be decoded (``.reason`` says why).
+        UnknownLayerError
+            If the model has no layer ``layer`` (before the file is read).
+        """
+        layer = self.check_embedding(layer, pooling)
+        open_blocks = functools.partial(iter_audio, path, self.sr, block_seconds)
+        emb = self._embed_blocks(open_blocks, layer, pooling, window_seconds, hop_seconds, batch_size)
+        emb.tags.path = str(path)
+        return emb
+
+    def embed(self, source, *, sr: int | None = None, **kw) -> Embedding:
+        """:meth:`embed_file` for a path (``str``, ``bytes``, ``os.PathLike``), else
+        :meth:`embed_array` of ``source`` at sample rate ``sr`` (required for an array)."""
+        if isinstance(source, (str, bytes, os.PathLike)):
+            if sr is not None:
+                raise TypeError('sr= is for arrays; a file carries its own sample rate')
+            return self.embed_file(source, **kw)
+        if sr is None:
+            raise TypeError('embedding an array needs its sample rate: embed(audio, sr=…)')
+        return self.embed_array(source, sr, **kw)
+
+    def _embed_blocks(self, open_blocks, layer, pooling, window_seconds, hop_seconds, batch_size) -> Embedding:
+        tags, windows = self._run_blocks(open_blocks, window_seconds, hop_seconds, batch_size, layer)
+        return Embedding(layer=layer, pooling=pooling, windows=windows, starts=tags.window_starts_s,
+                         vector=pool_windows(windows, pooling), tags=tags, duration=tags.duration_s)
 
     def _open_source(self, open_blocks, need: int, window_s: float):
         """Read the first ``need`` samples: a signal at least that long is streamed as it is; a
@@ -527,6 +794,10 @@ class Tagger:
         msg = (f'short: {audio.size / self.sr:.4g} s of audio ({audio.size} samples) is shorter than one '
                f'{window_s:g} s window; it was repeated to fill one')
         return _Source(functools.partial(_array_blocks, tiled), real=real), {'short': msg}
+
+
+def _call_inference(model, x):
+    return model(x, training=False)
 
 
 def _dbfs(peak: float) -> str:

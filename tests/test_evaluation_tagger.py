@@ -339,3 +339,62 @@ def test_package_exports_the_api(run_dir):
     assert evaluation.Tagger is Tagger
     res = evaluation.Tagger.from_run(run_dir).predict_array(music_like(3.5, SR), SR)
     assert isinstance(res, evaluation.TagResult) and res.mean.shape == (len(LABELS),)
+
+
+# ------------------------------------------------------------------------------------------------
+# embeddings (the API; files, the command and the musicnn fidelity are in tests/test_retrieval_embed*.py)
+# ------------------------------------------------------------------------------------------------
+def test_pool_windows_math():
+    from evaluation.tagger import pool_windows
+    w = np.array([[1.0, -2.0, 3.0], [3.0, 2.0, 3.0], [2.0, 0.0, 6.0]], np.float32)
+    np.testing.assert_allclose(pool_windows(w, 'mean'), [2.0, 0.0, 4.0])
+    np.testing.assert_allclose(pool_windows(w, 'max'), [3.0, 2.0, 6.0])
+    std = np.sqrt([2 / 3, 8 / 3, 2.0])                                         # population std (ddof 0)
+    np.testing.assert_allclose(pool_windows(w, 'meanstd'), np.concatenate([[2.0, 0.0, 4.0], std]), rtol=1e-6)
+    assert pool_windows(w, 'meanstd').dtype == np.float32
+    np.testing.assert_array_equal(pool_windows(w[:1], 'meanstd')[3:], 0.0)    # one window: no spread
+    with pytest.raises(ValueError, match='pooling must be one of mean, meanstd, max'):
+        pool_windows(w, 'median')
+    with pytest.raises(ValueError, match='n_windows'):
+        pool_windows(np.zeros((0, 3), np.float32), 'mean')
+
+
+def test_embed_shapes_and_tags_of_the_same_pass(tagger, tmp_path):
+    """penultimate of the tiny model = its pooled [mean, max] 16-vector (the input of 'tags')."""
+    import keras
+    from evaluation.tagger import Embedding
+    assert tagger.embedding_layers() == ['penultimate', 'taggram']
+    audio = music_like(20.3, SR, seed=4)
+    f = write_wav(tmp_path / 'e.wav', audio, SR, subtype='FLOAT')
+    ref = tagger.predict_file(f, hop_seconds=2.0, batch_size=3)
+    emb = tagger.embed_file(f, hop_seconds=2.0, batch_size=3)
+    assert isinstance(emb, Embedding) and emb.layer == 'penultimate' and emb.pooling == 'mean'
+    np.testing.assert_array_equal(emb.tags.taggram, ref.taggram)             # same probabilities, same windows
+    np.testing.assert_array_equal(emb.starts, ref.window_starts_s)
+    assert emb.path == str(f) and emb.duration == pytest.approx(ref.duration_s)
+    assert emb.windows.shape == (ref.taggram.shape[0], 16) and emb.windows.dtype == np.float32
+    # the window vectors are what the Dense 'tags' layer receives
+    head = tagger.model.get_layer('tags')
+    np.testing.assert_allclose(np.asarray(head(keras.ops.convert_to_tensor(emb.windows))), ref.taggram, atol=1e-6)
+    np.testing.assert_allclose(emb.vector, emb.windows.mean(axis=0), rtol=1e-6)
+    mx = tagger.embed(str(f), pooling='max', hop_seconds=2.0)
+    np.testing.assert_allclose(mx.vector, emb.windows.max(axis=0), rtol=1e-6)
+    ms = tagger.embed(audio, sr=SR, pooling='meanstd', hop_seconds=2.0)
+    assert ms.vector.shape == (32,) and ms.path is None
+    np.testing.assert_allclose(ms.vector[16:], emb.windows.std(axis=0), rtol=1e-4, atol=1e-6)
+    tg = tagger.embed_array(audio, SR, layer='taggram', pooling='max', hop_seconds=2.0)
+    np.testing.assert_array_equal(tg.windows, ref.taggram)
+    np.testing.assert_array_equal(tg.vector, ref.taggram.max(axis=0))
+    with pytest.raises(TypeError, match='sample rate'):
+        tagger.embed(audio)
+
+
+def test_embed_unknown_layer_or_pooling_fails_before_reading(tagger, tmp_path):
+    from evaluation.tagger import UnknownLayerError
+    from core.errors import MuseTagError
+    missing = tmp_path / 'never-read.wav'                 # would raise AudioLoadError if it were read
+    with pytest.raises(UnknownLayerError, match=r"no embedding layer 'mean_pool'; available: penultimate, taggram"):
+        tagger.embed_file(missing, layer='mean_pool')
+    assert issubclass(UnknownLayerError, MuseTagError)
+    with pytest.raises(ValueError, match="pooling must be one of mean, meanstd, max, got 'avg'"):
+        tagger.embed_file(missing, pooling='avg')
