@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import struct
 
 import numpy as np
 
@@ -96,6 +97,7 @@ class HnswStore(VectorStore):
         self._next_label = int(next_label)
         self._live = np.zeros(max(1024, self._next_label), dtype=bool)   # by label: id present
         self._live[np.asarray(labels, dtype=np.int64)] = True
+        self._vectors = np.zeros((len(self._live), self.dim), np.float32)  # by label (exact search, get)
         self._index = PayloadIndex()
         for label, p in self._payload.items():
             self._index.add(label, p)
@@ -107,10 +109,41 @@ class HnswStore(VectorStore):
         self._graph = self._hnswlib.Index(space='ip', dim=self.dim)
         self._graph.load_index(self._files.file(meta, 'index'), allow_replace_deleted=True)
         self._set_records(rec['labels'], rec['ids'], rec['payloads'], rec['next_label'])
+        self._load_vectors(self._files.file(meta, 'index'))
         alive = self._graph.element_count - len(self._graph_deleted())
         if alive != len(self._label):
             raise StoreError(f'{self.path}: the graph holds {alive} vectors but the records {len(self._label)}; '
                              'the store is damaged')
+
+    def _load_vectors(self, index_file: str) -> None:
+        """Fill the by-label copy of the vectors from the saved graph (hnswlib's ``get_items`` costs
+        ~25 µs a vector; reading its file is a strided copy)."""
+        live = np.flatnonzero(self._live)
+        try:
+            labels, vectors = read_graph_vectors(index_file, self.dim)
+            keep = labels < len(self._live)
+            keep[keep] = self._live[labels[keep].astype(np.int64)]
+            self._vectors[labels[keep].astype(np.int64)] = vectors[keep]
+            probe = live[:: max(1, len(live) // 8)][:8]
+            ok = int(keep.sum()) == len(live) and (not len(probe) or np.array_equal(
+                self._vectors[probe], np.asarray(self._graph.get_items(probe.astype(np.uint64)), np.float32)))
+        except (ValueError, OSError) as e:
+            log.debug('reading vectors from %s failed: %s', index_file, e)
+            ok = False
+        if not ok:   # an hnswlib file layout other than 0.8's: the slow, public way
+            log.warning('%s: unexpected HNSW file layout; reading %d vectors through hnswlib', self.path, len(live))
+            if len(live):
+                self._vectors[live] = np.asarray(self._graph.get_items(live.astype(np.uint64)), np.float32)
+
+    def _grow_labels(self, size: int) -> None:
+        if size <= len(self._live):
+            return
+        size = max(size, 2 * len(self._live))
+        live = np.zeros(size, dtype=bool)
+        live[:len(self._live)] = self._live
+        vectors = np.zeros((size, self.dim), np.float32)
+        vectors[:len(self._vectors)] = self._vectors
+        self._live, self._vectors = live, vectors
 
     def _graph_deleted(self) -> set:
         return set(self._graph.get_ids_list()) - set(self._id)
@@ -122,6 +155,7 @@ class HnswStore(VectorStore):
         if old:
             labels = np.array([self._label[ids[j]] for j in old], dtype=np.uint64)
             self._graph.add_items(vectors[old], labels, num_threads=self.threads)
+            self._vectors[labels.astype(np.int64)] = vectors[old]
             for j in old:
                 label = self._label[ids[j]]
                 self._index.remove(label, self._payload[label])
@@ -130,11 +164,9 @@ class HnswStore(VectorStore):
         if new:
             self._reserve(len(new))
             labels = np.arange(self._next_label, self._next_label + len(new), dtype=np.uint64)
-            if self._next_label + len(new) > len(self._live):
-                live = np.zeros(max(2 * len(self._live), self._next_label + len(new)), dtype=bool)
-                live[:len(self._live)] = self._live
-                self._live = live
-            self._live[self._next_label:self._next_label + len(new)] = True
+            self._grow_labels(self._next_label + len(new))
+            self._live[labels.astype(np.int64)] = True
+            self._vectors[labels.astype(np.int64)] = vectors[new]
             self._graph.add_items(vectors[new], labels, num_threads=self.threads, replace_deleted=True)
             for j, label in zip(new, labels.tolist()):
                 self._label[ids[j]] = label
@@ -194,8 +226,7 @@ class HnswStore(VectorStore):
         """Exact search over the vectors of ``labels`` (live labels only)."""
         if not len(labels):
             return [[] for _ in range(len(queries))]
-        vectors = np.asarray(self._graph.get_items(labels.astype(np.uint64), return_type='numpy'), np.float32)
-        idx, vals = top_k(queries @ vectors.T, k)
+        idx, vals = top_k(queries @ self._vectors[labels].T, k)
         return [[self._hit(int(labels[i]), s) for i, s in zip(ri, si)]
                 for ri, si in zip(idx.tolist(), vals.tolist())]
 
@@ -209,8 +240,7 @@ class HnswStore(VectorStore):
             if label is None:
                 raise UnknownIdError(f'{i!r} is not in the vector store {self.path}')
             labels.append(label)
-        vectors = np.asarray(self._graph.get_items(np.array(labels, np.uint64), return_type='numpy'), np.float32)
-        return vectors.reshape(len(ids), self.dim), [dict(self._payload[label]) for label in labels]
+        return self._vectors[labels], [dict(self._payload[label]) for label in labels]
 
     def ids(self) -> list:
         return list(self._label)
@@ -225,8 +255,7 @@ class HnswStore(VectorStore):
     def _rebuild(self) -> None:
         """A fresh graph holding only the live ids (drops dead slots; labels renumbered 0 … n-1)."""
         labels = sorted(self._id)
-        vectors = (np.asarray(self._graph.get_items(np.array(labels, np.uint64), return_type='numpy'), np.float32)
-                   if labels else np.zeros((0, self.dim), np.float32))
+        vectors = self._vectors[np.asarray(labels, dtype=np.int64)]
         ids = [self._id[label] for label in labels]
         payloads = [self._payload[label] for label in labels]
         log.info('%s: rebuilding the HNSW graph without its %d deleted slots', self.path,
@@ -235,6 +264,7 @@ class HnswStore(VectorStore):
         if labels:
             graph.add_items(vectors, np.arange(len(labels), dtype=np.uint64), num_threads=self.threads)
         self._set_records(list(range(len(labels))), ids, payloads, len(labels))
+        self._vectors[:len(labels)] = vectors
 
     def _flush(self) -> None:
         if not self._dirty:
@@ -263,3 +293,34 @@ class HnswStore(VectorStore):
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+#: hnswlib 0.8's saved-index header: offsetLevel0, max_elements, cur_element_count,
+#: size_data_per_element, label_offset, offsetData (size_t), maxlevel (int), enterpoint (uint32),
+#: maxM, maxM0, M (size_t), mult (double), ef_construction (size_t); then the level-0 records
+_HEADER = struct.Struct('<QQQQQQiIQQQdQ')
+
+
+def read_graph_vectors(index_file: str, dim: int) -> tuple:
+    """``(labels (count,) uint64, vectors (count, dim) float32)`` of every slot of a saved hnswlib
+    0.8 index (deleted slots included), read from the file's level-0 records.
+
+    Raises
+    ------
+    ValueError
+        The file does not have that layout.
+    """
+    with open(index_file, 'rb') as f:
+        head = f.read(_HEADER.size)
+        if len(head) != _HEADER.size:
+            raise ValueError('short header')
+        offset0, _, count, size, label_offset, data_offset = _HEADER.unpack(head)[:6]
+        if offset0 != 0 or data_offset + 4 * dim > size or label_offset + 8 > size:
+            raise ValueError('unexpected header')
+        records = np.fromfile(f, dtype=np.uint8, count=count * size)
+    if records.size != count * size:
+        raise ValueError('short file')
+    records = records.reshape(count, size)
+    vectors = np.ascontiguousarray(records[:, data_offset:data_offset + 4 * dim]).view(np.float32)
+    labels = np.ascontiguousarray(records[:, label_offset:label_offset + 8]).view(np.uint64).ravel()
+    return labels, vectors
