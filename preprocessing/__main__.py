@@ -3,8 +3,10 @@
 ``split --master master.csv --out splits.csv [--by artist|track|list] [--ratios 0.8 0.1 0.1] …``
     write a persisted split manifest (``docs/master-table.md``); prints the ratios reached and
     warns about an empty or tiny split.
-``write --master master.csv --tags clean_tags.db --splits splits.csv --out DIR …``
-    write sharded TFRecords (waveform or log-mel) and their manifest (``docs/tfrecords.md``).
+``write --master master.csv --tags clean_tags.db --splits splits.csv --out DIR [--engine local|beam] …``
+    write sharded TFRecords (waveform or log-mel) and their manifest (``docs/tfrecords.md``); with
+    ``--engine beam [--runner NAME] [--beam-option K=V …]`` an Apache Beam pipeline writes the
+    same shards.
 ``info DIR``
     summarise a TFRecord dataset's manifest.
 ``features FILE_OR_DIR … [--preset musicnn|orpheus] [--set KEY=VALUE] [--out DIR]``
@@ -106,6 +108,15 @@ def cmd_split(args):
 
 
 # ------------------------------------------------------------------------------------------ write
+def _beam_option(text):
+    """``--beam-option`` item: ``KEY=VALUE`` (VALUE kept as text) or ``KEY`` (a flag) -> (KEY, value)."""
+    key, sep, value = text.partition('=')
+    key = key.strip().lstrip('-')
+    if not key:
+        raise argparse.ArgumentTypeError(f'expected KEY=VALUE or KEY, got {text!r}')
+    return key, value if sep else True
+
+
 def _shards_arg(values):
     if len(values) == 1:
         return values[0]
@@ -143,7 +154,8 @@ def cmd_write(args):
                               audio_root=args.audio_root, overwrite=args.overwrite,
                               audio_encoding=args.audio_encoding,
                               compression='' if args.compression == 'none' else args.compression,
-                              progress=show_progress(args), command=args.command_line)
+                              progress=show_progress(args), command=args.command_line, engine=args.engine,
+                              runner=args.runner, beam_options=dict(args.beam_option))
     print(_write_summary(summary))
     return 1 if summary['input_problems'] or summary['tracks_skipped'] else 0
 
@@ -227,6 +239,15 @@ def _add_write(sub):
     p.add_argument('--audio-root', help="folder every audio file must lie in; file_path is relative to it "
                                         "(default: the '# audio_root=' line of the master table)")
     p.add_argument('--overwrite', action='store_true', help='replace a dataset written with other settings')
+    p.add_argument('--engine', choices=['local', 'beam'], default='local',
+                   help='local: worker processes on this machine; beam: an Apache Beam pipeline, one shard per '
+                        'task, the same shards byte for byte (docs/tfrecords.md)')
+    p.add_argument('--runner', default=None, metavar='NAME',
+                   help='Beam runner for --engine beam: FnApiRunner (in-process, --workers threads; the default), '
+                        'FlinkRunner, SparkRunner, DataflowRunner, …')
+    p.add_argument('--beam-option', action='append', type=_beam_option, default=[], metavar='KEY=VALUE',
+                   help='a Beam pipeline option for --engine beam, e.g. --beam-option flink_master=host:8081 '
+                        '(repeatable; KEY alone for a flag)')
 
 
 def build_parser(prog=PROG):

@@ -48,7 +48,7 @@ from preprocessing.inputs import INPUT_PROBLEMS, read_inputs
 from preprocessing.splits import SPLITS, hash_unit
 
 __all__ = ['FORMATS', 'FORMAT_VERSION', 'LAYOUT', 'plan_shards', 'shard_name', 'feature_spec', 'write_tfrecords',
-           'encode_track', 'serialize_example', 'PAUSE_ENV']
+           'encode_track', 'serialize_example', 'PAUSE_ENV', 'ENGINES']
 
 log = logging.getLogger(__name__)
 
@@ -316,6 +316,14 @@ def _write_shard(shard, out, results, progress, compression):
     return info
 
 
+def _no_space(e, out, finished):
+    """The :class:`~core.errors.NoSpaceError` for a full disk met while writing ``out``."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return NoSpaceError(f'no space left on the device while writing {out} ({first}); the partial shard was '
+                        f'removed and the {finished} shard(s) finished in this run are kept: free space and '
+                        'run the same command again to resume')
+
+
 def _write_shards(todo, out, features, pool, progress, compression):
     """Write every shard of ``todo``; a full disk becomes :class:`~core.errors.NoSpaceError`."""
     infos = []
@@ -326,13 +334,26 @@ def _write_shards(todo, out, features, pool, progress, compression):
     except Exception as e:
         if not is_no_space(e):
             raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise NoSpaceError(f'no space left on the device while writing {out} ({first}); the partial shard was '
-                           f'removed and the {len(infos)} shard(s) finished in this run are kept: free space and '
-                           'run the same command again to resume') from e
+        raise _no_space(e, out, len(infos)) from e
     finally:
         results.close()  # ends the serial path's BLAS thread limit now, even after an error
     return infos
+
+
+def _write_shards_beam(todo, out, features, engine, progress, compression):
+    """Write every shard of ``todo`` with Apache Beam (:mod:`preprocessing.beam_write`); returns their infos.
+
+    Each finished shard's info is read back from ``_shards/`` (the workers may be other machines).
+    """
+    from preprocessing.beam_write import run_beam
+    try:
+        run_beam(todo, out, features, compression, runner=engine['runner'], options=engine['options'],
+                 workers=engine['workers'], progress=progress)
+    except Exception as e:
+        if not is_no_space(e):
+            raise
+        raise _no_space(e, out, sum(_shard_done(out, s['name']) for s in todo)) from e
+    return [files.read_json(files.join(out, _STATE, s['name'] + '.json')) for s in todo]
 
 
 # ------------------------------------------------------------------------------------ manifest
@@ -360,7 +381,7 @@ def _split_summaries(infos):
     return splits, counts
 
 
-def _assemble_manifest(out, plan, tagdb_vocab, excluded):
+def _assemble_manifest(out, plan, tagdb_vocab, excluded, engine='local'):
     """Write manifest.json + skipped.csv if every planned shard is complete; return the manifest or None."""
     infos = []
     for name in plan['shards']:
@@ -383,6 +404,7 @@ def _assemble_manifest(out, plan, tagdb_vocab, excluded):
         'skipped': dict(sorted(Counter(s['reason'] for s in skipped).items())),
         'inputs': plan['inputs'],
         'command': plan['command'],
+        'engine': engine,
         'plan_digest': plan['digest'],
     }
     files.atomic_write_text(files.join(out, 'skipped.csv'), _skipped_csv(skipped))
@@ -403,6 +425,23 @@ def _check_options(num_hosts, host_index, workers, compression):
     return compression
 
 
+ENGINES = ('local', 'beam')
+
+
+def _engine_spec(engine, runner, beam_options, workers):
+    """Check the engine options; returns the engine's settings and its manifest entry."""
+    if engine not in ENGINES:
+        raise ValueError(f'engine must be one of {ENGINES}, got {engine!r}')
+    if engine == 'local':
+        if runner or beam_options:
+            raise ValueError('--runner and --beam-option need --engine beam')
+        return {'manifest': {'name': 'local'}}
+    from preprocessing.beam_write import DEFAULT_RUNNER
+    runner = runner or DEFAULT_RUNNER
+    return {'runner': runner, 'options': dict(beam_options or {}), 'workers': workers,
+            'manifest': {'name': 'beam', 'runner': runner}}
+
+
 def _output_lock(out, num_hosts, host_index, command):
     """The lock of a local output (:class:`core.locks.OutputLock`); URLs cannot be locked (logged)."""
     if files.is_url(out):
@@ -421,7 +460,8 @@ def _start_pool(workers, owner):
 
 def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', preset='orpheus', sr=16000,
                     params=None, shards_per_split=8, workers=1, num_hosts=1, host_index=0, audio_root=None,
-                    audio_encoding='raw', compression='', overwrite=False, progress=True, command=None):
+                    audio_encoding='raw', compression='', overwrite=False, progress=True, command=None,
+                    engine='local', runner=None, beam_options=None):
     """Write the TFRecord dataset (``docs/tfrecords.md``). Returns a summary dict.
 
     Parameters
@@ -443,6 +483,11 @@ def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', p
     compression : whole-file TFRecord compression, ``''`` (default), ``'ZLIB'`` or ``'GZIP'``: a
         little smaller still, but inflated by one thread per file when read (≈3× slower input).
     command : the command line recorded in the manifest and shown by the lock.
+    engine : ``'local'`` (default: this machine's worker processes) or ``'beam'`` (an Apache Beam
+        pipeline, :mod:`preprocessing.beam_write`: the same plan, byte-identical shards).
+    runner : Beam runner name (``engine='beam'``; default ``FnApiRunner``, in-process, ``workers``
+        threads).
+    beam_options : dict of Beam pipeline options (``engine='beam'``), e.g. ``{'flink_master': 'host:8081'}``.
 
     Returns
     -------
@@ -461,12 +506,13 @@ def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', p
         Bad options or inputs (nothing written).
     """
     compression = _check_options(num_hosts, host_index, workers, compression)
+    engine_spec = _engine_spec(engine, runner, beam_options, workers)
     features = feature_spec(format, sr=sr, preset=preset, params=params, audio_encoding=audio_encoding)
     command = command or ' '.join(sys.argv)
     t0 = time.perf_counter()
     with _output_lock(out, num_hosts, host_index, command):
         # the worker processes start first, so their start-up (imports) overlaps with the planning
-        pool = _start_pool(workers, os.getpid())
+        pool = _start_pool(workers, os.getpid()) if engine == 'local' else None
         try:
             inputs = read_inputs(master_csv, splits_csv, tags_db, audio_root)
             shards = plan_shards(inputs.tracks, shards_per_split)
@@ -486,7 +532,10 @@ def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', p
             n_tracks = sum(len(s['tracks']) for s in todo)
             bar = _Progress(n_tracks, f'write {format}', progress)
             try:
-                infos = _write_shards(todo, out, features, pool, bar, compression)
+                if engine == 'local':
+                    infos = _write_shards(todo, out, features, pool, bar, compression)
+                else:
+                    infos = _write_shards_beam(todo, out, features, engine_spec, bar, compression)
             finally:
                 bar.close()
         finally:
@@ -494,7 +543,8 @@ def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', p
                 pool.terminate()
                 pool.join()
         elapsed = time.perf_counter() - t0
-        manifest = _assemble_manifest(out, plan, inputs.tagdb.vocabulary, inputs.excluded)
+        manifest = _assemble_manifest(out, plan, inputs.tagdb.vocabulary, inputs.excluded,
+                                      engine=engine_spec['manifest'])
     return {'out': str(out), 'shards_total': len(shards), 'shards_this_host': len(mine),
             'shards_written': len(infos), 'shards_already_done': len(mine) - len(todo),
             'tracks_written': sum(i['examples'] for i in infos),
