@@ -58,8 +58,12 @@ METRICS = ('cosine', 'dot')
 #: the file naming a file-based store's current state (written last, atomically, by ``flush``)
 META_NAME = 'store.json'
 FORMAT_VERSION = 1
-#: test hook: while ``flush`` commits, create ``<value>.ready`` and block until ``<value>`` exists
+#: test hook: the flush after the first ``$MUSETAG_STORE_HOLD_AFTER`` (default 0) of this process
+#: creates ``<$MUSETAG_STORE_HOLD>.ready`` and blocks (between its data files and ``store.json``)
+#: until the file ``$MUSETAG_STORE_HOLD`` exists
 HOLD_ENV = 'MUSETAG_STORE_HOLD'
+HOLD_AFTER_ENV = 'MUSETAG_STORE_HOLD_AFTER'
+_commits = [0]
 
 
 # ------------------------------------------------------------------------------------- errors
@@ -560,10 +564,12 @@ def _fsync_dir(path) -> None:
 
 
 def _hold_for_tests() -> None:
-    """If ``$MUSETAG_STORE_HOLD`` names a file: announce ``<file>.ready`` and block until the file
-    exists (a test kills the process here: between a generation's data files and ``store.json``)."""
+    """If ``$MUSETAG_STORE_HOLD`` names a file and ``$MUSETAG_STORE_HOLD_AFTER`` commits have passed:
+    announce ``<file>.ready`` and block until the file exists (a test kills the process here,
+    between a generation's data files and ``store.json``)."""
     hold = os.environ.get(HOLD_ENV)
-    if not hold:
+    _commits[0] += 1
+    if not hold or _commits[0] <= int(os.environ.get(HOLD_AFTER_ENV, '0')):
         return
     with open(hold + '.ready', 'w', encoding='utf-8') as f:
         f.write(str(os.getpid()))
