@@ -1,0 +1,391 @@
+"""The retrieval commands: ``musetag index``, ``musetag similar`` and ``musetag playlist``.
+
+``musetag index build (--run RUN | --model NAME) DIRS… --index DIR [--layer L] [--pooling P] [--backend B]``
+    Embed every track under DIRS once (vector and tags from one forward pass) into the index
+    (:mod:`retrieval.index`); re-running updates it incrementally.
+``musetag index info --index DIR [--json]``
+    What the index holds, which run and layer built it, and when.
+``musetag index evaluate --index DIR --master master.csv --tags clean_tags.db …``
+    Retrieval quality on labelled tracks (:mod:`retrieval.evaluate`).
+``musetag similar --index DIR (--track PATH|ID | --audio FILE | --tags "a, b" | --text "…") [-k 10] …``
+    The tracks nearest a track, a clip, tags or free text (:mod:`retrieval.query`).
+``musetag playlist --index DIR (--from A --to B [--via C …] | --seed A) --length N …``
+    Join-the-dots playlists, or a playlist continuing from a track (:mod:`retrieval.playlist`).
+
+Exit codes (``docs/cli.md``): 0 done; 1 done but some files were skipped (each reported with its
+reason); 2 bad arguments, a missing index or an unknown track, a run or layer other than the index's;
+3 the index is being built by another job; 4 disk full; 130 interrupted.
+
+This module imports only the standard library and :mod:`core` at module level: ``--help`` and
+argument errors answer at once; TensorFlow is imported only by the commands that embed audio.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from core import cli as ccli
+from core.errors import EXIT_OK, EXIT_PARTIAL, MuseTagError
+
+__all__ = ['index_main', 'similar_main', 'playlist_main', 'index_parser', 'similar_parser', 'playlist_parser']
+
+_BACKENDS = ('hnsw', 'numpy', 'qdrant')      # retrieval.store.BACKENDS (not imported: --help stays light)
+_POOLINGS = ('mean', 'meanstd', 'max')       # evaluation.tagger.POOLINGS
+_FORMATS = ('table', 'json', 'csv', 'm3u')   # retrieval.query.FORMATS
+
+_INDEX_EPILOG = """\
+An index is a folder (docs/retrieval.md): index.json, tracks.sqlite, and two vector stores,
+embedding/ (the layer's pooled vectors) and tags/ (the tag probabilities). `index build` is
+incremental: unchanged files (same size and modification time) are never embedded again, changed
+ones are embedded again, deleted ones dropped; a killed build resumes without duplicates.
+
+exit codes: 0 done; 1 some files skipped (each reported with its reason); 2 bad arguments, a
+missing index, a run/layer other than the index's; 3 another build holds the index; 4 disk full;
+130 interrupted.
+"""
+
+_QUERY_EPILOG = """\
+exit codes: 0 done; 2 bad arguments, a missing index, a track the index does not hold, a run other
+than the one that built the index; 130 interrupted.
+"""
+
+
+# --------------------------------------------------------------------------------------------------
+# parsers
+# --------------------------------------------------------------------------------------------------
+def _index_option(p) -> None:
+    p.add_argument('--index', required=True, metavar='DIR', help='the index directory')
+
+
+def _output_options(p, formats, default) -> None:
+    p.add_argument('--format', choices=formats, default=default, help='output format')
+    p.add_argument('--out', default=None, metavar='FILE', help='write the output to FILE (default: stdout)')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
+
+
+def index_parser(prog=None) -> argparse.ArgumentParser:
+    prog = prog or 'python -m retrieval index'
+    p = argparse.ArgumentParser(prog=prog, formatter_class=ccli.HelpFormatter, epilog=_INDEX_EPILOG,
+                                description='A vector index of a music library: build (incremental), info, '
+                                            'evaluate.')
+    sub = p.add_subparsers(dest='command', required=True, metavar='{build,info,evaluate}')
+
+    b = sub.add_parser('build', prog=f'{prog} build', formatter_class=ccli.HelpFormatter, epilog=_INDEX_EPILOG,
+                       help='embed audio folders into the index (or update it)',
+                       description='Embed every audio file under DIRS once and store it in the index.')
+    b.add_argument('paths', nargs='+', metavar='DIR', help='audio folders or files (folders searched recursively)')
+    g = b.add_mutually_exclusive_group(required=True)
+    g.add_argument('--run', default=None, metavar='RUN', help='run directory (a training run or an imported model)')
+    g.add_argument('--run-dir', dest='run', help=argparse.SUPPRESS)
+    g.add_argument('--model', default=None, metavar='NAME',
+                   help='a published model (e.g. MSD_musicnn), imported on first use into the user cache')
+    _index_option(b)
+    b.add_argument('--layer', default=None, metavar='NAME',
+                   help="embedding layer (docs/embeddings.md); default: the index's, else the model's first "
+                        '(penultimate)')
+    b.add_argument('--pooling', choices=_POOLINGS, default=None,
+                   help="per-track pooling of the window vectors (default: the index's, else mean)")
+    b.add_argument('--backend', choices=_BACKENDS, default=None,
+                   help="vector store (docs/vector-stores.md); default: the index's, else hnsw")
+    b.add_argument('--qdrant-url', default=None, metavar='URL',
+                   help='with --backend qdrant: the Qdrant server (e.g. http://localhost:6333); default: the '
+                        "client's in-process local mode inside the index folder")
+    b.add_argument('--collection', default=None, metavar='NAME',
+                   help='with --qdrant-url: collection name prefix (-embedding and -tags are appended)')
+    b.add_argument('--batch-size', type=ccli.positive_int, default=8, metavar='N', help='windows per model call')
+    b.add_argument('--commit-every', type=ccli.positive_int, default=32, metavar='N',
+                   help='tracks embedded between two commits (a killed build re-embeds at most this many)')
+    b.add_argument('--overwrite', action='store_true', help='start the index again from nothing')
+    ccli.add_verbosity(b)
+
+    i = sub.add_parser('info', prog=f'{prog} info', formatter_class=ccli.HelpFormatter,
+                       help='what the index holds, which run and layer built it, and when',
+                       description='What an index holds, which run and layer built it, and when.')
+    _index_option(i)
+    i.add_argument('--json', action='store_true', help='print the information as JSON')
+    ccli.add_verbosity(i, progress=False)
+
+    e = sub.add_parser('evaluate', prog=f'{prog} evaluate', formatter_class=ccli.HelpFormatter,
+                       help='retrieval quality on labelled tracks (precision@k, same artist/album)',
+                       description='Precision@k of tag overlap, mean Jaccard and same-artist / same-album hit rates '
+                                   'of the embedding space, the tag-probability space and random ranking.')
+    _index_option(e)
+    e.add_argument('--master', required=True, type=ccli.existing_file, metavar='CSV',
+                   help='master.csv (musetag msd build): artists, albums and audio paths')
+    e.add_argument('--tags', required=True, type=ccli.existing_file, metavar='DB', help='clean tag DB (the truth)')
+    e.add_argument('--splits', default=None, type=ccli.existing_file, metavar='CSV',
+                   help='splits.csv (musetag preprocess split): evaluate only the tracks of --split')
+    e.add_argument('--split', default='test', help='split to evaluate with --splits')
+    e.add_argument('-k', type=ccli.positive_int, default=10, help='results per query')
+    e.add_argument('--seed', type=int, default=0, help='seed of the random ranking baseline')
+    e.add_argument('--json', dest='json_out', default=None, metavar='FILE', help='also write the figures as JSON')
+    e.add_argument('--overwrite', action='store_true', help='replace an existing --json file')
+    ccli.add_verbosity(e)
+    return p
+
+
+def similar_parser(prog=None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog or 'python -m retrieval similar', formatter_class=ccli.HelpFormatter,
+                                epilog=_QUERY_EPILOG,
+                                description='The tracks of an index nearest a track, an audio clip, tags or free '
+                                            'text.')
+    _index_option(p)
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument('--track', metavar='PATH|ID', help='a track of the index (its path or id)')
+    q.add_argument('--audio', metavar='FILE', help="any audio clip, embedded with the index's run and layer")
+    q.add_argument('--tags', metavar='"a, b"', help="tags of the run's vocabulary, separated by commas")
+    q.add_argument('--text', metavar='"…"', help="free text, mapped onto the run's tags (multilingual-e5-small)")
+    p.add_argument('--space', choices=('embedding', 'tags'), default=None,
+                   help='space to search for --track/--audio (default: embedding; --tags/--text always use tags)')
+    p.add_argument('-k', type=ccli.positive_int, default=10, help='number of results')
+    p.add_argument('--exclude-same-artist', action='store_true', help="leave out tracks of the query's artist")
+    p.add_argument('--exclude-same-album', action='store_true', help="leave out tracks of the query's album")
+    p.add_argument('--require-tag', action='append', default=[], metavar='T',
+                   help='keep only tracks with T among their top predicted tags (repeatable: all required)')
+    p.add_argument('--forbid-tag', action='append', default=[], metavar='T',
+                   help='leave out tracks with T among their top predicted tags (repeatable)')
+    _output_options(p, _FORMATS, 'table')
+    ccli.add_verbosity(p, progress=False)
+    return p
+
+
+def playlist_parser(prog=None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog or 'python -m retrieval playlist', formatter_class=ccli.HelpFormatter,
+                                epilog=_QUERY_EPILOG,
+                                description="Deej-A.I.'s join-the-dots playlist from one track to another "
+                                            '(through --via tracks), or a playlist continuing from --seed.')
+    _index_option(p)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument('--from', dest='start', metavar='PATH|ID', help='first track (with --to)')
+    g.add_argument('--seed', metavar='PATH|ID', help='continue from this track (nearest neighbours, --temperature)')
+    p.add_argument('--to', dest='end', metavar='PATH|ID', help='last track (with --from)')
+    p.add_argument('--via', action='append', default=[], metavar='PATH|ID',
+                   help='a track to pass through, in order (repeatable)')
+    p.add_argument('--length', type=ccli.positive_int, required=True, metavar='N',
+                   help='tracks in the playlist, the chosen ones included')
+    p.add_argument('--artist-spread', type=ccli.nonneg_int, default=0, metavar='K',
+                   help='no artist twice within K consecutive tracks (0: no rule)')
+    p.add_argument('--temperature', type=ccli.finite_float, default=0.0, metavar='T',
+                   help='with --seed: sample the next track by softmax(cosine / T) among the 10 nearest; 0 = '
+                        'always the nearest')
+    p.add_argument('--random-seed', type=int, default=0, metavar='N', help='seed of the --temperature sampling')
+    _output_options(p, ('m3u', 'json'), 'm3u')
+    p.add_argument('--map', default=None, metavar='PNG',
+                   help='also draw the index (2-D, coloured by top tag) with the playlist on it')
+    p.add_argument('--map-method', choices=('pca', 'tsne'), default='pca', help='projection of the --map')
+    ccli.add_verbosity(p, progress=False)
+    return p
+
+
+# --------------------------------------------------------------------------------------------------
+# shared steps
+# --------------------------------------------------------------------------------------------------
+def _model_run(name: str) -> str:
+    from modeling.pretrained import cached_run
+    return str(cached_run(name))
+
+
+def _check_out(path, overwrite) -> None:
+    if path:
+        from core import files
+        files.check_output(path, overwrite)
+
+
+def _write(text: str, out) -> None:
+    if out:
+        from core import files
+        files.atomic_write_text(out, text)
+    else:
+        sys.stdout.write(text)
+
+
+def _open_index(path):
+    from retrieval.index import Index
+    return Index.open(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# index
+# --------------------------------------------------------------------------------------------------
+def index_main(argv=None, prog=None) -> int:
+    """``musetag index``; returns the exit code (module docstring)."""
+    prog = prog or 'python -m retrieval index'
+    args = index_parser(prog).parse_args(argv)
+    body = {'build': _build, 'info': _info, 'evaluate': _evaluate}[args.command]
+    return ccli.run_command(body, args, f'{prog} {args.command}')
+
+
+def _build(args) -> int:
+    from modeling.rundir import check_run_dir
+    if args.run is not None:
+        check_run_dir(args.run)
+    missing = [p for p in args.paths if not os.path.lexists(p)]
+    if missing:
+        raise MuseTagError(f'no such file or folder: {", ".join(missing[:3])}')
+    if (args.qdrant_url or args.collection) and args.backend not in (None, 'qdrant'):
+        raise MuseTagError('--qdrant-url/--collection need --backend qdrant')
+    options = {k: v for k, v in (('url', args.qdrant_url), ('collection', args.collection)) if v}
+    backend = 'qdrant' if options and args.backend is None else args.backend
+    run = args.run if args.run is not None else _model_run(args.model)
+    from core.logs import import_tensorflow
+    import_tensorflow()
+    from retrieval.index import build_index
+    summary = build_index(args.index, run, args.paths, model=args.model, layer=args.layer, pooling=args.pooling,
+                          backend=backend, store_options=options, batch_size=args.batch_size,
+                          commit_every=args.commit_every, overwrite=args.overwrite,
+                          progress=ccli.show_progress(args))
+    for path, reason, detail in summary.skipped:
+        print(f'skipped {path}: {reason}' + (f' ({detail})' if detail else ''), file=sys.stderr)
+    print(f'{args.index}: {summary.line()}', file=sys.stderr)
+    return EXIT_PARTIAL if summary.skipped else EXIT_OK
+
+
+def _info(args) -> int:
+    index = _open_index(args.index)
+    try:
+        info = index.info()
+    finally:
+        index.close()
+    if args.json:
+        print(json.dumps(info, indent=1, ensure_ascii=False))
+        return EXIT_OK
+    run = info['run']
+    lines = [f'index    {info["index"]}',
+             f'tracks   {info["tracks"]}',
+             f'run      {run["path"]} (sha256 {run["sha256"][:12]})' + (f', model {info["model"]}' if info['model']
+                                                                         else ''),
+             f'layer    {info["layer"]} ({info["pooling"]} pooling, {info["dim"]} dimensions); tags space '
+             f'{info["tags_dim"]} tags',
+             f'backend  {info["backend"]}',
+             f'roots    {", ".join(info["roots"]) or "-"}',
+             f'created  {info["created"]}; updated {info["updated"]}']
+    print('\n'.join(lines))
+    return EXIT_OK
+
+
+def _evaluate(args) -> int:
+    _check_out(args.json_out, args.overwrite)
+    from retrieval.evaluate import evaluate_index, format_report
+    index = _open_index(args.index)
+    try:
+        report = evaluate_index(index, master=args.master, tags_db=args.tags, splits=args.splits, split=args.split,
+                                k=args.k, seed=args.seed)
+    finally:
+        index.close()
+    print(format_report(report))
+    if args.json_out:
+        from core import files
+        files.write_json(args.json_out, report)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------
+# similar
+# --------------------------------------------------------------------------------------------------
+def similar_main(argv=None, prog=None) -> int:
+    """``musetag similar``; returns the exit code (module docstring)."""
+    prog = prog or 'python -m retrieval similar'
+    args = similar_parser(prog).parse_args(argv)
+    return ccli.run_command(_similar, args, prog)
+
+
+def _similar(args) -> int:
+    if args.audio is not None and not os.path.isfile(args.audio):
+        raise MuseTagError(f'--audio {args.audio}: no such file')
+    _check_out(args.out, args.overwrite)
+    from retrieval import query as rq
+    index = _open_index(args.index)
+    try:
+        q = _make_query(index, args)
+        results = rq.search(index, q, k=args.k, exclude_same_artist=args.exclude_same_artist,
+                            exclude_same_album=args.exclude_same_album, require_tags=args.require_tag,
+                            forbid_tags=args.forbid_tag)
+    finally:
+        index.close()
+    if 'tags' in q.describe and args.text is not None:
+        chosen = ', '.join(f'{t} {w:.2f}' for t, w in q.describe['tags'])
+        print(f'--text {args.text!r} → tags: {chosen}', file=sys.stderr)
+    _write(rq.format_results(results, args.format, describe=q.describe), args.out)
+    return EXIT_OK
+
+
+def _make_query(index, args):
+    from retrieval import query as rq
+    from retrieval import text as rt
+    if args.track is not None:
+        t = index.find(args.track)
+        space = args.space or 'embedding'
+        return rq.Query(rq.track_vector(index, t, space), space=space, track_id=t.id, artist=t.artist,
+                        album=t.album, describe={'track': t.id, 'path': t.path, 'space': space})
+    if args.audio is not None:
+        return _audio_query(index, args)
+    if args.tags is not None:
+        weights = rt.parse_tag_list(args.tags, index.labels)
+        describe = {'tags': [[t, w] for t, w in weights], 'space': 'tags'}
+    else:
+        weights = rt.text_to_tags(args.text, index.labels)
+        describe = {'text': args.text, 'tags': [[t, round(w, 4)] for t, w in weights], 'space': 'tags'}
+    return rq.Query(rt.tags_to_target(weights, index.labels), space='tags', describe=describe)
+
+
+def _audio_query(index, args):
+    from retrieval import query as rq
+    from retrieval.index import read_file_tags
+    m = index.manifest
+    index.check_run(m['run']['path'])
+    from core.logs import import_tensorflow
+    import_tensorflow()
+    from evaluation.tagger import Tagger
+    emb = Tagger.from_run(m['run']['path']).embed_file(args.audio, layer=m['layer'], pooling=m['pooling'])
+    space = args.space or 'embedding'
+    vector = emb.vector if space == 'embedding' else emb.tags.mean
+    meta = read_file_tags(args.audio)
+    return rq.Query(vector, space=space, artist=meta['artist'], album=meta['album'],
+                    describe={'audio': os.path.abspath(args.audio), 'space': space})
+
+
+# --------------------------------------------------------------------------------------------------
+# playlist
+# --------------------------------------------------------------------------------------------------
+def playlist_main(argv=None, prog=None) -> int:
+    """``musetag playlist``; returns the exit code (module docstring)."""
+    prog = prog or 'python -m retrieval playlist'
+    args = playlist_parser(prog).parse_args(argv)
+    return ccli.run_command(_playlist, args, prog)
+
+
+def _playlist(args) -> int:
+    if args.start is not None and args.end is None:
+        raise MuseTagError('--from needs --to (or use --seed to continue from one track)')
+    if args.seed is not None and (args.end is not None or args.via):
+        raise MuseTagError('--to and --via go with --from, not --seed')
+    _check_out(args.out, args.overwrite)
+    _check_out(args.map, args.overwrite)
+    import numpy as np
+    from retrieval import playlist as rp
+    from retrieval import query as rq
+    index = _open_index(args.index)
+    try:
+        space = rp.StoreSpace(index.stores['embedding']) if index.stores else None
+        if space is None:
+            raise MuseTagError(f'{args.index} holds no tracks yet')
+        if args.seed is not None:
+            seed = index.find(args.seed).id
+            ids = rp.continue_from(space, seed, args.length, temperature=args.temperature,
+                                   artist_spread=args.artist_spread, rng=np.random.default_rng(args.random_seed))
+        else:
+            chosen = [index.find(r).id for r in [args.start, *args.via, args.end]]
+            ids = rp.join_the_dots(space, chosen, args.length, artist_spread=args.artist_spread)
+        results = rq.results_from_ids(index, ids)
+        if args.map:
+            from retrieval.maps import draw_map
+            draw_map(index, args.map, playlist=ids, method=args.map_method)
+    finally:
+        index.close()
+    describe = {'from': args.start, 'to': args.end, 'via': args.via} if args.seed is None else \
+        {'seed': args.seed, 'temperature': args.temperature}
+    _write(rq.format_results(results, args.format, describe=dict(describe, length=args.length)), args.out)
+    print(f'playlist of {len(ids)} tracks' + (f'; map {args.map}' if args.map else ''), file=sys.stderr)
+    return EXIT_OK
