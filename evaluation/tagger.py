@@ -427,6 +427,11 @@ class Tagger:
             return self.info.params.hop_length / self.sr
         return 1.0 / self.sr
 
+    @property
+    def unit_seconds(self) -> float:
+        """Seconds per unit of :meth:`window_units`: one log-mel frame (hop / sr) or one sample (1 / sr)."""
+        return self._unit_seconds()
+
     def window_units(self, window_seconds=None, hop_seconds=None):
         """Window length and hop in frames (log-mel) or samples (waveform).
 
