@@ -91,21 +91,23 @@ class Filter:
     ``pop``; for a string field (``artist``) the field must equal one of the values.
     ``must_not={'artist': ['X']}`` drops ids whose field equals (or list contains) any value. A
     missing or ``None`` field has no values: it fails every ``must`` and passes every ``must_not``.
-    Values are strings or integers; a single string is taken as a one-value list. A ``must`` with
-    an empty list matches nothing.
+    ``must_all={'tags': ['rock', 'live']}`` keeps ids whose field has *every* value (a list
+    field containing all of them). Values are strings or integers; a single string is taken as a
+    one-value list. A ``must`` with an empty list matches nothing.
     """
 
     must: Mapping[str, Sequence] = dataclasses.field(default_factory=dict)
     must_not: Mapping[str, Sequence] = dataclasses.field(default_factory=dict)
+    must_all: Mapping[str, Sequence] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        for name in ('must', 'must_not'):
+        for name in ('must', 'must_not', 'must_all'):
             object.__setattr__(self, name, _condition(getattr(self, name), name))
 
     @property
     def empty(self) -> bool:
         """True when the filter keeps everything."""
-        return not self.must and not self.must_not
+        return not self.must and not self.must_not and not any(self.must_all.values())
 
     @property
     def impossible(self) -> bool:
@@ -202,6 +204,11 @@ class PayloadIndex:
             for v in values:
                 part[self.keys(field, v)] = True
             mask &= part
+        for field, values in flt.must_all.items():
+            for v in values:
+                part = np.zeros(size, dtype=bool)
+                part[self.keys(field, v)] = True
+                mask &= part
         for field, values in flt.must_not.items():
             for v in values:
                 mask[self.keys(field, v)] = False

@@ -156,7 +156,8 @@ class QdrantStore(VectorStore):
 
     def _filter(self, flt):
         """The Qdrant filter of a :class:`~retrieval.store.Filter` (``MatchAny`` per field: a list
-        field matches when it contains a value, a keyword field when it equals one)."""
+        field matches when it contains a value, a keyword field when it equals one; ``must_all``:
+        one condition per value)."""
         if flt is None:
             return None
         models = self._models
@@ -169,6 +170,7 @@ class QdrantStore(VectorStore):
         for field, values in flt.must.items():
             conds = conditions(field, values)
             must.append(conds[0] if len(conds) == 1 else models.Filter(should=conds))
+        must += [c for field, values in flt.must_all.items() for v in values for c in conditions(field, [v])]
         must_not = [c for field, values in flt.must_not.items() for c in conditions(field, values)]
         return models.Filter(must=must or None, must_not=must_not or None)
 

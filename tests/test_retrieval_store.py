@@ -58,6 +58,7 @@ def matches(payload, flt):
     def values(v):
         return set(v) if isinstance(v, list) else set() if v is None else {v}
     ok = all(values(payload.get(f)) & set(vs) for f, vs in flt.must.items())
+    ok = ok and all(set(vs) <= values(payload.get(f)) for f, vs in flt.must_all.items())
     return ok and not any(values(payload.get(f)) & set(vs) for f, vs in flt.must_not.items())
 
 
@@ -70,6 +71,8 @@ FILTERS = [
     Filter(must_not={'tags': ['rock', 'pop']}),
     Filter(must={'tags': ['pop']}, must_not={'album': ['album4'], 'artist': ['artist0']}),
     Filter(must={'album': ['album2'], 'tags': ['ambient']}),
+    Filter(must_all={'tags': ['rock', 'pop']}),                # both tags
+    Filter(must={'artist': ['artist4', 'artist6']}, must_all={'tags': ['metal']}, must_not={'tags': ['jazz']}),
 ]
 
 
