@@ -504,6 +504,20 @@ class StoreFiles:
             raise StoreError(f'{self.meta_path}: not a vector store of format {FORMAT_VERSION}')
         return meta
 
+    def load(self, meta: dict, loader) -> dict:
+        """Call ``loader(meta)`` to read a generation; if a writer replaced it meanwhile (its files
+        are gone), read the new ``store.json`` and try again. Returns the metadata loaded."""
+        for _ in range(10):
+            try:
+                loader(meta)
+                return meta
+            except FileNotFoundError:
+                newer = self.read_meta()
+                if newer.get('generation') == meta.get('generation'):
+                    raise
+                meta = newer
+        raise StoreError(f'{self.path} changes too fast to be read (a writer flushing it in a loop?)')
+
     def file(self, meta: dict, name: str) -> str:
         """Absolute path of data file ``name`` of the generation ``meta`` names."""
         return os.path.join(self.path, meta['files'][name])

@@ -73,8 +73,7 @@ class HnswStore(VectorStore):
                 self._flush()
             else:
                 super().__init__(path, meta['dim'], meta['metric'], read_only)
-                self._meta = meta
-                self._load(meta)
+                self._meta = self._files.load(meta, self._load)
                 if not read_only:
                     self._files.clean(meta)
         except BaseException:

@@ -434,3 +434,24 @@ def test_interface_methods_are_implemented_by_every_backend():
         assert issubclass(cls, VectorStore) and cls.backend == name
         for method in ('_upsert', '_delete', '_search', '_get', 'ids', '__len__', '__contains__', '_flush'):
             assert getattr(cls, method) is not getattr(VectorStore, method), (name, method)
+
+
+@pytest.mark.parametrize('backend_name', ['numpy', 'hnsw'])
+def test_reader_retries_when_a_writer_replaced_the_generation_it_was_opening(tmp_path, monkeypatch, backend_name):
+    from retrieval.store import StoreFiles
+    store, ids, vectors, payloads = build(tmp_path, backend_name, n=10)
+    store.flush()
+    stale = StoreFiles(tmp_path / backend_name).read_meta()
+    store.delete(ids[:4])
+    store.flush()                                        # the stale generation's files are removed
+    real = StoreFiles.read_meta
+    calls = []
+
+    def read_meta(self):
+        calls.append(1)
+        return stale if len(calls) == 1 else real(self)
+
+    monkeypatch.setattr(StoreFiles, 'read_meta', read_meta)
+    reader = open_store(tmp_path / backend_name, read_only=True)
+    assert sorted(reader.ids()) == ids[4:] and len(calls) == 2
+    store.close()
