@@ -1,6 +1,6 @@
 """The evaluation stage's commands: ``musetag evaluate`` and ``musetag tag``.
 
-``musetag evaluate --run RUN [--split test] [--checkpoint best|last|PATH] [--tfrecords DIR] …``
+``musetag evaluate --run RUN [--split test] [--protocol mean|won16] [--checkpoint best|last|PATH] …``
     Whole-track evaluation of a run on a TFRecord split: exact per-tag, macro and micro ROC-AUC and
     PR-AUC, written to ``RUN/eval/SPLIT/`` (:mod:`evaluation.evaluate`); a table on stdout.
 
@@ -50,10 +50,14 @@ exit codes: 0 every file tagged; 1 some input skipped (or nothing found to tag);
 130 interrupted.
 """
 
+#: evaluate --protocol names (evaluation.evaluate.PROTOCOLS, without importing NumPy here)
+PROTOCOLS = ('mean', 'won16')
+
 _EVALUATE_EPILOG = """\
 Writes RUN/eval/SPLIT/ (or --out): metrics.json, per_tag.csv, predictions.csv, PNG plots and
-TensorBoard PR curves, replaced as a whole. Every window of every track of the split is used and
-the window probabilities are averaged per track.
+TensorBoard PR curves, replaced as a whole. The window probabilities of each track are averaged:
+over every window (--protocol mean) or 16 equally spaced ones (--protocol won16); metrics.json
+records the protocol and the number of windows.
 
 exit codes: 0 done; 2 bad arguments (missing run dir or dataset, existing output without
 --overwrite, features that do not match the run, …); 4 disk full; 130 interrupted.
@@ -80,6 +84,9 @@ def add_evaluate_options(p) -> None:
     p.add_argument('--tfrecords', default=None, metavar='DIR',
                    help="TFRecord folder (default: the run's dataset.dir in config.json)")
     p.add_argument('--out', default=None, metavar='DIR', help='output folder (default: RUN/eval/SPLIT)')
+    p.add_argument('--protocol', choices=PROTOCOLS, default='mean',
+                   help='windows averaged per track: mean = every non-overlapping window plus one aligned to the '
+                        'end; won16 = 16 equally spaced windows (Won et al. 2020); docs/evaluation.md')
 
 
 def add_tag_options(p) -> None:
@@ -164,9 +171,10 @@ def _evaluate(args) -> int:
     from evaluation.evaluate import evaluate_run, format_table
     metrics, out_dir = evaluate_run(args.run, split=args.split, checkpoint=args.checkpoint, tfrecords=data_dir,
                                     batch_size=args.batch_size or 16, out_dir=out, overwrite=args.overwrite,
-                                    progress=ccli.show_progress(args))
+                                    progress=ccli.show_progress(args), protocol=args.protocol)
     print(format_table(metrics))
-    print(f'evaluated {metrics["n_tracks"]} tracks ({metrics["n_windows"]} windows) in {metrics["seconds"]:.1f} s '
+    print(f'evaluated {metrics["n_tracks"]} tracks ({metrics["n_windows"]} windows, protocol {args.protocol}) in '
+          f'{metrics["seconds"]:.1f} s '
           f'({metrics["tracks_per_second"]:.1f} tracks/s); wrote {out_dir}', file=sys.stderr)
     return EXIT_OK
 

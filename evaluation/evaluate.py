@@ -1,16 +1,19 @@
 """Whole-track evaluation of a run on a TFRecord split, and its output folder.
 
-Every non-overlapping window of each track (plus one aligned to the track end) goes through the
-model, the window probabilities are averaged per track, and exact per-tag, macro and micro ROC-AUC
-and average precision are computed on the track predictions (:mod:`evaluation.metrics`). Nothing is
-shuffled or dropped: every track of the split counts once.
+Windows of each track go through the model, the window probabilities are averaged per track, and
+exact per-tag, macro and micro ROC-AUC and average precision are computed on the track predictions
+(:mod:`evaluation.metrics`). Nothing is shuffled or dropped: every track of the split counts once.
+Which windows is the protocol (:data:`PROTOCOLS`, ``docs/evaluation.md``): ``mean`` (default), every
+non-overlapping window plus one aligned to the track end; ``won16``, 16 equally spaced windows per
+track (Won et al., "Evaluation of CNN-based automatic music tagging models", SMC 2020).
 
 :func:`evaluate_run` writes ``RUN/eval/<split>/`` (or ``out_dir``), replaced as a whole (written under
 a temporary name, renamed into place, with the permissions a plain ``mkdir``/``open`` give under the
 user's umask):
 
 =====================  =========================================================================
-``metrics.json``       the metrics (NaN written as ``null``), plus run, split, checkpoint, windows
+``metrics.json``       the metrics (NaN written as ``null``), plus run, split, checkpoint, protocol,
+                       windows per track (null: all), windows
 ``per_tag.csv``        ``tag,n_pos,n_neg,roc_auc,pr_auc`` (empty cell: single-class tag)
 ``predictions.csv``    ``track_id,score:<tag>…,label:<tag>…``: whole-track scores and labels
 ``*.png``              per-tag ROC-AUC / PR-AUC bars, ROC and PR curves of the frequent tags
@@ -34,9 +37,18 @@ from evaluation.metrics import WindowAggregator, nan_to_none, tagging_metrics
 from modeling.rundir import RunPaths, load_run_info, load_run_model, resolve_dataset_dir
 
 __all__ = ['evaluate_batches', 'evaluate_run', 'write_eval_outputs', 'write_pr_curves', 'format_table',
-           'label_plan']
+           'label_plan', 'PROTOCOLS', 'DEFAULT_PROTOCOL']
 
 log = logging.getLogger(__name__)
+
+#: Evaluation protocols: name -> (``make_dataset`` window mode, windows per track or None for all,
+#: what metrics.json says). Both average the window probabilities of a track.
+PROTOCOLS = {
+    'mean': ('all', None, 'mean over every non-overlapping window of each track, plus one aligned to its end'),
+    'won16': ('spaced', 16, 'mean over 16 equally spaced windows of each track (Won et al. 2020): window i '
+                            'starts at floor(i * (length - window) / 15)'),
+}
+DEFAULT_PROTOCOL = 'mean'
 
 
 # --------------------------------------------------------------------------------------------------
@@ -113,8 +125,9 @@ def _fmt(v, digits=4):
 
 def format_table(metrics: dict, max_rows: int = 60) -> str:
     """Compact text table: averages, then one row per tag (most positives first)."""
-    lines = [f"tracks {metrics['n_tracks']}  windows {metrics.get('n_windows', '?')}  tags {metrics['n_tags']} "
-             f"({metrics['n_tags_evaluated']} with both classes)",
+    protocol = f"  protocol {metrics['protocol']}" if metrics.get('protocol') else ''
+    lines = [f"tracks {metrics['n_tracks']}  windows {metrics.get('n_windows', '?')}{protocol}  tags "
+             f"{metrics['n_tags']} ({metrics['n_tags_evaluated']} with both classes)",
              f"{'':18s}{'ROC-AUC':>9s}{'PR-AUC':>9s}",
              f"{'macro':18s}{_fmt(metrics['roc_auc_macro']):>9s}{_fmt(metrics['pr_auc_macro']):>9s}",
              f"{'micro':18s}{_fmt(metrics['roc_auc_micro']):>9s}{_fmt(metrics['pr_auc_micro']):>9s}",
@@ -269,20 +282,21 @@ def _model_predict_fn(model, fixed_len):
     return predict
 
 
-def _tfrecord_batches(info, data_dir, split, batch_size):
-    """(batches of (x, y, track_id) over every window of ``split``, column_index) from TFRecords."""
+def _tfrecord_batches(info, data_dir, split, batch_size, protocol=DEFAULT_PROTOCOL):
+    """(batches of (x, y, track_id) over the protocol's windows of ``split``, column_index) from TFRecords."""
     from preprocessing import dataset as pds
+    window, per_track, _ = PROTOCOLS[protocol]
     manifest = pds.load_manifest(data_dir)
     ds_labels, column_index = label_plan(info, manifest)
     ds = pds.make_dataset(data_dir, split, labels=ds_labels, window_seconds=info.window_seconds,
-                          window='all', batch_size=batch_size, shuffle=False, repeat=False,
-                          with_track_ids=True, drop_remainder=False,
+                          window=window, windows_per_track=per_track or 16, batch_size=batch_size, shuffle=False,
+                          repeat=False, with_track_ids=True, drop_remainder=False,
                           expect_features=_expected_features(info), manifest=manifest)
     return ds.as_numpy_iterator(), column_index
 
 
 def evaluate_run(run_dir, *, split='test', checkpoint=None, tfrecords=None, batch_size=16, out_dir=None,
-                 overwrite=False, progress=True, dataset=None, column_index=None):
+                 overwrite=False, progress=True, dataset=None, column_index=None, protocol=DEFAULT_PROTOCOL):
     """Evaluate a run directory on one split and write ``eval/<split>/``.
 
     Parameters
@@ -302,25 +316,32 @@ def evaluate_run(run_dir, *, split='test', checkpoint=None, tfrecords=None, batc
         Replace an existing evaluation.
     dataset : iterable of (x, y, track_id) or None
         Use these batches instead of reading TFRecords (y columns in labels.json order unless
-        ``column_index`` is given).
+        ``column_index`` is given); the protocol is then the caller's (recorded as null).
+    protocol : str
+        Which windows of each track (:data:`PROTOCOLS`): ``'mean'`` (all) or ``'won16'``.
 
     Returns
     -------
     (metrics dict, output directory)
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f'unknown evaluation protocol {protocol!r}; choose from {", ".join(PROTOCOLS)}')
     info = load_run_info(run_dir)
     out_dir = Path(out_dir) if out_dir else Path(RunPaths(run_dir).eval_dir(split))
     files.check_output(out_dir, overwrite, directory=True)
     extra = {'run': str(run_dir), 'split': split, 'checkpoint': checkpoint or 'model.keras',
-             'window_seconds': info.window_seconds, 'aggregation': 'mean over all windows of each track'}
+             'window_seconds': info.window_seconds, 'protocol': None, 'windows_per_track': None,
+             'aggregation': 'mean over the given windows of each track'}
     if dataset is None:
         data_dir = resolve_dataset_dir(info, tfrecords)
-        dataset, column_index = _tfrecord_batches(info, data_dir, split, batch_size)
-        extra['tfrecords'] = data_dir
+        dataset, column_index = _tfrecord_batches(info, data_dir, split, batch_size, protocol)
+        extra.update(tfrecords=data_dir, protocol=protocol, windows_per_track=PROTOCOLS[protocol][1],
+                     aggregation=PROTOCOLS[protocol][2])
     model, step = load_run_model(run_dir, checkpoint)
     fixed = tuple(model.inputs[0].shape)[1] if getattr(model, 'inputs', None) else None
     metrics, ids, y_true, y_score = evaluate_batches(_model_predict_fn(model, fixed), dataset, info.labels,
                                                      column_index=column_index, progress=progress)
     write_eval_outputs(out_dir, metrics, ids, y_true, y_score, info.labels, extra=extra, step=step or 0,
                        overwrite=overwrite)
+    metrics.update(protocol=extra['protocol'], windows_per_track=extra['windows_per_track'])
     return metrics, out_dir

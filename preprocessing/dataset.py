@@ -9,7 +9,12 @@ feature parameters, never a hard-coded hop) and batches them:
 * ``window='center'``: the centred window (deterministic validation on one window);
 * ``window='all'``: every non-overlapping window of each track plus, when the length is not a
   multiple of the window, one window aligned to the track end, each with its track id (whole-track
-  evaluation: average the predictions per track).
+  evaluation: average the predictions per track);
+* ``window='spaced'``: ``windows_per_track`` (default 16) equally spaced windows of each track, with
+  its track id, the first at the start and the last at the end: window ``i`` of ``k`` starts at
+  ``floor(i · (n − L) / (k − 1))`` for a track of ``n`` samples or frames and windows of ``L``
+  (``numpy.linspace(0, n − L, k)`` rounded down), the evaluation protocol of Won et al., "Evaluation
+  of CNN-based automatic music tagging models", SMC 2020 (``docs/evaluation.md``).
 
 Tracks shorter than a window are padded (``pad='repeat'`` tiles the track, ``'zero'`` appends
 zeros), never dropped or crashed on.
@@ -32,7 +37,7 @@ from preprocessing.features import FeatureParams
 __all__ = ['TagSelection', 'load_manifest', 'resolve_labels', 'label_lookup', 'window_length',
            'check_features', 'make_dataset', 'split_files']
 
-WINDOWS = ('random', 'center', 'all')
+WINDOWS = ('random', 'center', 'all', 'spaced')
 
 
 @dataclass(frozen=True)
@@ -172,9 +177,10 @@ class _TrackReader:
     once by ``tf.data`` (Python runs only while the graph is built).
     """
 
-    def __init__(self, manifest, split, labels, window_seconds, pad, with_track_ids):
+    def __init__(self, manifest, split, labels, window_seconds, pad, with_track_ids, windows_per_track=16):
         import tensorflow as tf
         self.tf = tf
+        self.windows_per_track = int(windows_per_track)
         self.split, self.pad, self.with_track_ids = split, pad, with_track_ids
         self.lookup = label_lookup(manifest, labels)
         # row t: the multi-hot contribution of clean tag number t; the extra last row (zeros) takes
@@ -302,17 +308,33 @@ class _TrackReader:
         return self.window_of(record, rnd)
 
     # ------------------------------------------------------------------------------- every window
-    def all_windows(self, record):
-        """One serialized track -> dataset of (window, labels, track id): every non-overlapping
-        window, plus one aligned to the track end when the length is not a multiple."""
+    def tiled_starts(self, n):
+        """Starts int32 [k] of every non-overlapping window of a track of ``n`` rows (n >= length), plus
+        one aligned to the track end when ``n`` is not a multiple of the window."""
         tf, length = self.tf, self.length
+        starts = tf.range(n // length) * length
+        return tf.cond(n % length > 0, lambda: tf.concat([starts, [n - length]], 0), lambda: starts)
+
+    def spaced_starts(self, n):
+        """Starts int32 [windows_per_track] of equally spaced windows of a track of ``n`` rows
+        (n >= length): ``floor(i · (n − length) / (k − 1))``, exact integer arithmetic."""
+        tf, k = self.tf, self.windows_per_track
+        if k == 1:
+            return tf.zeros([1], tf.int32)
+        span = tf.cast(n - self.length, tf.int64)
+        return tf.cast(tf.range(k, dtype=tf.int64) * span // (k - 1), tf.int32)
+
+    def all_windows(self, record, starts_of=None):
+        """One serialized track -> dataset of (window, labels, track id) at the starts
+        ``starts_of(n_rows)`` (default :meth:`tiled_starts`); a track shorter than a window is padded
+        first."""
+        tf, length = self.tf, self.length
+        starts_of = starts_of or self.tiled_starts
         ex = tf.io.parse_single_example(record, self.spec)
         rows = tf.cast(ex['shape'][0], tf.int32)
         audio = self.padded(tf.reshape(self.to_float(self.audio_bytes(ex['audio'])), [rows] + self.window_shape[1:]))
         y = self.multi_hot(ex['tags'].values)
-        n = tf.shape(audio)[0]
-        starts = tf.range(n // length) * length
-        starts = tf.cond(n % length > 0, lambda: tf.concat([starts, [n - length]], 0), lambda: starts)
+        starts = starts_of(tf.shape(audio)[0])
         idx = starts[:, None] + tf.range(length)[None, :]
         windows = tf.ensure_shape(tf.gather(audio, idx), [None] + self.window_shape)
         k = tf.shape(starts)[0]
@@ -376,7 +398,7 @@ def _finish(ds, repeat):
 def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_seconds=3.0, window='random',
                  batch_size=32, shuffle=None, shuffle_buffer=128, repeat=False, with_track_ids=False, seed=None,
                  deterministic=None, pad='repeat', drop_remainder=False, cycle_length=4, expect_features=None,
-                 manifest=None):
+                 manifest=None, windows_per_track=16):
     """Build the input pipeline for one split.
 
     Parameters
@@ -386,16 +408,17 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
     tags : TagSelection, used unless ``labels`` (an explicit label list, e.g. a run's
         labels.json) is given.
     window_seconds : window length in seconds.
-    window : 'random', 'center' or 'all'.
+    window : 'random', 'center', 'all' or 'spaced' (module docstring).
     batch_size : windows per batch (the global batch under a distribution strategy).
     shuffle : shuffle file order every pass and tracks in a buffer of ``shuffle_buffer`` tracks
         (memory: that many tracks' stored bytes); default True for 'random'.
     repeat : False (one pass), True (forever) or an int.
-    with_track_ids : also yield the track id of each window (always on for 'all').
+    with_track_ids : also yield the track id of each window (always on for 'all' and 'spaced').
     seed : seeds file shuffling, window offsets and the shuffle buffer (reproducible order).
     deterministic : keep element order under parallelism (default: True if a seed is given).
     pad : 'repeat' or 'zero' for tracks shorter than the window.
     expect_features : dict checked against the manifest (see :func:`check_features`).
+    windows_per_track : windows of each track for ``window='spaced'``.
 
     Returns
     -------
@@ -413,11 +436,15 @@ def make_dataset(directory, split, *, tags=TagSelection(), labels=None, window_s
     labels = list(labels) if labels is not None else resolve_labels(manifest, tags)
     shuffle = window == 'random' if shuffle is None else shuffle
     deterministic = seed is not None if deterministic is None else deterministic
-    with_track_ids = with_track_ids or window == 'all'
-    reader = _TrackReader(manifest, split, labels, window_seconds, pad, with_track_ids)
+    if window == 'spaced' and (not isinstance(windows_per_track, int) or windows_per_track < 1):
+        raise ValueError(f'windows_per_track must be a positive integer, got {windows_per_track!r}')
+    with_track_ids = with_track_ids or window in ('all', 'spaced')
+    reader = _TrackReader(manifest, split, labels, window_seconds, pad, with_track_ids, windows_per_track)
     ds = _records(files, manifest.get('compression') or '', shuffle, seed, deterministic, cycle_length)
     if window == 'all':
         ds = ds.flat_map(reader.all_windows)
+    elif window == 'spaced':
+        ds = ds.flat_map(functools.partial(reader.all_windows, starts_of=reader.spaced_starts))
     else:
         ds = _one_window_per_track(ds, reader, window, shuffle, shuffle_buffer, seed, deterministic)
     return _finish(ds.batch(batch_size, drop_remainder=drop_remainder), repeat)

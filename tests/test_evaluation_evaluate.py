@@ -259,3 +259,115 @@ def test_run_written_by_the_trainer(tfrecord_dir, tmp_path, capsys):
     s = tm.predict_paths(Tagger.from_run(run, checkpoint='last'), [audio[sorted(audio)[0]][0]], top=2,
                          progress=False)      # the old import path of evaluation.tagging.tag_paths
     assert s['tagged'] == 1 and s['results'][0]['tags'][0][0] in labels
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluation protocols: which windows of each track are averaged
+# --------------------------------------------------------------------------------------------------
+#: samples of each test track at 1000 Hz: exactly one window, a short one (padded), and long ones
+RAMP_LENGTHS = (1000, 600, 1999, 5003, 12345, 30001)
+RAMP_SR, RAMP_WINDOW = 1000, 1000          # 1 s windows
+
+
+@pytest.fixture(scope='module')
+def ramp_dataset(tmp_path_factory):
+    """A waveform TFRecord dataset (1000 Hz) whose sample ``t`` of every track stores the value ``t``,
+    so a window's first sample is its start; and a run whose model outputs a window's first sample.
+
+    Returns (run dir, TFRecord dir, {track_id: n_samples}).
+    """
+    import keras
+    import pandas as pd
+
+    from modeling.rundir import write_run_files
+    from preprocessing.splits import write_splits
+    from preprocessing.tfrecords import write_tfrecords
+    from tests._pipeline_fixtures import make_tiny_corpus
+    root = tmp_path_factory.mktemp('ramp')
+    c = make_tiny_corpus(str(root / 'corpus'), n_tracks=len(RAMP_LENGTHS), bad=False)
+    lengths = {}
+    for row, n in zip(c['rows'], RAMP_LENGTHS):
+        # stored as round(x * 32767): FLOAT samples t / 32767 come back as exactly t
+        write_wav(row['audio_path'], np.arange(n) / 32767.0, RAMP_SR, subtype='FLOAT')
+        lengths[row['track_id']] = n
+    splits = os.path.join(c['root'], 'splits.csv')
+    write_splits(pd.DataFrame({'track_id': list(lengths), 'split': 'test'}), splits, command='test fixture')
+    data = str(root / 'tfrecords')
+    write_tfrecords(c['master'], c['tags_db'], splits, data, format='waveform', sr=RAMP_SR, shards_per_split=2,
+                    workers=1, progress=False)
+    run = root / 'run'
+    run.mkdir()
+    labels = ['rock', 'pop']
+    inp = keras.Input((RAMP_WINDOW,), name='waveform')
+    first = keras.layers.Dense(len(labels), use_bias=False, name='tags')
+    model = keras.Model(inp, first(inp))
+    kernel = np.zeros((RAMP_WINDOW, len(labels)), np.float32)
+    kernel[0] = 1.0                            # every output = the window's first sample = start / 32767
+    first.set_weights([kernel])
+    model.save(run / 'model.keras')
+    write_run_files(run, config={'model': {'name': 'first-sample'}, 'test_fixture': True}, labels=labels,
+                    features={'input': 'waveform', 'sr': RAMP_SR, 'params': None, 'window_seconds': 1.0,
+                              'input_frames': None, 'input_samples': RAMP_WINDOW})
+    return run, data, lengths
+
+
+def _won16_starts(n):
+    """numpy.linspace(0, n - window, 16) rounded down, for a track padded to at least one window."""
+    return np.floor(np.linspace(0, max(n, RAMP_WINDOW) - RAMP_WINDOW, 16) + 1e-9).astype(int)
+
+
+def _tiled_starts(n):
+    n = max(n, RAMP_WINDOW)
+    starts = list(range(0, n - RAMP_WINDOW + 1, RAMP_WINDOW))
+    return starts + ([n - RAMP_WINDOW] if n % RAMP_WINDOW else [])
+
+
+def test_spaced_windows_are_16_equally_spaced_starts(ramp_dataset):
+    from preprocessing.dataset import make_dataset
+    _, data, lengths = ramp_dataset
+    ds = make_dataset(data, 'test', labels=['rock'], window_seconds=1.0, window='spaced', batch_size=7)
+    starts = {}
+    for x, _, ids in ds.as_numpy_iterator():
+        for window, tid in zip(x, ids):
+            starts.setdefault(tid.decode(), []).append(int(round(window[0] * 32767)))
+            n = lengths[tid.decode()]
+            if n >= RAMP_WINDOW:               # a whole window of the ramp, not a padded one
+                assert np.allclose(window * 32767, window[0] * 32767 + np.arange(RAMP_WINDOW), atol=1e-3)
+    assert sorted(starts) == sorted(lengths)
+    for tid, n in lengths.items():
+        assert starts[tid] == list(_won16_starts(n)), (tid, n)
+    assert starts[next(t for t, n in lengths.items() if n == 30001)][-1] == 30001 - RAMP_WINDOW   # the last at the end
+
+
+def _predicted_starts(out_dir):
+    with open(os.path.join(out_dir, 'predictions.csv')) as f:
+        return {r['track_id']: float(r['score:rock']) * 32767 for r in csv.DictReader(f)}
+
+
+@pytest.mark.parametrize('protocol', ['won16', 'mean'])
+def test_evaluate_protocol_picks_its_windows_and_is_recorded(ramp_dataset, tmp_path, protocol):
+    run, data, lengths = ramp_dataset
+    metrics, out = ev.evaluate_run(run, tfrecords=data, out_dir=tmp_path / protocol, protocol=protocol,
+                                   progress=False)
+    expected = {tid: (_won16_starts(n) if protocol == 'won16' else _tiled_starts(n)) for tid, n in lengths.items()}
+    doc = json.loads((out / 'metrics.json').read_text())
+    assert doc['protocol'] == protocol
+    assert doc['windows_per_track'] == (16 if protocol == 'won16' else None)
+    assert doc['n_windows'] == metrics['n_windows'] == sum(len(s) for s in expected.values())
+    got = _predicted_starts(out)
+    for tid, starts in expected.items():        # the mean of the windows' starts, to predictions.csv's 6 digits
+        assert got[tid] == pytest.approx(np.mean(starts), abs=0.05), tid
+
+
+def test_evaluate_command_protocol_flag(ramp_dataset, tmp_path, capsys):
+    run, data, _ = ramp_dataset
+    out = tmp_path / 'won16'
+    assert evaluate_main(['--run', str(run), '--tfrecords', data, '--out', str(out), '--protocol', 'won16',
+                          '--no-progress']) == 0
+    assert json.loads((out / 'metrics.json').read_text())['protocol'] == 'won16'
+    captured = capsys.readouterr()
+    assert 'protocol won16' in captured.out and 'protocol won16' in captured.err
+    with pytest.raises(SystemExit) as e:
+        evaluate_main(['--run', str(run), '--tfrecords', data, '--protocol', 'won8'])
+    assert e.value.code == 2
+    assert "invalid choice: 'won8'" in capsys.readouterr().err
