@@ -28,7 +28,8 @@ from core.errors import MuseTagError
 
 __all__ = [
     'ConfigError', 'Config', 'TagsConfig', 'DatasetConfig', 'InputConfig', 'ModelConfig',
-    'OptimizerConfig', 'ScheduleConfig', 'OptimizationConfig', 'EarlyStoppingConfig',
+    'OptimizerConfig', 'ScheduleConfig', 'PhaseConfig', 'OptimizationConfig', 'EarlyStoppingConfig',
+    'SpecAugmentConfig', 'MixupConfig', 'GainConfig', 'AugmentConfig',
     'ReduceOnPlateauConfig', 'CallbacksConfig', 'DistributionConfig', 'LoggingConfig',
     'MONITORS', 'SCHEDULES', 'load_config', 'parse_config', 'apply_overrides', 'parse_override',
     'config_to_dict', 'default_config_dict', 'explain_rows', 'format_template', 'read_json_file',
@@ -164,6 +165,30 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class PhaseConfig:
+    """One phase of a multi-optimizer recipe (``optimization.phases``, ``docs/training.md``)."""
+    optimizer: str = field(default='Adam', metadata=_doc(
+        'keras.optimizers class name of this phase, e.g. Adam, SGD'))
+    kwargs: dict = field(default_factory=dict, metadata=_doc(
+        'other constructor arguments, e.g. {"momentum": 0.9, "nesterov": true}; not learning_rate '
+        'or weight_decay (phase keys)'))
+    learning_rate: float = field(default=1e-4, metadata=_doc(
+        'constant learning rate of the phase', gt=0.0))
+    weight_decay: float = field(default=0.0, metadata=_doc(
+        'coupled L2 as the weight_decay of PyTorch\'s Adam/SGD: gradient += weight_decay * w for EVERY '
+        'trainable variable (biases and batch-norm scales too), i.e. 0.5 * weight_decay * ||w||^2 added '
+        'to the loss; 0 = off', ge=0.0))
+    epochs: Optional[int] = field(default=None, metadata=_doc(
+        'epochs of this phase; null (last phase only) = until optimization.epochs', ge=1))
+    reload_best: bool = field(default=False, metadata=_doc(
+        'at the start of the phase, load the weights of the best epoch so far (callbacks.early_stopping.'
+        'monitor, e.g. val_loss) into the model'))
+    keep_optimizer_state: bool = field(default=False, metadata=_doc(
+        'continue the previous phase\'s optimizer and its slots (e.g. SGD momentum), changing only the '
+        'learning rate and weight decay (same optimizer and kwargs required); false = a new optimizer'))
+
+
+@dataclass(frozen=True)
 class OptimizationConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig, metadata=_doc('optimizer'))
     weight_decay: float = field(default=0.0, metadata=_doc(
@@ -174,6 +199,13 @@ class OptimizationConfig:
     steps_per_epoch: Optional[int] = field(default=None, metadata=_doc(
         'optimizer steps per epoch on a repeated training set; null = one pass over the training '
         'split per epoch', ge=1))
+    phases: tuple[PhaseConfig, ...] = field(default=(), metadata=_doc(
+        'multi-optimizer recipe: a list of phases run one after the other (each: optimizer, kwargs, '
+        'learning_rate, weight_decay, epochs, reload_best, keep_optimizer_state); replaces optimizer '
+        'and schedule; [] = off'))
+    mixed_precision: bool = field(default=False, metadata=_doc(
+        'mixed_float16 compute with float32 variables and outputs and dynamic loss scaling; needs a '
+        'GPU (without one the run warns and trains in float32)'))
 
 
 @dataclass(frozen=True)
@@ -225,10 +257,45 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class SpecAugmentConfig:
+    time_masks: int = field(default=0, metadata=_doc('time masks per training example; 0 = off', ge=0))
+    time_mask_frames: int = field(default=0, metadata=_doc(
+        'widest time mask in log-mel frames (each width uniform in 0..this)', ge=0))
+    freq_masks: int = field(default=0, metadata=_doc('frequency masks per training example; 0 = off', ge=0))
+    freq_mask_bands: int = field(default=0, metadata=_doc(
+        'widest frequency mask in mel bands (each width uniform in 0..this)', ge=0))
+
+
+@dataclass(frozen=True)
+class MixupConfig:
+    alpha: float = field(default=0.0, metadata=_doc(
+        'mixup (Zhang et al. 2018): each training example and its labels are mixed with another example '
+        'of the batch with weight lambda ~ Beta(alpha, alpha); 0 = off', ge=0.0))
+
+
+@dataclass(frozen=True)
+class GainConfig:
+    min_db: float = field(default=0.0, metadata=_doc('lowest random gain in dB (waveform input)', ge=-60.0, le=60.0))
+    max_db: float = field(default=0.0, metadata=_doc(
+        'highest random gain in dB; each training waveform is multiplied by 10^(g/20), g uniform in '
+        '[min_db, max_db]; both 0 = off', ge=-60.0, le=60.0))
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig, metadata=_doc(
+        'SpecAugment time and frequency masks on the log-mel (Park et al. 2019)'))
+    mixup: MixupConfig = field(default_factory=MixupConfig, metadata=_doc('mixup of examples and labels'))
+    gain: GainConfig = field(default_factory=GainConfig, metadata=_doc('random gain of training waveforms'))
+
+
+@dataclass(frozen=True)
 class Config:
     description: str = field(default='', metadata=_doc('free text describing the experiment'))
     dataset: DatasetConfig = field(default_factory=DatasetConfig, metadata=_doc('input data'))
     input: InputConfig = field(default_factory=InputConfig, metadata=_doc('windows and batches'))
+    augment: AugmentConfig = field(default_factory=AugmentConfig, metadata=_doc(
+        'training-time augmentation (never at validation or test, never stored); off by default'))
     model: ModelConfig = field(default_factory=ModelConfig, metadata=_doc('model'))
     optimization: OptimizationConfig = field(default_factory=OptimizationConfig,
                                              metadata=_doc('optimizer, LR schedule, epochs'))
@@ -455,6 +522,53 @@ def _validate(cfg: Config) -> None:
         raise ConfigError('input.feature_params.preset', f'expected string, got {_show(fp["preset"])}')
     if cfg.model.freeze_frontend and not cfg.model.init_from:
         raise ConfigError('model.freeze_frontend', 'only meaningful with model.init_from')
+    if cfg.optimization.phases:
+        _validate_phases(cfg)
+    _validate_augment(cfg.augment)
+
+
+#: Optimizer arguments a phase sets with its own keys (Keras' own weight_decay is decoupled, not PyTorch's).
+_PHASE_OWN_KEYS = {'learning_rate': 'learning_rate', 'weight_decay': 'weight_decay'}
+
+
+def _validate_phases(cfg: Config) -> None:
+    """Phases: a constant LR each, no plateau/cyclic schedule on top, epochs cover the run."""
+    opt, phases = cfg.optimization, cfg.optimization.phases
+    if opt.schedule.name != 'constant':
+        raise ConfigError('optimization.schedule.name', f'"{opt.schedule.name}" cannot be combined with '
+                                                        'optimization.phases (each phase has a constant LR)')
+    if cfg.callbacks.reduce_on_plateau.patience is not None:
+        raise ConfigError('callbacks.reduce_on_plateau.patience', 'reduce-on-plateau cannot be combined with '
+                                                                  'optimization.phases: set it to null')
+    for i, phase in enumerate(phases):
+        key = f'optimization.phases[{i}]'
+        for name, own in _PHASE_OWN_KEYS.items():
+            if name in phase.kwargs:
+                raise ConfigError(f'{key}.kwargs.{name}', f'set {key}.{own} instead')
+        if phase.epochs is None and i != len(phases) - 1:
+            raise ConfigError(f'{key}.epochs', 'only the last phase may run "until optimization.epochs" (null)')
+        if i == 0 and (phase.reload_best or phase.keep_optimizer_state):
+            flag = 'reload_best' if phase.reload_best else 'keep_optimizer_state'
+            raise ConfigError(f'{key}.{flag}', 'the first phase has no phase before it')
+        if phase.keep_optimizer_state:
+            before = phases[i - 1]
+            if (phase.optimizer, phase.kwargs) != (before.optimizer, before.kwargs):
+                raise ConfigError(f'{key}.keep_optimizer_state', 'needs the same optimizer and kwargs as '
+                                                                 f'optimization.phases[{i - 1}]')
+    if phases[-1].epochs is not None and sum(p.epochs for p in phases) < opt.epochs:
+        raise ConfigError('optimization.epochs', f'{opt.epochs} epochs, but the phases add up to '
+                                                 f'{sum(p.epochs for p in phases)}: set the last phase\'s epochs '
+                                                 'to null (until optimization.epochs) or lower optimization.epochs')
+
+
+def _validate_augment(aug) -> None:
+    sa = aug.spec_augment
+    if sa.time_masks and not sa.time_mask_frames:
+        raise ConfigError('augment.spec_augment.time_mask_frames', 'must be >= 1 when time_masks is set')
+    if sa.freq_masks and not sa.freq_mask_bands:
+        raise ConfigError('augment.spec_augment.freq_mask_bands', 'must be >= 1 when freq_masks is set')
+    if aug.gain.min_db > aug.gain.max_db:
+        raise ConfigError('augment.gain.min_db', f'{aug.gain.min_db:g} is above max_db {aug.gain.max_db:g}')
 
 
 # --------------------------------------------------------------------------------------------
@@ -556,8 +670,11 @@ def explain_rows(cls=Config, prefix: str = '') -> list[tuple[str, str, str, str]
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
             rows.extend(explain_rows(tp, path + '.'))
-        else:
-            rows.append((path, _type_name(tp), json.dumps(defaults[key]), f.metadata.get('doc', '')))
+            continue
+        rows.append((path, _type_name(tp), json.dumps(defaults[key]), f.metadata.get('doc', '')))
+        item = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else None
+        if item is not None and dataclasses.is_dataclass(item):   # e.g. optimization.phases[].epochs
+            rows.extend(explain_rows(item, path + '[].'))
     return rows
 
 

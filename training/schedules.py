@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 
 __all__ = ['ConstantLR', 'StepLR', 'TriangularCyclicLR', 'OneCycleLR', 'ExponentialRangeLR',
-           'PlateauScaled', 'build_schedule', 'needs_steps_per_epoch', 'schedule_defaults']
+           'PlateauScaled', 'VariableLR', 'build_schedule', 'needs_steps_per_epoch', 'schedule_defaults']
 
 _Base = keras.optimizers.schedules.LearningRateSchedule
 
@@ -176,3 +176,20 @@ def build_schedule(schedule_cfg, *, base_lr: float, steps_per_epoch, epochs: int
     if name == 'one_cycle':
         return OneCycleLR(min_lr, max_lr, epochs * steps_per_epoch)
     raise ValueError(f'unknown schedule {name!r}')
+
+
+class VariableLR(_Base):
+    """``lr = variable`` (a float32 ``tf.Variable`` the trainer assigns; read at every step).
+
+    The learning rate of a recipe phase (``optimization.phases``): changing the variable changes the
+    learning rate of an optimizer that continues into the next phase, without retracing.
+    """
+
+    def __init__(self, variable: tf.Variable):
+        self.variable = variable
+
+    def __call__(self, step):
+        return tf.cast(self.variable, tf.float32) + 0.0 * _f32(step)
+
+    def get_config(self):
+        return {'learning_rate': float(self.variable.numpy())}

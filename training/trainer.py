@@ -57,16 +57,17 @@ from core.files import is_url
 from modeling import rundir
 from modeling.rundir import History, RunPaths, export_model, read_json, run_lock, write_json, write_run_files
 
-from . import finetune
-from .config import (Config, ConfigError, config_to_dict, default_run_dir, monitor_mode,
+from . import augment, finetune
+from .config import (Config, ConfigError, OptimizerConfig, config_to_dict, default_run_dir, monitor_mode,
                      schedule_unused_params)
 from .data import InputInfo, TFRecordSource
 from .monitors import EarlyStopping, PlateauReducer, Tracker
-from .schedules import PlateauScaled, build_schedule, needs_steps_per_epoch
+from .recipe import phase_of_epoch
+from .schedules import PlateauScaled, VariableLR, build_schedule, needs_steps_per_epoch
 from .strategy import make_strategy, tf_config_cluster_size, worker_info
 
-__all__ = ['Trainer', 'TrainResult', 'TrainState', 'EpochLog', 'registry_model_fn', 'make_optimizer',
-           'default_run_dir', 'train', 'epoch_seed']
+__all__ = ['Trainer', 'TrainResult', 'TrainState', 'RecipeState', 'EpochLog', 'registry_model_fn',
+           'make_optimizer', 'default_run_dir', 'train', 'epoch_seed', 'mixed_precision_wanted']
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +75,33 @@ ModelFn = Callable[[int, InputInfo], keras.Model]
 _ONLY_FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA
 #: Keys that must not change when a run is resumed (the checkpoint would not fit otherwise).
 _FROZEN_ON_RESUME = (('model', 'name'), ('model', 'hparams'), ('dataset', 'tags'), ('input', 'window_seconds'),
-                     ('input', 'feature_params'))
+                     ('input', 'feature_params'), ('optimization', 'phases'))
+_MISSING = object()   # a key absent from an older run's config.json (not compared on resume)
 _CKPT, _BEST = 'ckpt', 'best'   # checkpoint name prefixes in checkpoints/ and checkpoints/best/
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """Data seed of epoch ``epoch`` (1-based): a resumed epoch replays the same order."""
     return (seed * 1000003 + epoch) % (2 ** 31 - 1)
+
+
+def _gpu_available() -> bool:
+    return bool(tf.config.list_logical_devices('GPU'))
+
+
+def mixed_precision_wanted(cfg: Config) -> bool:
+    """Whether this run computes in ``mixed_float16``: asked for, and a GPU is visible.
+
+    Without a GPU the run warns and trains in float32: CPUs compute float16 no faster than float32
+    (most kernels convert), so mixed precision there only loses precision.
+    """
+    if not cfg.optimization.mixed_precision:
+        return False
+    if not _gpu_available():
+        log.warning('optimization.mixed_precision is set but no GPU is visible: training in float32 '
+                    '(float16 on a CPU is not faster and loses precision)')
+        return False
+    return True
 
 
 def registry_model_fn(model_cfg) -> ModelFn:
@@ -126,6 +147,23 @@ def make_optimizer(opt_cfg, learning_rate) -> keras.optimizers.Optimizer:
         return cls(learning_rate=learning_rate, **kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError('optimization.optimizer.kwargs', str(exc)) from None
+
+
+def phase_optimizer_config(phases, index: int) -> OptimizerConfig:
+    """The optimizer of recipe phase ``index`` as an :class:`OptimizerConfig` (class name and kwargs)."""
+    phase = phases[index]
+    return OptimizerConfig(name=phase.optimizer, kwargs=dict(phase.kwargs))
+
+
+def _check_phase_optimizers(phases) -> None:
+    """Every phase names a Keras optimizer and only its arguments; errors name the phase's key."""
+    for i in range(len(phases)):
+        try:
+            _optimizer_class(phase_optimizer_config(phases, i))
+        except ConfigError as exc:
+            key = exc.key.replace('optimization.optimizer.name', f'optimization.phases[{i}].optimizer')
+            key = key.replace('optimization.optimizer.kwargs', f'optimization.phases[{i}].kwargs')
+            raise ConfigError(key, exc.reason) from None
 
 
 def _optimizer_class(opt_cfg):
@@ -175,6 +213,26 @@ class TrainState(tf.Module):
     def get(v) -> float:
         value = v.numpy().item()
         return None if isinstance(value, float) and math.isnan(value) else value
+
+
+class RecipeState(tf.Module):
+    """State of a multi-optimizer recipe and of the augmentation seeds, saved in every checkpoint.
+
+    ``steps_before``: optimizer steps of the earlier phases' optimizers (a new phase's optimizer
+    counts from 0; ``steps_before + iterations`` numbers the training steps of the run and seeds the
+    augmentations); ``phase``: index of the current phase; ``lr``: its learning rate. Restored
+    separately from the other state, so checkpoints written before it existed still resume.
+    """
+
+    def __init__(self):
+        super().__init__(name='recipe_state')
+
+        def var(value, dtype):
+            return tf.Variable(value, dtype=dtype, trainable=False, aggregation=_ONLY_FIRST)
+
+        self.steps_before = var(0, tf.int64)
+        self.phase = var(0, tf.int64)
+        self.lr = var(0.0, tf.float32)
 
 
 class EpochLog(tf.Module):
@@ -295,6 +353,7 @@ class Trainer:
         self._phase = 'starting'
         if cfg.optimization.optimizer.name:  # name and kwargs are checked before anything slow
             _optimizer_class(cfg.optimization.optimizer)
+        _check_phase_optimizers(cfg.optimization.phases)
         for name in schedule_unused_params(cfg.optimization.schedule):
             log.warning('optimization.schedule.%s is not used by schedule "%s"', name,
                         cfg.optimization.schedule.name)
@@ -389,7 +448,10 @@ class Trainer:
         for key in _FROZEN_ON_RESUME:
             a, b = saved, now
             for k in key:
-                a, b = (a or {}).get(k), (b or {}).get(k)
+                a = a.get(k, _MISSING) if isinstance(a, dict) else _MISSING
+                b = (b or {}).get(k)
+            if a is _MISSING:   # an older run's config.json: the key did not exist then
+                continue
             if a != b:
                 raise ConfigError('.'.join(key), f'differs from the resumed run ({a!r} in {self.paths.config}); '
                                                  'resume with the same value or start a new run')
@@ -431,8 +493,10 @@ class Trainer:
                                and self.schedule_override is None)
         if sch.name == 'one_cycle' and (rp.patience is not None or cfg.callbacks.early_stopping.patience is not None):
             log.warning('one_cycle schedule: early stopping and reduce-on-plateau are disabled')
+        self.mixed_precision = mixed_precision_wanted(cfg)
+        self.phases = cfg.optimization.phases
         with self.strategy.scope():
-            self.model = self.model_fn(len(self.labels), self.info)
+            self.model = self._build_model()
         if cfg.model.batchnorm_momentum is not None:
             n_bn = set_batchnorm_momentum(self.model, cfg.model.batchnorm_momentum)
             log.info('batch-norm momentum %.3g in %d layer(s)', cfg.model.batchnorm_momentum, n_bn)
@@ -449,39 +513,142 @@ class Trainer:
             finetune.freeze_frontend(self.model)  # resumed fine-tuning: weights come from the checkpoint
         with self.strategy.scope():
             self.state = TrainState()
+            self.recipe = RecipeState()
+            phase = self._resumed_phase()
             if self.schedule_override is not None:
                 self.schedule = self.schedule_override
+            elif self.phases:
+                self.recipe.phase.assign(phase)
+                self.recipe.lr.assign(self.phases[phase].learning_rate)
+                self.schedule = VariableLR(self.recipe.lr)
             else:
                 base_lr = float(cfg.optimization.optimizer.kwargs.get('learning_rate', 0.001))
                 base = build_schedule(sch, base_lr=base_lr, steps_per_epoch=self.steps_per_epoch,
                                       epochs=cfg.optimization.epochs)
                 self.schedule = PlateauScaled(base, self.state.lr_scale, rp.min_lr) if self.use_plateau else base
-            self.optimizer = make_optimizer(cfg.optimization.optimizer, self.schedule)
-            # With more than one replica, a custom loop must build the optimizer inside the scope
-            # before the first step (TF 2.16 otherwise fails with a placeholder InvalidArgumentError).
-            self.optimizer.build(self.model.trainable_variables)
-        self.epoch_log = EpochLog()
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, state=self.state,
-                                              history=self.epoch_log)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self._ckpt_dir,
-                                                  max_to_keep=self.cfg.logging.keep_checkpoints,
-                                                  checkpoint_name=_CKPT)
+        self._new_optimizer(phase_optimizer_config(self.phases, phase) if self.phases
+                            else cfg.optimization.optimizer)
+        self._best_weights = None   # (epoch, weights) of the best epoch trained by this process
         if self._latest:
             self._restore(self._latest)
+            if self.phases:   # the phase's own learning rate (the checkpoint's, unless the config changed)
+                self.recipe.lr.assign(self.phases[phase].learning_rate)
         elif self.steps_per_epoch:
             self.state.steps_per_epoch.assign(self.steps_per_epoch)
+        self._spec_layer, self._train_model = self._augmented_model()
         self._train_step = self._make_train_step()
         self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 
+    def _build_model(self) -> keras.Model:
+        """The model (under the ``mixed_float16`` policy when mixed precision is on; the global
+        policy is put back afterwards, so models built later, e.g. for export, are float32)."""
+        if not self.mixed_precision:
+            return self.model_fn(len(self.labels), self.info)
+        before = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy('mixed_float16')
+        try:
+            model = self.model_fn(len(self.labels), self.info)
+        finally:
+            keras.mixed_precision.set_global_policy(before)
+        log.info('mixed precision: mixed_float16 compute, float32 variables, dynamic loss scaling')
+        return model
+
+    def _resumed_phase(self) -> int:
+        """Recipe phase whose optimizer the newest checkpoint holds (that of its last epoch); 0 when
+        there is no checkpoint or no recipe."""
+        if not self.phases or not self._latest:
+            return 0
+        done = int(tf.train.load_checkpoint(self._latest).get_tensor('state/epoch/.ATTRIBUTES/VARIABLE_VALUE'))
+        return phase_of_epoch(self.phases, done, self.cfg.optimization.epochs)
+
+    def _new_optimizer(self, opt_cfg) -> None:
+        """A new optimizer (wrapped in a LossScaleOptimizer under mixed precision), built inside the
+        strategy scope, and the checkpoint objects that save it."""
+        with self.strategy.scope():
+            inner = make_optimizer(opt_cfg, self.schedule)
+            self.optimizer = keras.optimizers.LossScaleOptimizer(inner) if self.mixed_precision else inner
+            # With more than one replica, a custom loop must build the optimizer inside the scope
+            # before the first step (TF 2.16 otherwise fails with a placeholder InvalidArgumentError).
+            self.optimizer.build(self.model.trainable_variables)
+        self._inner_optimizer = inner
+        self._make_checkpoint()
+
+    def _make_checkpoint(self) -> None:
+        """The checkpoint: model, the (inner) optimizer, loop state, history rows, recipe state, and the
+        loss scale under mixed precision (the optimizer's slots do not depend on the precision, so a
+        run resumes in either)."""
+        extra = {'loss_scale': self.optimizer} if self.mixed_precision else {}
+        history = getattr(self, 'epoch_log', None) or EpochLog()
+        self.epoch_log = history
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self._inner_optimizer, state=self.state,
+                                              history=history, recipe=self.recipe, **extra)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self._ckpt_dir,
+                                                  max_to_keep=self.cfg.logging.keep_checkpoints,
+                                                  checkpoint_name=_CKPT)
+
     def _restore(self, path: str) -> None:
-        """Restore model, optimizer and loop state (all must match), then the history rows if saved."""
-        status = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, state=self.state).restore(path)
+        """Restore model, optimizer and loop state (all must match), then the history rows, the
+        recipe state and the loss scale if saved (older checkpoints have none)."""
+        status = tf.train.Checkpoint(model=self.model, optimizer=self._inner_optimizer,
+                                     state=self.state).restore(path)
         status.assert_existing_objects_matched().expect_partial()
-        tf.train.Checkpoint(history=self.epoch_log).restore(path).expect_partial()   # older checkpoints have none
+        tf.train.Checkpoint(history=self.epoch_log).restore(path).expect_partial()
+        tf.train.Checkpoint(recipe=self.recipe).restore(path).expect_partial()
+        if self.mixed_precision:
+            tf.train.Checkpoint(loss_scale=self.optimizer).restore(path).expect_partial()
         log.info('resumed from %s: %d epoch(s) done, %d optimizer steps', path,
                  int(self.state.epoch.numpy()), self.iterations)
         self._repair_best()
         self._history()   # history.csv as the checkpoint records it, at once
+
+    # ------------------------------------------------------------------ recipe phases
+    def _enter_phase(self, epoch: int) -> None:
+        """Switch to the recipe phase of ``epoch`` at its first epoch: reload the best weights
+        (``reload_best``), then a new optimizer unless ``keep_optimizer_state``; the phase's LR.
+
+        A resumed run reaches the same switch with the same checkpointed state, so it continues
+        exactly as an uninterrupted one.
+        """
+        if not self.phases or self.schedule_override is not None:
+            return
+        index = phase_of_epoch(self.phases, epoch, self.cfg.optimization.epochs)
+        if index == int(self.recipe.phase.numpy()):
+            return
+        phase = self.phases[index]
+        reloaded = self._reload_best() if phase.reload_best else None
+        if not phase.keep_optimizer_state:
+            self.recipe.steps_before.assign_add(self.iterations)
+            self._new_optimizer(phase_optimizer_config(self.phases, index))
+        self.recipe.phase.assign(index)
+        self.recipe.lr.assign(phase.learning_rate)
+        self._train_step = self._make_train_step()
+        if self.worker.is_chief:
+            log.info('recipe phase %d/%d from epoch %d: %s lr %.3g, weight decay %.3g, %s optimizer%s',
+                     index + 1, len(self.phases), epoch,
+                     phase.optimizer, phase.learning_rate, phase.weight_decay,
+                     'same' if phase.keep_optimizer_state else 'new',
+                     f'; weights of the best epoch {reloaded} reloaded' if reloaded else '')
+
+    def _reload_best(self) -> Optional[int]:
+        """Load the weights of the best epoch so far into the model; return that epoch (None: none yet).
+
+        From memory when this process trained that epoch, else from the best checkpoint (which holds
+        the same values): every worker of a cluster takes the same decisions from the same data.
+        """
+        best_epoch = int(self.state.best_epoch.numpy())
+        if not best_epoch:
+            log.warning('reload_best: no best epoch yet, the weights stay as they are')
+            return None
+        if self._best_weights is not None and self._best_weights[0] == best_epoch:
+            for variable, value in zip(self.model.weights, self._best_weights[1]):
+                variable.assign(value)
+            return best_epoch
+        path = os.path.join(self.paths.best, f'{_BEST}-{best_epoch}')
+        if not os.path.isfile(path + '.index'):
+            raise FileNotFoundError(f'the best checkpoint of epoch {best_epoch} ({path}) is missing: '
+                                    'cannot reload the best weights at the recipe\'s phase switch')
+        tf.train.Checkpoint(model=self.model).restore(path).expect_partial()
+        return best_epoch
 
     def _repair_best(self) -> None:
         """Keep the restored epoch as the best checkpoint if it is the best one and the run stopped
@@ -495,7 +662,13 @@ class Trainer:
 
     @property
     def iterations(self) -> int:
+        """Steps of the current optimizer (a recipe phase with a new optimizer counts from 0)."""
         return int(np.asarray(self.optimizer.iterations.numpy()))
+
+    @property
+    def global_step(self) -> int:
+        """Training steps of the run over every recipe phase."""
+        return int(self.recipe.steps_before.numpy()) + self.iterations
 
     def current_lr(self, step: Optional[int] = None) -> float:
         """Learning rate at optimizer step ``step`` (default: the next step)."""
@@ -503,22 +676,87 @@ class Trainer:
         return float(self.schedule(tf.constant(step, tf.int64)))
 
     # ------------------------------------------------------------------ step
-    def _make_train_step(self):
-        model, optimizer, strategy = self.model, self.optimizer, self.strategy
-        global_batch = self.cfg.input.batch_size
-        wd = float(self.cfg.optimization.weight_decay)
+    def _augmented_model(self):
+        """(SpecAugment layer, model to train): the SpecAugment layer sits inside a copy of the model
+        sharing its layers when the model computes the log-mel from waveforms (after its first layer
+        named in :data:`training.augment.MEL_LAYERS`); otherwise (None, the model), and the masks, if
+        any, apply to the log-mel input."""
+        sa = self.cfg.augment.spec_augment
+        if not (sa.time_masks or sa.freq_masks) or self.info.kind != 'waveform':
+            return None, self.model
+        names = {layer.name for layer in self.model.layers}
+        found = [name for name in augment.MEL_LAYERS if name in names]
+        if not found:
+            raise ConfigError('augment.spec_augment', f'model "{self.cfg.model.name}" takes waveforms and has no '
+                                                      f'mel spectrogram layer ({", ".join(augment.MEL_LAYERS)}) '
+                                                      'to mask after')
+        masks = augment.SpecAugment(sa.time_masks, sa.time_mask_frames, sa.freq_masks, sa.freq_mask_bands,
+                                    name='spec_augment')
+        with self.strategy.scope():
+            return masks, augment.with_spec_augment(self.model, found[0], masks)
 
-        def replica_step(x, y):
+    def _check_augment(self) -> None:
+        """Random gain needs waveform input (a gain on stored log-mel depends on its compression)."""
+        gain = self.cfg.augment.gain
+        if (gain.min_db or gain.max_db) and self.info.kind != 'waveform':
+            raise ConfigError('augment.gain', 'random gain needs waveform input (the TFRecords hold log-mel)')
+
+    def _augment(self, x, y, counter):
+        """Training-time augmentation of one replica's batch ``x``/``y`` (``training.augment``)."""
+        aug, seed = self.cfg.augment, self.cfg.seed
+        if aug.gain.min_db or aug.gain.max_db:
+            x = augment.random_gain(x, augment.step_seed(seed, augment.GAIN, counter), aug.gain.min_db,
+                                    aug.gain.max_db)
+        if aug.mixup.alpha > 0:
+            x, y = augment.mixup(x, y, augment.step_seed(seed, augment.MIXUP, counter), aug.mixup.alpha)
+        sa = aug.spec_augment
+        spec_seed = augment.step_seed(seed, augment.SPEC_AUGMENT, counter)
+        if self._spec_layer is not None:
+            self._spec_layer.set_seed(spec_seed)
+        elif sa.time_masks or sa.freq_masks:
+            x = augment.spec_augment(x, spec_seed, sa.time_masks, sa.time_mask_frames, sa.freq_masks,
+                                     sa.freq_mask_bands)
+        return x, y
+
+    def _regularization(self, model, phase_wd: float) -> tf.Tensor:
+        """weight_decay * sum(0.5 ||W||^2) over kernels + the phase's coupled weight decay ``phase_wd``
+        over every trainable variable + ``model.losses`` (before the 1 / replicas scaling)."""
+        wd = float(self.cfg.optimization.weight_decay)
+        reg = tf.constant(0.0)
+        if wd > 0:
+            reg += wd * _kernel_l2(model.trainable_variables)
+        if phase_wd > 0:
+            reg += phase_wd * tf.add_n([0.5 * tf.reduce_sum(tf.square(tf.cast(v, tf.float32)))
+                                        for v in model.trainable_variables])
+        if model.losses:
+            reg += tf.add_n([tf.cast(v, tf.float32) for v in model.losses])
+        return reg
+
+    def _make_train_step(self):
+        """The distributed training step: ``step((x, y))`` -> summed per-example BCE of the global batch.
+
+        Per replica: augmentation, forward pass, loss (scaled under mixed precision: the
+        LossScaleOptimizer unscales the gradients, skips steps with non-finite ones and adapts its
+        scale), gradients, update. The augmentation counter ``(steps of the run) * replicas +
+        replica id`` makes every draw depend only on the step and the replica.
+        """
+        model, train_model, optimizer, strategy = self.model, self._train_model, self.optimizer, self.strategy
+        global_batch, replicas = self.cfg.input.batch_size, self.replicas
+        mixed = self.mixed_precision
+        self._check_augment()
+        recipe = self.recipe
+        phase_wd = float(self.phases[int(recipe.phase.numpy())].weight_decay) if self.phases else 0.0
+
+        def replica_step(x, y, first_counter):
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            x, y = self._augment(x, y, first_counter + tf.cast(replica, tf.int64))
             with tf.GradientTape() as tape:
-                probs = model(x, training=True)
+                probs = train_model(x, training=True)
                 per_example = keras.losses.binary_crossentropy(y, tf.cast(probs, tf.float32))
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-                reg = tf.constant(0.0)
-                if wd > 0:
-                    reg += wd * _kernel_l2(model.trainable_variables)
-                if model.losses:
-                    reg += tf.add_n([tf.cast(v, tf.float32) for v in model.losses])
-                loss += tf.nn.scale_regularization_loss(reg)
+                loss += tf.nn.scale_regularization_loss(self._regularization(model, phase_wd))
+                if mixed:
+                    loss = optimizer.scale_loss(loss)
             grads = tape.gradient(loss, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
             return tf.reduce_sum(per_example)
@@ -526,7 +764,8 @@ class Trainer:
         @tf.function
         def step(batch):
             x, y = batch
-            loss_sum = strategy.run(replica_step, args=(x, y))
+            run_step = recipe.steps_before.read_value() + tf.cast(optimizer.iterations, tf.int64)
+            loss_sum = strategy.run(replica_step, args=(x, y, run_step * replicas))
             return strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None)
 
         return step
@@ -596,7 +835,7 @@ class Trainer:
     def _log_running_loss(self, epoch, steps, running, seconds, tb_train, bar) -> None:
         it = self.iterations
         if tb_train is not None:
-            with tb_train.as_default(step=it):
+            with tb_train.as_default(step=self.global_step):
                 tf.summary.scalar('batch_loss', running)
                 tf.summary.scalar('batch_learning_rate', self.current_lr(it - 1))
         if bar is not None:
@@ -730,6 +969,7 @@ class Trainer:
             for epoch in range(int(self.state.epoch.numpy()) + 1, cfg.optimization.epochs + 1):
                 if callbacks.stopped:
                     break
+                self._enter_phase(epoch)
                 self._phase = f'training epoch {epoch}'
                 row, validated = self._train_and_validate(epoch, writers[0])
                 improved = self._update_callbacks(epoch, row, validated, callbacks)
@@ -797,6 +1037,8 @@ class Trainer:
         if improved:
             state.best_value.assign(_nan(cb.best.best))
             state.best_epoch.assign(epoch)
+            if any(p.reload_best for p in self.phases):
+                self._best_weights = (epoch, [np.array(w.numpy()) for w in self.model.weights])
         if cb.stopper is not None and validated:
             if cb.stopper.update(_nan(value)):
                 cb.stopped = True
