@@ -42,7 +42,7 @@ FILTER_FRACTION = 0.2
 
 
 # ------------------------------------------------------------------------------------------ data
-def make_data(n: int, queries: int, *, clusters: int, latent: int, seed: int = 0):
+def make_data(n: int, queries: int, *, clusters: int, latent: int, noise: float, seed: int = 0):
     """``(vectors (n, 200), queries (q, 200), tagged (n,) bool)``; float32, generated in chunks."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(clusters, latent)).astype(np.float32) * 2.0
@@ -53,7 +53,7 @@ def make_data(n: int, queries: int, *, clusters: int, latent: int, seed: int = 0
         for a in range(0, m, 100_000):
             b = min(m, a + 100_000)
             z = centres[rng.integers(0, clusters, b - a)] + rng.normal(size=(b - a, latent)).astype(np.float32)
-            out[a:b] = z @ lift + 0.3 * rng.normal(size=(b - a, DIM)).astype(np.float32)
+            out[a:b] = z @ lift + noise * rng.normal(size=(b - a, DIM)).astype(np.float32)
         return out
 
     vectors = sample(n)
@@ -166,7 +166,9 @@ def main(argv=None) -> int:
     parser.add_argument('--qdrant-max', type=int, default=10_000,
                         help='largest size for qdrant local mode (exact, pure Python: slow)')
     parser.add_argument('--clusters', type=int, default=200, help='clusters of the synthetic data')
-    parser.add_argument('--latent', type=int, default=32, help='latent dimension of the synthetic data')
+    parser.add_argument('--latent', type=int, default=64, help='latent dimension of the synthetic data')
+    parser.add_argument('--noise', type=float, default=3.0,
+                        help='isotropic noise (per dimension) added to the synthetic vectors')
     parser.add_argument('--batch', type=int, default=1000, help='vectors per upsert call')
     parser.add_argument('--hnsw', nargs='*', default=[], metavar='KEY=VALUE',
                         help='hnsw backend options, e.g. ef=64 M=16')
@@ -185,7 +187,8 @@ def main(argv=None) -> int:
 
 
 def measure_size(n: int, args, hnsw_options: dict, workdir: str) -> None:
-    vectors, queries, tagged = make_data(n, args.queries, clusters=args.clusters, latent=args.latent)
+    vectors, queries, tagged = make_data(n, args.queries, clusters=args.clusters, latent=args.latent,
+                                        noise=args.noise)
     truth = {False: exact_truth(vectors, queries, None), True: exact_truth(vectors, queries, np.flatnonzero(tagged))}
     numpy_p50 = {}
     for backend in args.backends:

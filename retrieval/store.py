@@ -619,7 +619,7 @@ def open_store(path, *, backend: str | None = None, dim: int | None = None, metr
     read_only : bool
         Open without the write lock (any number of readers; writes raise).
     **options
-        Backend options: hnsw ``M``, ``ef_construction``, ``ef``, ``exact_below``; qdrant ``url``,
+        Backend options: hnsw ``M``, ``ef_construction``, ``ef``, ``exact_below``, ``threads``; qdrant ``url``,
         ``api_key``, ``collection``, ``batch_size``, ``timeout``.
 
     Raises

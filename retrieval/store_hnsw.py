@@ -7,11 +7,16 @@ string ids to labels, keeps the payloads beside the graph and filters through hn
 ``filter=`` callback (the walk only returns labels the payload index allows).
 
 * ``ef`` (default 64) is the size of the candidate list of a query: larger is slower and more
-  exact (``ef >= len(store)`` is exact on small stores). Under a filter the list grows as the
-  fraction of allowed ids shrinks (``ef / fraction``, at most ``ef_max``), and a filter that keeps
-  fewer than ``exact_below`` ids (default 2000) is answered exactly from those ids' vectors.
-* ``M`` (default 16, links per node) and ``ef_construction`` (default 200) set the graph's quality
-  at build time; they are fixed when the store is created.
+  exact (``ef >= len(store)`` is exact on small stores).
+* A filter that keeps at most ``exact_below`` ids (default 2000) is answered exactly from those
+  ids' vectors (a by-label copy kept in memory); a broader one walks the graph with hnswlib's
+  ``filter=`` callback, which only admits allowed labels to the candidate list (so the walk goes on
+  until it holds ``ef`` allowed ones). Measured at 20k vectors with a 20% filter, this beat
+  post-filtering an unfiltered walk for ``2k / fraction`` candidates (recall 0.994 against 0.988 at
+  the same time), and raising ``ef`` by ``1 / fraction`` bought little recall for 3× the time.
+* ``M`` (default 16, links per node) and ``ef_construction`` (default 100) set the graph's quality
+  at build time; they are fixed when the store is created (200 built 2.4× slower for the same
+  recall on the benchmark's data).
 * Deleted ids are marked deleted in the graph and their slots re-used by later inserts; a flush
   rebuilds the graph when more than a quarter of its slots are dead. The graph grows (doubling)
   as ids are added.
@@ -23,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import struct
 
 import numpy as np
@@ -36,7 +40,7 @@ __all__ = ['HnswStore', 'DEFAULTS']
 log = logging.getLogger(__name__)
 
 #: option -> default (``M`` and ``ef_construction`` are fixed at creation; the others per opening)
-DEFAULTS = {'M': 16, 'ef_construction': 200, 'ef': 64, 'ef_max': 2000, 'exact_below': 2000, 'threads': 0}
+DEFAULTS = {'M': 16, 'ef_construction': 100, 'ef': 64, 'exact_below': 2000, 'threads': 0}
 #: rebuild the graph at flush when more than this fraction of its slots are deleted
 REBUILD_DEAD = 0.25
 
@@ -44,7 +48,7 @@ REBUILD_DEAD = 0.25
 class HnswStore(VectorStore):
     """hnswlib-backed store; open it with :func:`retrieval.store.open_store` (``backend='hnsw'``).
 
-    Options: ``M``, ``ef_construction`` (new stores), ``ef``, ``ef_max``, ``exact_below``,
+    Options: ``M``, ``ef_construction`` (new stores), ``ef``, ``exact_below``,
     ``threads`` (build threads; 0 = all cores). See the module docstring.
     """
 
@@ -55,7 +59,6 @@ class HnswStore(VectorStore):
         self._hnswlib = hnswlib
         opts = check_options(self.backend, options, DEFAULTS)
         self.ef = positive('ef', opts['ef'])
-        self.ef_max = max(self.ef, positive('ef_max', opts['ef_max']))
         self.exact_below = int(opts['exact_below'])
         self.threads = int(opts['threads']) or -1
         self._files = StoreFiles(path)
@@ -204,9 +207,7 @@ class HnswStore(VectorStore):
         allowed = np.flatnonzero(mask)
         if len(allowed) <= self.exact_below:
             return self._exact(queries, k, allowed)
-        fraction = len(allowed) / max(1, len(self))
-        ef = int(min(self.ef_max, math.ceil(self.ef / max(fraction, 1e-9))))
-        return self._graph_search(queries, min(k, len(allowed)), ef, mask)
+        return self._graph_search(queries, min(k, len(allowed)), self.ef, mask)
 
     def _graph_search(self, queries, k, ef, mask) -> list:
         self._graph.set_ef(max(ef, k))

@@ -367,7 +367,7 @@ def clustered(n, dim=32, seed=0, clusters=40):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('exact_below', [0, 2000])
+@pytest.mark.parametrize('exact_below', [2000, 0], ids=['exact-under-filter', 'filter-callback'])
 def test_hnsw_recall_at_10_on_5k_vectors(tmp_path, exact_below):
     n, dim = 5000, 32
     vectors = clustered(n + 50, dim)
