@@ -8,6 +8,8 @@ reports config errors at once):
   checkpoints, resume, export)
 - :mod:`training.schedules`    constant / step / cyclic / one-cycle / range-test LR schedules
 - :mod:`training.monitors`     early stopping and reduce-on-plateau state machines
+- :mod:`training.recipe`       multi-optimizer recipes (``optimization.phases``): which phase trains an epoch
+- :mod:`training.augment`      SpecAugment, mixup, random gain (training step only, stateless seeds)
 - :mod:`training.data`         TFRecord (``preprocessing.dataset``) and in-memory data sources
 - :mod:`training.finetune`     initialise from another run dir, freeze the frontend
 - :mod:`training.strategy`     strategy selection, chief/worker roles
