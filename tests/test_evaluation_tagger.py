@@ -277,7 +277,11 @@ def status(key):
 
 
 tg = Tagger.from_run(sys.argv[1])
-tg.predict_array(np.zeros(16000 * 4, np.float32), 16000)     # warm-up: trace, lazy imports
+embed = sys.argv[4] == 'embed'
+if embed:                                                    # warm-up: trace, lazy imports
+    tg.embed_array(np.zeros(16000 * 4, np.float32), 16000, pooling='meanstd')
+else:
+    tg.predict_array(np.zeros(16000 * 4, np.float32), 16000)
 try:
     # Reset the kernel's peak-RSS mark (VmHWM) so the peak below belongs to predict_file alone.
     with open('/proc/self/clear_refs', 'w') as f:
@@ -295,7 +299,7 @@ except OSError:
 base = status('VmRSS')
 if sampler is not None:
     sampler.start()
-res = tg.predict_file(sys.argv[2])
+res = tg.embed_file(sys.argv[2], pooling='meanstd').tags if embed else tg.predict_file(sys.argv[2])
 if sampler is not None:
     stop.set()
     sampler.join()
@@ -306,23 +310,25 @@ print(json.dumps({'base': base, 'peak': peak, 'mean': res.mean.tolist(), 'n': in
 '''
 
 
-def _probe(run_dir, path):
+def _probe(run_dir, path, mode='tag'):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, '-c', _PROBE, str(run_dir), str(path), str(Path(__file__).parent)],
+    out = subprocess.run([sys.executable, '-c', _PROBE, str(run_dir), str(path), str(Path(__file__).parent), mode],
                          capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
-def test_long_file_memory_does_not_grow_with_length(run_dir, tagger, tmp_path):
+@pytest.mark.parametrize('mode', ['tag', 'embed'])
+def test_long_file_memory_does_not_grow_with_length(run_dir, tagger, tmp_path, mode):
+    """Tagging, and embedding (Tagger.embed_file), stream a 20-minute file in bounded memory."""
     clip = music_like(30.0, 44100, seed=9, channels=2)
     long_f = tmp_path / 'long.wav'
     with sf.SoundFile(str(long_f), 'w', 44100, 2, subtype='PCM_16') as out:   # 20 minutes of 44.1 kHz stereo
         for _ in range(40):
             out.write(clip)
     short_f = write_wav(tmp_path / 'short.wav', clip, 44100)
-    long_r, short_r = _probe(run_dir, long_f), _probe(run_dir, short_f)
+    long_r, short_r = _probe(run_dir, long_f, mode), _probe(run_dir, short_f, mode)
     assert long_r['n'] == 1 + (1 + 1200 * SR // 256) // 187 and short_r['n'] == 11
     growth_long = long_r['peak'] - long_r['base']
     growth_short = short_r['peak'] - short_r['base']
