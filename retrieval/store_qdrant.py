@@ -10,7 +10,9 @@ Two modes, one code path:
   ``<store>/qdrant/``. It searches exactly, in pure Python: for tests and small catalogues.
 
 Qdrant point ids are integers or UUIDs, so a string id becomes ``uuid5(NAMESPACE, id)`` and the id
-itself is kept in the payload under :data:`ID_FIELD`. Keyword payload indexes (``path``,
+itself is kept in the payload under :data:`ID_FIELD`. The collection is ``collection=``, by
+default ``musetag-<name of the store's folder>``; creating a store never adopts an existing
+collection. Keyword payload indexes (``path``,
 ``artist``, ``album``, ``title``, ``tags``: ``keyword_fields=``) are created on a server, which
 then filters inside its HNSW walk. Points are sent in batches of ``batch_size``.
 
@@ -24,14 +26,16 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import uuid
+import warnings
 
 import numpy as np
 
 from .store import (Hit, StoreError, StoreFiles, UnknownIdError, VectorStore, check_options, positive,
                     write_lock)
 
-__all__ = ['QdrantStore', 'ID_FIELD', 'point_id']
+__all__ = ['QdrantStore', 'ID_FIELD', 'point_id', 'default_collection']
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +44,19 @@ ID_FIELD = '_id'
 #: namespace of the uuid5 point ids
 NAMESPACE = uuid.UUID('6f1d3a52-3c1e-5b8e-9d7a-4d7f0b1a2c3e')
 KEYWORD_FIELDS = ('path', 'artist', 'album', 'title', 'tags')
-DEFAULTS = {'url': None, 'api_key': None, 'collection': 'musetag', 'batch_size': 256, 'timeout': 60,
+DEFAULTS = {'url': None, 'api_key': None, 'collection': None, 'batch_size': 256, 'timeout': 60,
             'keyword_fields': KEYWORD_FIELDS}
 
 
 def point_id(id: str) -> str:
     """The Qdrant point id (a UUID string) of store id ``id``."""
     return str(uuid.uuid5(NAMESPACE, id))
+
+
+def default_collection(path) -> str:
+    """``musetag-<name of the store's folder>`` (letters, digits, ``-`` and ``_`` kept)."""
+    name = os.path.basename(os.path.abspath(os.fspath(path))) or 'store'
+    return 'musetag-' + re.sub(r'[^A-Za-z0-9_-]+', '_', name)
 
 
 class QdrantStore(VectorStore):
@@ -69,9 +79,10 @@ class QdrantStore(VectorStore):
         try:
             if meta is None:
                 super().__init__(path, dim, metric, read_only)
+                collection = opts['collection'] or default_collection(path)
                 self._meta = {'backend': self.backend, 'dim': self.dim, 'metric': self.metric,
-                              'url': opts['url'], 'collection': opts['collection']}
-                self._connect(opts)
+                              'url': opts['url'], 'collection': collection}
+                self._connect({**opts, 'collection': collection})
                 self._create_collection(opts['keyword_fields'])
                 self._meta = self._files.commit(self._meta, {})
             else:
@@ -93,8 +104,12 @@ class QdrantStore(VectorStore):
         try:
             if url:
                 api_key = opts['api_key'] or os.environ.get('QDRANT_API_KEY')
-                self._client = QdrantClient(url=url, api_key=api_key, timeout=int(opts['timeout']))
-                self._client.collection_exists(self._collection)   # fail here, naming the server
+                with warnings.catch_warnings(record=True) as caught:   # the client's version check
+                    warnings.simplefilter('always')
+                    self._client = QdrantClient(url=url, api_key=api_key, timeout=int(opts['timeout']))
+                    self._client.collection_exists(self._collection)   # fail here, naming the server
+                for w in caught:
+                    log.warning('Qdrant server %s: %s', url, w.message)
                 self._where = f'server {url}'
             else:
                 local = os.path.join(self.path, 'qdrant')
