@@ -14,11 +14,13 @@ def _requirements(name):
 setup(
     name='musetag',
     version='0.1.0',
-    description='Music audio auto-tagging at scale with TensorFlow/Keras (MSD + Last.fm, Pons et al. 2018, musicnn).',
+    description=('Music audio auto-tagging and similarity search at scale with TensorFlow/Keras '
+                 '(MSD, MagnaTagATune, MTG-Jamendo, your own folder).'),
     python_requires='>=3.11,<3.12',
-    packages=find_packages(include=['core', 'msd', 'msd.*', 'preprocessing', 'modeling', 'training',
-                                    'evaluation', 'evaluation.*', 'musetag']),
-    package_data={'msd': ['lists/*.txt']},
+    packages=find_packages(include=['core', 'msd', 'msd.*', 'sources', 'sources.*', 'preprocessing', 'modeling',
+                                    'training', 'evaluation', 'evaluation.*', 'retrieval', 'retrieval.*',
+                                    'musetag']),
+    package_data={'msd': ['lists/*.txt'], 'sources': ['lists/*.txt']},
     install_requires=_requirements('requirements.txt'),
     extras_require={'dev': _requirements('requirements-dev.txt')},
     entry_points={'console_scripts': [
