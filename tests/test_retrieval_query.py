@@ -134,6 +134,13 @@ def test_text_maps_obvious_queries_to_obvious_tags():
     assert {t for t, _ in text_to_tags('slow sad piano', labels)} >= {'sad', 'piano'}
     assert text_to_tags('musique classique', labels)[0][0] == 'classical'
     assert {t for t, _ in text_to_tags('jazz, punk', labels)} >= {'jazz', 'punk'}
+    assert text_to_tags('Hip Hop', labels) == [('hip-hop', 1.0)]
+    # the mini corpus's vocabulary: some short tags (rock n roll) are near any text by raw cosine
+    mini = ['male', '00s', 'female', 'instrumental', '80s', '70s', '90s', 'reggae', 'electronic', 'ballad', 'metal',
+            'rock', 'pop', 'hip-hop', 'rap', 'rnb', 'jazz', 'rock n roll', '50s', '60s', 'ambient']
+    for text, tag in (('rapping over beats', 'rap'), ('reggae from jamaica', 'reggae'), ('a woman singing', 'female'),
+                      ('old rock and roll from the fifties', '50s'), ('calm relaxing', 'ambient')):
+        assert text_to_tags(text, mini)[0][0] == tag, text
     target = tags_to_target(parse_tag_list('Hip Hop, rock', labels), labels)
     assert target[labels.index('hip-hop')] == 1.0 and target[labels.index('rock')] == 1.0 and target.sum() == 2.0
 
