@@ -101,3 +101,25 @@ def test_nothing_embeddable_writes_nothing(run_dir, tmp_path, capsys):
     assert cli_embed.main(['--run', str(run_dir), str(tmp_path / 'empty'), '--out', str(out)]) == 1
     assert 'nothing to embed' in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_interrupted_or_locked_output_leaves_nothing(run_dir, library, tmp_path, monkeypatch, capsys):
+    from core.locks import OutputLock
+    lib, single = library
+    out = tmp_path / 'o.parquet'
+    args = ['--run', str(run_dir), str(lib), '--out', str(out), '--windows', '-q']
+    with OutputLock(out):                                   # another job writes this output
+        assert cli_embed.main(args) == 3
+    assert 'o.parquet' in capsys.readouterr().err and not out.exists()
+    real = Tagger.embed_file
+    calls = []
+
+    def interrupt_second(self, path, **kw):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, path, **kw)
+    monkeypatch.setattr(Tagger, 'embed_file', interrupt_second)
+    assert cli_embed.main(args) == 130
+    assert 'interrupted' in capsys.readouterr().err and len(calls) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['lib', 'single.wav']       # no temporary file, no lock
