@@ -11,7 +11,8 @@ For each size (``--sizes``, default 10k 100k 1M; 1M takes several minutes) and e
 (``--backends``; ``qdrant`` runs in the client's local mode, exact pure Python, so only at sizes
 ≤ ``--qdrant-max``), figures carry ``backend``, ``n`` and ``filtered``:
 
-* ``build_rate`` (vectors/s: upsert in batches of ``--batch`` plus the final flush),
+* ``build_rate`` (vectors/s: upsert in batches of ``--batch`` plus the final flush) and
+  ``build_cpu_rate`` (vectors per CPU second of the process, all its threads),
 * ``query_p50`` / ``query_p99`` (ms per single query, one thread) and ``query_cpu_p50`` (the
   query thread's CPU time: steadier than the wall clock on a shared machine),
 * ``recall_at_10`` against the exact answer (computed here by one matrix product),
@@ -106,13 +107,13 @@ def run_store(backend: str, path: str, vectors, queries, tagged, truth, batch: i
     n = len(vectors)
     ids = [str(i) for i in range(n)]
     payloads = [{'tags': ['f', 'x'] if t else ['x']} for t in tagged]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     store = open_store(path, backend=backend, dim=DIM, create=True, **options)
     for a in range(0, n, batch):
         store.upsert(ids[a:a + batch], vectors[a:a + batch], payloads[a:a + batch])
     store.flush()
-    build = time.perf_counter() - t0
-    out = {'build_rate': n / build, 'bytes': dir_bytes(path)}
+    build, cpu = time.perf_counter() - t0, time.process_time() - c0
+    out = {'build_rate': n / build, 'build_cpu_rate': n / cpu, 'bytes': dir_bytes(path)}
     for filtered in (False, True):
         flt = Filter(must={'tags': ['f']}) if filtered else None
 
@@ -146,6 +147,8 @@ def run_faiss(vectors, queries, tagged, truth) -> dict:
 def report(backend: str, n: int, res: dict, numpy_p50: dict) -> None:
     raw = 4 * DIM
     emit(BENCH, 'build_rate', res['build_rate'], 'vectors/s', backend=backend, n=n)
+    if 'build_cpu_rate' in res:
+        emit(BENCH, 'build_cpu_rate', res['build_cpu_rate'], 'vectors/cpu-s', backend=backend, n=n)
     emit(BENCH, 'bytes_per_vector', res['bytes'] / n, 'bytes', backend=backend, n=n)
     emit(BENCH, 'size_vs_raw', res['bytes'] / n / raw, 'ratio', backend=backend, n=n)
     for filtered in (False, True):
