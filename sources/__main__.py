@@ -30,6 +30,11 @@ from core.cli import HelpFormatter, run_command
 __all__ = ['SUBCOMMANDS', 'build_parser', 'main']
 
 PROG = 'python -m sources'
+DESCRIPTION = ('a dataset as it is distributed (your own folder, MagnaTagATune, MTG-Jamendo, the music21 scores) '
+               '-> master.csv, clean_tags.db, splits.csv: what preprocess write, train and evaluate read '
+               '(docs/datasets.md)')
+EPILOG = ('exit codes: 0 done; 1 done but some rows or files were skipped (each in OUT/skipped.csv); 2 bad '
+          'arguments or input; 3 the output is being written by another job; 4 no space left; 130 interrupted')
 #: subcommand -> module exposing DESCRIPTION, add_arguments(parser), run(args) -> int
 SUBCOMMANDS = {'folder': 'sources.folder', 'mtat': 'sources.mtat', 'jamendo': 'sources.jamendo',
                'scores': 'sources.scores'}
@@ -47,7 +52,7 @@ def _chosen(argv):
 
 def build_parser(prog=PROG, only=None) -> argparse.ArgumentParser:
     """The parser; with ``only`` just that subcommand's module is imported (others listed by name)."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split('\n\n')[0], formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest='subcommand', metavar='SUBCOMMAND', required=True)
     for name, module_name in SUBCOMMANDS.items():
         if only is not None and name != only:
