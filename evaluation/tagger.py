@@ -569,8 +569,8 @@ class Tagger:
         if model is None:
             import keras
             tensor = self._layer_tensor(layer)
-            model = keras.Model(self.model.inputs, [self.model.outputs[0], tensor],
-                                name=f'{self.model.name}_embed_{layer}')
+            inputs = self.model.inputs[0] if len(self.model.inputs) == 1 else self.model.inputs
+            model = keras.Model(inputs, [self.model.outputs[0], tensor], name=f'{self.model.name}_embed_{layer}')
             self._two_out[layer] = model
         return model
 

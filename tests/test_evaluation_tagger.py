@@ -404,3 +404,33 @@ def test_embed_unknown_layer_or_pooling_fails_before_reading(tagger, tmp_path):
     assert issubclass(UnknownLayerError, MuseTagError)
     with pytest.raises(ValueError, match="pooling must be one of mean, meanstd, max, got 'avg'"):
         tagger.embed_file(missing, pooling='avg')
+
+
+@pytest.mark.slow
+def test_every_registered_model_offers_penultimate_the_input_of_its_classifier():
+    """For every registry model: 'penultimate' is the default layer, and the layer with weights that
+    makes the logits, applied to it, gives the model's tags (so it is that layer's input)."""
+    import types
+    import keras
+    from modeling import InputSpec, build_model, list_models, model_info
+    rng = np.random.default_rng(0)
+    for name in list_models(combinations=False):
+        info = model_info(name)
+        if info['input_kind'] == 'log-mel':
+            frames = info['fixed_frames'] or int(round(info['default_window_seconds'] * SR / 256))
+            spec = InputSpec(kind='log-mel', frames=frames)
+            x = rng.normal(size=(2, frames, 96)).astype(np.float32)
+        else:
+            samples = int(round(info['default_window_seconds'] * SR))
+            spec = InputSpec(kind='waveform', samples=samples)
+            x = rng.normal(0, 0.1, size=(2, samples)).astype(np.float32)
+        model = build_model(name, 5, spec)
+        tg = Tagger(model, types.SimpleNamespace(labels=list('abcde'), kind=info['input_kind'], run_dir=name,
+                                                 params=types.SimpleNamespace(n_mels=96)))
+        assert tg.embedding_layers()[0] == 'penultimate' and tg.embedding_layers()[-1] == 'taggram', name
+        probs, vec = tg._infer_fn(x.shape[1], 'penultimate')(x)
+        np.testing.assert_allclose(probs, model(x, training=False), atol=1e-6, err_msg=name)
+        head = model.get_layer('tags').input._keras_history[0]          # the logits layer
+        assert head.weights, name
+        logits = head(vec)
+        np.testing.assert_allclose(keras.ops.sigmoid(logits), probs, atol=1e-5, err_msg=name)
