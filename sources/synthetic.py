@@ -184,23 +184,35 @@ def _song_audio(spec, seed, sr, channels, seconds):
     return np.tile(base, (reps, 1))[:n]
 
 
+def _encode(audio, job, start, secs):
+    """MP3 bytes of ``secs`` seconds of ``audio`` from ``start``. With ``job['loop']`` a long file is the
+    MP3 of one render period repeated (MP3 frames concatenate into a valid stream), plus the rest:
+    encoding then costs RENDER_SECONDS of audio instead of the whole length."""
+    from msd.synthetic import encode_mp3
+    sr = job['sr']
+    a, n = int(round(start * sr)), int(round(secs * sr))
+    period = int(round(RENDER_SECONDS * sr))
+    if not job.get('loop') or n < 2 * period:
+        return encode_mp3(audio[a:a + n], sr, job['kbps'])
+    full, rest = divmod(n, period)
+    data = encode_mp3(audio[:period], sr, job['kbps']) * full
+    return data + (encode_mp3(audio[:rest], sr, job['kbps']) if rest >= sr // 2 else b'')
+
+
 def _song_job(job):
     """Render one song and write its files (job['files']: (relative path, start s, seconds, kind));
-    returns [(relative path, bytes written)]."""
-    from msd.synthetic import encode_mp3
+    returns [(relative path, bytes written, header duration s or None)]."""
+    import soundfile as sf
     total = max(start + secs for _, start, secs, _ in job['files'])
     audio = _song_audio(job['spec'], job['seed'], job['sr'], job['channels'], total)
     out = []
     for rel, start, secs, kind in job['files']:
         path = os.path.join(job['root'], rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        data = b''
-        if kind != 'zero-byte':
-            a = int(round(start * job['sr']))
-            data = encode_mp3(audio[a:a + int(round(secs * job['sr']))], job['sr'], job['kbps'])
+        data = b'' if kind == 'zero-byte' else _encode(audio, job, start, secs)
         with open(path, 'wb') as f:   # inside the tree's temporary folder (atomic_dir)
             f.write(data)
-        out.append((rel, len(data)))
+        out.append((rel, len(data), float(sf.info(path).duration) if data else None))
     return out
 
 
@@ -478,9 +490,16 @@ def make_jamendo(out, tracks, *, seed=0, workers=1, minutes=(3.0, 6.0), sample_r
     top50 = set(sorted(counts, key=lambda t: (-counts[t], t))[:50])
     report = dict(tracks=len(rows), artists=len({r['artist_id'] for r in rows}),
                   albums=len({r['album_id'] for r in rows}),
-                  missing=[r['track_id'] for r in rows if r['missing']], subsets={}, splits={},
-                  seconds=round(sum(r['duration'] for r in rows if not r['missing']), 1))
+                  missing=[r['track_id'] for r in rows if r['missing']], subsets={}, splits={})
     with atomic_dir(out, overwrite) as tmp:
+        jobs = [dict(root=os.path.join(tmp, 'audio'), spec=r['spec'], seed=[seed, 13, r['index']],
+                     sr=int(sample_rate), channels=int(channels), kbps=int(kbps), loop=True,
+                     files=[(r['path'], 0.0, r['duration'], 'ok')]) for r in rows if not r['missing']]
+        os.makedirs(os.path.join(tmp, 'audio'), exist_ok=True)
+        header = {rel: dur for res in _run_jobs(jobs, workers, progress, desc='jamendo audio') for rel, _, dur in res}
+        for r in rows:      # DURATION as the published TSVs give it: the file's length, 0.1 s
+            r['duration'] = round(header.get(r['path'], r['duration']), 1)
+        report['seconds'] = round(sum(r['duration'] for r in rows if not r['missing']), 1)
         data = os.path.join(tmp, 'data')
         for subset, kind in JAMENDO_SUBSETS.items():
             text, kept = _jamendo_tsv(rows, kind, top50)
@@ -494,11 +513,6 @@ def make_jamendo(out, tracks, *, seed=0, workers=1, minutes=(3.0, 6.0), sample_r
                     text, _ = _jamendo_tsv(part, kind, top50)
                     _write_text(os.path.join(data, 'splits', f'split-{n}', f'{subset}-{split}.tsv'), text)
                     report['splits'][subset][n][split] = len(part)
-        jobs = [dict(root=os.path.join(tmp, 'audio'), spec=r['spec'], seed=[seed, 13, r['index']],
-                     sr=int(sample_rate), channels=int(channels), kbps=int(kbps),
-                     files=[(r['path'], 0.0, r['duration'], 'ok')]) for r in rows if not r['missing']]
-        os.makedirs(os.path.join(tmp, 'audio'), exist_ok=True)
-        _run_jobs(jobs, workers, progress, desc='jamendo audio')
     return report
 
 

@@ -117,3 +117,21 @@ def test_wrong_root_and_missing_split(tree, tmp_path, capsys):
     shutil.rmtree(copy / 'data' / 'splits' / 'split-2')
     assert _run(copy, tmp_path / 'out', '--split', '2', audio=root / 'audio') == 2
     assert 'no published split 2' in capsys.readouterr().err and not (tmp_path / 'out').exists()
+
+
+def test_long_tracks_decode_whole_and_match_their_tsv_duration(tmp_path):
+    """Tracks longer than two render periods are an encoded loop repeated: still one valid stream, and
+    the TSV's DURATION is the header's; the same seed gives the same bytes for any worker count."""
+    import soundfile as sf
+    a = make_jamendo(tmp_path / 'a', 3, seed=7, minutes=(0.45, 0.6), workers=1)
+    b = make_jamendo(tmp_path / 'b', 3, seed=7, minutes=(0.45, 0.6), workers=2)
+    assert a == b
+    for r in read_tsv(tmp_path / 'a' / 'data' / 'autotagging.tsv'):
+        if r['track_id'] in a['missing']:
+            continue
+        path = tmp_path / 'a' / 'audio' / r['path']
+        assert path.read_bytes() == (tmp_path / 'b' / 'audio' / r['path']).read_bytes()
+        assert r['duration'] > 25
+        assert sf.info(str(path)).duration == pytest.approx(r['duration'], abs=0.06)
+        y, sr = sf.read(str(path))
+        assert len(y) / sr == pytest.approx(r['duration'], abs=0.06) and abs(y).max() > 0.1
