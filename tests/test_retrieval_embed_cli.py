@@ -123,3 +123,13 @@ def test_interrupted_or_locked_output_leaves_nothing(run_dir, library, tmp_path,
     assert cli_embed.main(args) == 130
     assert 'interrupted' in capsys.readouterr().err and len(calls) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ['lib', 'single.wav']       # no temporary file, no lock
+
+
+def test_published_model_is_imported_into_the_cache_and_named(library, tmp_path, monkeypatch, capsys):
+    lib, single = library
+    monkeypatch.setenv('MUSETAG_CACHE', str(tmp_path / 'cache'))
+    out = tmp_path / 'v.parquet'
+    assert cli_embed.main(['--model', 'MTT_vgg', str(single), '--out', str(out), '--layer', 'pool5', '-q']) == 0
+    t = read_embeddings(out)
+    assert t.meta['model'] == 'MTT_vgg' and t.meta['run'] == str(tmp_path / 'cache' / 'pretrained' / 'mtt_vgg')
+    assert t.layer == 'pool5' and t.vectors.shape == (1, 256) and t.meta['window_seconds'] == pytest.approx(2.992)
