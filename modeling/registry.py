@@ -188,7 +188,7 @@ def register(name: str, fn: Optional[Callable] = None, *, frontend: Optional[str
 
 def _builtins() -> None:
     """Register the built-in blocks (their modules register themselves when imported)."""
-    from . import musicnn, orpheus  # noqa: F401
+    from . import musicnn, orpheus, sota  # noqa: F401
 
 
 def _resolve(name: str) -> _ModelEntry:
