@@ -96,7 +96,9 @@ def index_parser(prog=None) -> argparse.ArgumentParser:
                    help='with --qdrant-url: collection name prefix (-embedding and -tags are appended)')
     b.add_argument('--batch-size', type=ccli.positive_int, default=8, metavar='N', help='windows per model call')
     b.add_argument('--commit-every', type=ccli.positive_int, default=32, metavar='N',
-                   help='tracks embedded between two commits (a killed build re-embeds at most this many)')
+                   help='tracks embedded between two commits (a killed build embeds them again)')
+    b.add_argument('--commit-seconds', type=ccli.finite_float, default=30.0, metavar='S',
+                   help='at least this long between two commits (each rewrites the vector stores)')
     b.add_argument('--overwrite', action='store_true', help='start the index again from nothing')
     ccli.add_verbosity(b)
 
@@ -234,7 +236,8 @@ def _build(args) -> int:
     from retrieval.index import build_index
     summary = build_index(args.index, run, args.paths, model=args.model, layer=args.layer, pooling=args.pooling,
                           backend=backend, store_options=options, batch_size=args.batch_size,
-                          commit_every=args.commit_every, overwrite=args.overwrite,
+                          commit_every=args.commit_every, commit_seconds=args.commit_seconds,
+                          overwrite=args.overwrite,
                           progress=ccli.show_progress(args))
     for path, reason, detail in summary.skipped:
         print(f'skipped {path}: {reason}' + (f' ({detail})' if detail else ''), file=sys.stderr)

@@ -19,7 +19,9 @@ Building (:func:`build_index`) is incremental and resumable:
 * a file whose size and modification time (ns) are the ones recorded is never embedded again; a
   changed file is embedded again under the same id; a recorded file that is gone (or no longer under
   a folder searched by this build) is dropped;
-* tracks are committed in batches: both stores are flushed, then the table commits. A kill leaves
+* tracks are committed in batches (every :data:`COMMIT_EVERY` tracks, at most every
+  :data:`COMMIT_SECONDS`: a flush rewrites the stores' files): both stores are flushed, then the
+  table commits. A kill leaves
   at most one batch in the stores that the table does not know (or, after deletions, table rows the
   stores lack); the next build removes such ids before it starts, so the index never holds a track
   twice and the killed batch is simply embedded again;
@@ -59,8 +61,10 @@ SPACES = ('embedding', 'tags')
 TOP_TAGS = 5
 #: A track's tags in the payload: the top ``TOP_TAGS`` with probability at least this.
 TAG_MIN_PROBABILITY = 0.0
-#: Tracks embedded between two commits.
+#: A commit happens once at least this many tracks were embedded since the last one …
 COMMIT_EVERY = 32
+#: … and at least this many seconds passed (a flush rewrites a store's files: O(index size)).
+COMMIT_SECONDS = 30.0
 #: Test hook: ``embedded:N`` or ``flushed:N`` with ``MUSETAG_TEST_INDEX_MARKER=PATH`` makes the build,
 #: after embedding its N-th track (or after the stores of a commit that reaches N tracks were
 #: flushed, before the table commits), create PATH and wait until ``PATH.release`` exists.
@@ -515,7 +519,8 @@ def _empty_dir(index_dir) -> str:
 
 def build_index(index_dir, run, paths: Iterable, *, model: str | None = None, layer: str | None = None,
                 pooling: str | None = None, backend: str | None = None, store_options: dict | None = None,
-                batch_size: int = 8, commit_every: int = COMMIT_EVERY, overwrite: bool = False,
+                batch_size: int = 8, commit_every: int = COMMIT_EVERY, commit_seconds: float = COMMIT_SECONDS,
+                overwrite: bool = False,
                 progress: bool = False, tagger=None) -> BuildSummary:
     """Build or update the index at ``index_dir`` from the audio under ``paths`` (module docstring).
 
@@ -547,7 +552,8 @@ def build_index(index_dir, run, paths: Iterable, *, model: str | None = None, la
             index.remove(removed)
             summary.removed = len(removed)
             _embed_all(index, tagger, to_embed, roots=m['roots'], layer=m['layer'], pooling=m['pooling'],
-                       batch_size=batch_size, commit_every=commit_every, progress=progress, summary=summary)
+                       batch_size=batch_size, commit_every=commit_every, commit_seconds=commit_seconds,
+                       progress=progress, summary=summary)
             m['counts'] = {'skipped_last_build': len(summary.skipped)}
             index.write_manifest()
             summary.tracks = len(index)
@@ -557,13 +563,14 @@ def build_index(index_dir, run, paths: Iterable, *, model: str | None = None, la
     return summary
 
 
-def _embed_all(index, tagger, to_embed, *, roots, layer, pooling, batch_size, commit_every, progress, summary):
-    """Embed ``to_embed`` and commit every ``commit_every`` tracks."""
+def _embed_all(index, tagger, to_embed, *, roots, layer, pooling, batch_size, commit_every, commit_seconds, progress,
+               summary):
+    """Embed ``to_embed``, committing every ``commit_every`` tracks (at most every ``commit_seconds``)."""
     from tqdm import tqdm
     hook = _Hook()
     taken = {t.id: t.path for t in index.tracks()}
     batch, vectors = [], []
-    done = 0
+    done, last = 0, time.monotonic()
     for item, path, st, old in tqdm(to_embed, disable=not progress, unit='track', desc='embedding'):
         got = _embed_one(tagger, item, path, st, roots=roots, layer=layer, pooling=pooling, batch_size=batch_size,
                          summary=summary, taken=taken)
@@ -582,8 +589,8 @@ def _embed_all(index, tagger, to_embed, *, roots, layer, pooling, batch_size, co
             summary.updated += 1
         done += 1
         hook('embedded', done)
-        if len(batch) >= commit_every:
+        if len(batch) >= commit_every and time.monotonic() - last >= commit_seconds:
             index.commit(batch, np.stack(vectors), hook=lambda p, n=done: hook(p, n))
-            batch, vectors = [], []
+            batch, vectors, last = [], [], time.monotonic()
     if batch:
         index.commit(batch, np.stack(vectors), hook=lambda p, n=done: hook(p, n))

@@ -46,6 +46,7 @@ class Counting:
 
 def _build(index, run_dir, tagger, *paths, **kw):
     from retrieval.index import build_index
+    kw.setdefault('commit_seconds', 0)
     return build_index(str(index), run_dir, [str(p) for p in paths], tagger=tagger, backend='numpy', **kw)
 
 
@@ -166,7 +167,7 @@ def test_cli_refuses_another_layer_with_exit_2(tmp_path, run_dir, capsys):
 def _build_process(run_dir, lib, index, env):
     code = ('import sys; from retrieval.cli import index_main; '
             f'sys.exit(index_main(["build", "--run", {run_dir!r}, {str(lib)!r}, "--index", {str(index)!r}, '
-            '"--backend", "numpy", "--commit-every", "2", "-q"]))')
+            '"--backend", "numpy", "--commit-every", "2", "--commit-seconds", "0", "-q"]))')
     return subprocess.Popen([sys.executable, '-c', code], cwd=str(ROOT), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
