@@ -169,6 +169,8 @@ class EmbeddingWriter:
         emb : evaluation.tagger.Embedding
             Its ``vector`` (float32 [d]), ``windows`` ([n_windows, d_w]), ``starts``, ``duration``.
         """
+        if not self._tmp:
+            raise RuntimeError('EmbeddingWriter.add outside its with block')
         vector = np.asarray(emb.vector, dtype=np.float32)
         self._check_same(emb, vector)
         row = {'track_id': str(track_id), 'path': os.fspath(path), 'layer': emb.layer, 'pooling': emb.pooling,
