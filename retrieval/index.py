@@ -440,6 +440,13 @@ def _plan(index: Index, inputs, roots: list, summary: BuildSummary) -> tuple:
     for item in inputs.files:
         path = os.path.abspath(item.path)
         try:
+            path.encode('utf-8')
+        except UnicodeEncodeError:
+            shown = path.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
+            summary.skipped.append((shown, 'error', 'the file name is not valid UTF-8 (the index stores text): '
+                                    'rename it'))
+            continue
+        try:
             st = os.stat(path)
         except OSError as e:
             summary.skipped.append((path, 'missing' if isinstance(e, FileNotFoundError) else 'unreadable', str(e)))

@@ -224,3 +224,13 @@ def test_tracks_outside_the_walked_roots_stay(tmp_path, run_dir, tagger):
     shutil.rmtree(tmp_path / 'x' / 'a')
     s = _build(tmp_path / 'idx', run_dir, tagger, tmp_path / 'y')
     assert (s.removed, s.tracks) == (2, 1)      # files gone from anywhere are dropped too
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_with_its_reason(tmp_path, run_dir, tagger):
+    make_library(tmp_path / 'lib', LIBRARY[:1])
+    bad = os.path.join(os.fsencode(tmp_path / 'lib'), b'caf\xe9.mp3')
+    shutil.copy(os.path.join(tmp_path / 'lib', 'a', 'one.mp3'), bad)
+    s = _build(tmp_path / 'idx', run_dir, tagger, tmp_path / 'lib')
+    assert s.added == 1 and len(s.skipped) == 1
+    path, reason, detail = s.skipped[0]
+    assert reason == 'error' and 'UTF-8' in detail and path.endswith('caf\\xe9.mp3')
