@@ -1,0 +1,259 @@
+"""Benchmark of the dataset sources and TFRecord writing at dataset scale; one JSON line per figure.
+
+``python benchmarks/bench_datasets.py [--mtat-clips 2000] [--jamendo-tracks 200] [--workdir DIR] [--workers 2]``
+(``--tiny``: a run under a minute, for the tests).
+
+Trees: a synthetic MagnaTagATune-layout tree of ``--mtat-clips`` clips (29.1 s, 16 kHz mono MP3, with
+MTAT's defects) and an MTG-Jamendo-layout tree of ``--jamendo-tracks`` tracks of
+``--jamendo-minutes`` (3-6 min, 44.1 kHz stereo MP3), plus a quarter-size tree of each, made by
+:func:`sources.synthetic.make_mtat` / :func:`~sources.synthetic.make_jamendo` and cached in
+``--workdir`` between runs (keyed by size and seed).
+
+Figures
+-------
+* ``datasets.adapter.<source>.rows_per_s`` and ``….peak_rss``: ``musetag dataset mtat|jamendo`` in a
+  fresh process on the quarter-size and the full tree (``size``: rows); ``….rss_growth`` is the full
+  tree's peak RSS over the quarter tree's (at least 8 rows) (flat: near 1 while the tree grows 4x).
+* ``datasets.write.<source>.floor``: tracks/s of decode + resample alone (``preprocessing.audio.load_audio``
+  at 16 kHz) of the very tracks the writer encodes, in ``--workers`` processes; ``….local``: tracks/s
+  of ``preprocess write`` (log-mel, musicnn preset) with ``--workers`` processes, and
+  ``….vs_floor``: local / floor (target >= 0.8); ``….beam``: tracks/s of ``--engine beam`` (the
+  in-process FnApiRunner with ``--workers`` threads) on the same input, and ``….beam_vs_local``.
+  ``identical`` says whether the Beam shards equal the local ones byte for byte.
+* ``datasets.encode.long_file.peak_rss``: peak RSS growth (MiB) of encoding the longest Jamendo track
+  (decode, resample, log-mel, serialise) in a fresh process, against ``native_copy_mib``, what one
+  native-rate float32 copy of that track would take: writing must never hold one.
+
+Every line carries the 1-minute load average: on a shared machine, read the numbers with it.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+
+from _common import ROOT, emit, machine
+
+BENCH = 'datasets'
+
+
+# --------------------------------------------------------------------------------------- trees
+def _tree(workdir, kind, size, args):
+    """The cached tree of ``kind`` ('mtat' | 'jamendo') with ``size`` rows; made when missing."""
+    from sources.synthetic import make_jamendo, make_mtat
+    if kind == 'mtat':
+        path = os.path.join(workdir, f'mtat-{size}-s{args.seed}')
+        if not os.path.isdir(path):
+            t0 = time.perf_counter()
+            make_mtat(path, size, seed=args.seed, workers=args.workers)
+            print(f'made {path} in {time.perf_counter() - t0:.0f} s', file=sys.stderr)
+        return path
+    lo, hi = args.jamendo_minutes
+    path = os.path.join(workdir, f'jamendo-{size}-{lo:g}-{hi:g}min-s{args.seed}')
+    if not os.path.isdir(path):
+        t0 = time.perf_counter()
+        make_jamendo(path, size, seed=args.seed, workers=args.workers, minutes=(lo, hi))
+        print(f'made {path} in {time.perf_counter() - t0:.0f} s', file=sys.stderr)
+    return path
+
+
+# --------------------------------------------------------------------------------------- adapters
+def _run_measured(cmd):
+    """Run ``cmd``; returns (exit code, wall seconds, peak RSS MiB of the process, stderr tail)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, 'PYTHONPATH': ROOT})
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, time.perf_counter() - t0, usage.ru_maxrss / 1024, err[-2000:]
+
+
+def _adapter_cmd(kind, tree, out, workers):
+    if kind == 'mtat':
+        src = ['mtat', '--root', tree]
+    else:
+        src = ['jamendo', '--root', os.path.join(tree, 'data'), '--audio', os.path.join(tree, 'audio')]
+    return [sys.executable, '-m', 'sources', *src, '--out', out, '--overwrite', '--workers', str(workers)]
+
+
+def _rows(kind, tree):
+    if kind == 'mtat':
+        with open(os.path.join(tree, 'annotations_final.csv'), encoding='utf-8') as f:
+            return sum(1 for _ in f) - 1
+    with open(os.path.join(tree, 'data', 'autotagging_top50tags.tsv'), encoding='utf-8') as f:
+        return sum(1 for _ in f) - 1
+
+
+def bench_adapter(kind, trees, workdir, workers):
+    """Adapter rows/s and peak RSS on each tree (small, then full); returns the full tree's output."""
+    rss = []
+    out = None
+    for tree in trees:
+        out = os.path.join(workdir, 'out', os.path.basename(tree))
+        rows = _rows(kind, tree)
+        code, seconds, peak, err = _run_measured(_adapter_cmd(kind, tree, out, workers))
+        if code not in (0, 1):
+            raise RuntimeError(f'musetag dataset {kind} failed ({code}): {err}')
+        emit(BENCH, f'adapter.{kind}.rows_per_s', rows / seconds, 'rows/s', size=rows, seconds=round(seconds, 2),
+             exit_code=code, load_avg_1m=_load())
+        emit(BENCH, f'adapter.{kind}.peak_rss', peak, 'MiB', size=rows, load_avg_1m=_load())
+        rss.append(peak)
+    if len(rss) == 2:
+        emit(BENCH, f'adapter.{kind}.rss_growth', rss[1] / rss[0], 'x', sizes=[_rows(kind, t) for t in trees],
+             note='full tree peak RSS / quarter tree peak RSS (flat: ~1)')
+    return out
+
+
+# --------------------------------------------------------------------------------------- writing
+def _load_one(path):
+    from preprocessing.audio import AudioLoadError, load_audio
+    try:
+        return len(load_audio(path, sr=16000))
+    except AudioLoadError:
+        return 0
+
+
+def _floor(paths, workers):
+    """Tracks/s of decode + resample alone over ``paths`` with ``workers`` fresh processes."""
+    ctx = multiprocessing.get_context('spawn')
+    with ctx.Pool(workers) as pool:
+        pool.map(_load_one, paths[:workers])         # start-up and imports, not timed
+        t0 = time.perf_counter()
+        pool.map(_load_one, paths, chunksize=1)
+        return len(paths) / (time.perf_counter() - t0)
+
+
+def _planned_paths(adapter_out):
+    from preprocessing.inputs import read_inputs
+    inputs = read_inputs(os.path.join(adapter_out, 'master.csv'), os.path.join(adapter_out, 'splits.csv'),
+                         os.path.join(adapter_out, 'clean_tags.db'))
+    return [path for split in inputs.tracks.values() for _, _, path, _ in split]
+
+
+def _shard_digest(out):
+    h = hashlib.sha256()
+    with open(os.path.join(out, 'manifest.json'), encoding='utf-8') as f:
+        manifest = json.load(f)
+    for split in manifest['splits'].values():
+        for shard in split['shards']:
+            h.update(shard['sha256'].encode())
+    return h.hexdigest()
+
+
+def _write(adapter_out, out, engine, workers, shards):
+    from preprocessing.tfrecords import write_tfrecords
+    t0 = time.perf_counter()
+    summary = write_tfrecords(os.path.join(adapter_out, 'master.csv'), os.path.join(adapter_out, 'clean_tags.db'),
+                              os.path.join(adapter_out, 'splits.csv'), out, format='log-mel', preset='musicnn',
+                              shards_per_split=shards, workers=workers, engine=engine, overwrite=True,
+                              progress=False, command=f'bench_datasets {engine}')
+    return summary, time.perf_counter() - t0
+
+
+def bench_write(kind, adapter_out, workdir, workers, shards):
+    """Floor, local writer and Beam writer tracks/s on the adapter's output."""
+    import shutil
+    paths = _planned_paths(adapter_out)
+    floor = _floor(paths, workers)
+    emit(BENCH, f'write.{kind}.floor', floor, 'tracks/s', tracks=len(paths), workers=workers, load_avg_1m=_load())
+    rates, digests = {}, {}
+    for engine in ('local', 'beam'):
+        out = os.path.join(workdir, 'tfrecords', f'{kind}-{engine}')
+        shutil.rmtree(out, ignore_errors=True)
+        summary, seconds = _write(adapter_out, out, engine, workers, shards)
+        n = summary['tracks_written'] + sum(summary['tracks_skipped'].values())
+        rates[engine] = n / seconds
+        digests[engine] = _shard_digest(out)
+        emit(BENCH, f'write.{kind}.{engine}', rates[engine], 'tracks/s', tracks=n, seconds=round(seconds, 2),
+             workers=workers, shards_per_split=shards, load_avg_1m=_load())
+    emit(BENCH, f'write.{kind}.vs_floor', rates['local'] / floor, 'x', target=0.8,
+         note='local writer tracks/s / decode+resample tracks/s, same files, same workers')
+    emit(BENCH, f'write.{kind}.beam_vs_local', rates['beam'] / rates['local'], 'x',
+         identical=digests['beam'] == digests['local'])
+
+
+_ENCODE_PEAK = """
+import json, resource, sys
+from preprocessing.encode import encode_track
+from preprocessing.tfrecords import feature_spec, serialize_example
+feats = feature_spec('log-mel', sr=16000, preset='musicnn')
+warm, long = sys.argv[1], sys.argv[2]
+serialize_example('w', '', [0], *encode_track(warm, feats))
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+data, shape, duration = encode_track(long, feats)
+record = serialize_example('t', '', [0], data, shape, duration)
+print(json.dumps({'growth_mib': (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024,
+                  'seconds': duration}))
+"""
+
+
+def bench_long_file(paths):
+    """Peak RSS growth of encoding the longest of ``paths`` against one native-rate float32 copy."""
+    from preprocessing.audio import audio_info
+    infos = sorted((audio_info(p).duration, p) for p in paths)
+    (_, shortest), (_, longest) = infos[0], infos[-1]
+    info = audio_info(longest)
+    r = subprocess.run([sys.executable, '-c', _ENCODE_PEAK, shortest, longest], cwd=ROOT, capture_output=True,
+                       text=True, env={**os.environ, 'PYTHONPATH': ROOT}, timeout=1800)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    native = info.frames * info.channels * 4 / 2 ** 20
+    emit(BENCH, 'encode.long_file.peak_rss', got['growth_mib'], 'MiB', track_seconds=round(got['seconds'], 1),
+         native_rate=info.samplerate, channels=info.channels, native_copy_mib=round(native, 1),
+         bounded=got['growth_mib'] < native)
+
+
+# --------------------------------------------------------------------------------------- main
+def _load():
+    return round(os.getloadavg()[0], 2)
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--mtat-clips', type=int, default=2000, help='clips of the full MTAT-layout tree')
+    ap.add_argument('--jamendo-tracks', type=int, default=200, help='tracks of the full MTG-Jamendo-layout tree')
+    ap.add_argument('--jamendo-minutes', type=float, nargs=2, default=(3.0, 6.0), metavar=('LOW', 'HIGH'),
+                    help='length range of the Jamendo tracks')
+    ap.add_argument('--workdir', default=os.path.join(ROOT, '.cache', 'bench_datasets'),
+                    help='where the trees are cached between runs, and the outputs written')
+    ap.add_argument('--workers', type=int, default=2, help='processes (writer, floor, adapters, tree making)')
+    ap.add_argument('--shards-per-split', type=int, default=4, help='shards per split of both writers')
+    ap.add_argument('--seed', type=int, default=0, help='seed of the synthetic trees')
+    ap.add_argument('--only', choices=['mtat', 'jamendo'], default=None, help='one source only')
+    ap.add_argument('--tiny', action='store_true',
+                    help='a run under a minute: 32 clips, 8 Jamendo tracks of 6-9 s, 1 worker')
+    args = ap.parse_args(argv)
+    if args.tiny:
+        args.mtat_clips, args.jamendo_tracks, args.jamendo_minutes = 32, 8, (0.1, 0.15)
+        args.workers, args.shards_per_split = 1, 1
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(args.workdir, exist_ok=True)
+    from core.logs import import_tensorflow
+    import_tensorflow()                          # once, before any timing
+    emit(BENCH, 'machine', os.cpu_count(), 'cpus', **machine(), load_avg_1m=_load())
+    sizes = {'mtat': args.mtat_clips, 'jamendo': args.jamendo_tracks}
+    for kind in ('mtat', 'jamendo'):
+        if args.only and kind != args.only:
+            continue
+        small = min(sizes[kind], max(8, sizes[kind] // 4))     # a few rows at least: the sources plant defects
+        trees = [_tree(args.workdir, kind, n, args) for n in sorted({small, sizes[kind]})]
+        adapter_out = bench_adapter(kind, trees, args.workdir, args.workers)
+        bench_write(kind, adapter_out, args.workdir, args.workers, args.shards_per_split)
+        if kind == 'jamendo':
+            bench_long_file(_planned_paths(adapter_out))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
