@@ -21,8 +21,10 @@ on both alike:
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,7 +74,8 @@ def _index_rate(tagger, run, paths, folder, index_dir, backend) -> float:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--workdir', default='/tmp/musetag-bench-index', help='clips, model cache and index (reused)')
+    p.add_argument('--workdir', default=os.path.join(tempfile.gettempdir(), 'musetag-bench-index'),
+                   help='clips, model cache and index (reused)')
     p.add_argument('--run', default=None, help='run dir (default: MSD_musicnn imported into WORKDIR/cache)')
     p.add_argument('--clips', type=int, default=16, help='number of MP3 clips')
     p.add_argument('--seconds', type=float, default=30.0, help='length of each clip, seconds')
