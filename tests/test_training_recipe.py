@@ -24,11 +24,11 @@ FIXTURE = os.path.join(REPO, 'tests', '_training_fixtures.py')
 SGD = {'momentum': 0.9, 'nesterov': True}
 
 
-def phases_config(epochs, *, monitor='val_loss'):
+def phases_config(epochs, *, monitor='val_loss', strategy='one_device'):
     """Adam 2 epochs; SGD 1 epoch (best reloaded, new optimizer); SGD until the end (best reloaded,
     same optimizer, lower LR)."""
     return base_config(
-        distribution={'strategy': 'one_device'},
+        distribution={'strategy': strategy},
         callbacks={'early_stopping': {'monitor': monitor, 'patience': None}},
         optimization={'epochs': epochs, 'phases': [
             {'optimizer': 'Adam', 'learning_rate': 0.01, 'weight_decay': 1e-3, 'epochs': 2},
@@ -104,11 +104,13 @@ def test_phase_config_errors_name_the_key(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ switches
-def test_switches_reload_the_best_weights_and_change_the_optimizer(tmp_path, monkeypatch):
+@pytest.mark.parametrize('strategy', ['one_device', 'mirrored'])   # mirrored: 2 replicas (tests/conftest.py)
+def test_switches_reload_the_best_weights_and_change_the_optimizer(tmp_path, monkeypatch, strategy):
     # validation loss is best at epoch 2; epochs 3..5 are worse
     script_val_loss(monkeypatch, [0.5, 0.3, 0.9, 0.8, 0.7])
     seen = record_epoch_starts(monkeypatch)
-    trainer = make_trainer(tmp_path / 'run', phases_config(5))
+    trainer = make_trainer(tmp_path / 'run', phases_config(5, strategy=strategy))
+    assert trainer.replicas == (2 if strategy == 'mirrored' else 1)
     result = trainer.fit()
     run = tmp_path / 'run'
     assert result.best_epoch == 2

@@ -354,6 +354,8 @@ class Trainer:
         if cfg.optimization.optimizer.name:  # name and kwargs are checked before anything slow
             _optimizer_class(cfg.optimization.optimizer)
         _check_phase_optimizers(cfg.optimization.phases)
+        if cfg.optimization.phases and cfg.optimization.optimizer != OptimizerConfig():
+            log.warning('optimization.optimizer is not used: optimization.phases sets the optimizer of each phase')
         for name in schedule_unused_params(cfg.optimization.schedule):
             log.warning('optimization.schedule.%s is not used by schedule "%s"', name,
                         cfg.optimization.schedule.name)
