@@ -352,6 +352,14 @@ def _audio_query(index, args):
 # --------------------------------------------------------------------------------------------------
 # playlist
 # --------------------------------------------------------------------------------------------------
+def _inside_track(index, ref) -> str:
+    """The id of track ``ref``, which must lie inside the indexed roots."""
+    t = index.find(ref)
+    if not index.inside_roots(t.path):
+        raise MuseTagError(f'{ref}: its file {t.path} is no longer inside the indexed roots; update the index')
+    return t.id
+
+
 def playlist_main(argv=None, prog=None) -> int:
     """``musetag playlist``; returns the exit code (module docstring)."""
     prog = prog or 'python -m retrieval playlist'
@@ -371,15 +379,15 @@ def _playlist(args) -> int:
     from retrieval import query as rq
     index = _open_index(args.index)
     try:
-        space = rp.StoreSpace(index.stores['embedding']) if index.stores else None
-        if space is None:
+        if not index.stores:
             raise MuseTagError(f'{args.index} holds no tracks yet')
+        space = rp.StoreSpace(index.stores['embedding'], keep=lambda p: index.inside_roots(p.get('path') or ''))
         if args.seed is not None:
-            seed = index.find(args.seed).id
+            seed = _inside_track(index, args.seed)
             ids = rp.continue_from(space, seed, args.length, temperature=args.temperature,
                                    artist_spread=args.artist_spread, rng=np.random.default_rng(args.random_seed))
         else:
-            chosen = [index.find(r).id for r in [args.start, *args.via, args.end]]
+            chosen = [_inside_track(index, r) for r in [args.start, *args.via, args.end]]
             ids = rp.join_the_dots(space, chosen, args.length, artist_spread=args.artist_spread)
         results = rq.results_from_ids(index, ids)
         if args.map:

@@ -91,10 +91,15 @@ class ArraySpace(Space):
 
 
 class StoreSpace(Space):
-    """A :class:`retrieval.store.VectorStore` seen as a :class:`Space` (artists from the payloads)."""
+    """A :class:`retrieval.store.VectorStore` seen as a :class:`Space` (artists from the payloads).
 
-    def __init__(self, store):
+    ``keep(payload) -> bool``, when given, hides the tracks it refuses from :meth:`nearest` (the index
+    hides tracks whose path has left the indexed roots).
+    """
+
+    def __init__(self, store, keep: Callable[[dict], bool] | None = None):
         self.store = store
+        self.keep = keep
         self._artists = {}
 
     def vector(self, track_id):
@@ -106,7 +111,7 @@ class StoreSpace(Space):
         hits = self.store.search(np.asarray(point, dtype=np.float32), k=k)[0]
         for h in hits:
             self._artists[h.id] = (h.payload or {}).get('artist')
-        return [(h.id, float(h.score)) for h in hits]
+        return [(h.id, float(h.score)) for h in hits if self.keep is None or self.keep(h.payload or {})]
 
     def artist(self, track_id):
         if track_id not in self._artists:

@@ -277,3 +277,23 @@ def test_ranking_metrics_by_hand():
     assert m['same_artist_at_k'] == pytest.approx(0.5) and m['artist_hit_rate'] == 1.0
     # same album (artist, release): q0, q1 find each other; q2's album is alone; q3 has none
     assert m['same_album_at_k'] == pytest.approx(0.25) and m['album_queries'] == 2 and m['album_hit_rate'] == 1.0
+
+
+def test_playlists_stay_inside_the_roots(built, capsys, tmp_path):
+    import shutil
+    _, lib, index = built
+    copy = tmp_path / 'idx'
+    shutil.copytree(index, copy)
+    manifest = json.loads((copy / 'index.json').read_text())
+    manifest['roots'] = [os.path.dirname(lib['b/four.mp3'])]          # only lib/b is "indexed"
+    (copy / 'index.json').write_text(json.dumps(manifest))
+    code, out, err = _playlist(capsys, '--index', copy, '--from', lib['b/four.mp3'], '--to', lib['b/deep/six.mp3'],
+                               '--length', '3')
+    assert code == 0, err
+    assert [line for line in out.splitlines() if not line.startswith('#')] == [
+        lib['b/four.mp3'], lib['b/five.mp3'], lib['b/deep/six.mp3']]
+    code, out, _ = _playlist(capsys, '--index', copy, '--seed', lib['b/four.mp3'], '--length', '3')
+    assert code == 0 and sorted(line for line in out.splitlines() if not line.startswith('#')) == sorted(
+        [lib['b/four.mp3'], lib['b/five.mp3'], lib['b/deep/six.mp3']])
+    code, _, err = _playlist(capsys, '--index', copy, '--seed', lib['a/one.mp3'], '--length', '3')
+    assert code == 2 and 'inside the indexed roots' in err
