@@ -285,3 +285,19 @@ def test_mixed_precision_loss_scaling_path(tmp_path, monkeypatch):
     plain.close()
     assert plain.iterations == resumed.iterations == 2 * BATCHES_PER_EPOCH
     assert not isinstance(plain.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def test_lr_range_test_of_a_recipe_sweeps_its_first_phases_optimizer(tmp_path, monkeypatch):
+    from training.lr_find import lr_range_test
+    made = []
+    original = Trainer._new_optimizer
+
+    def new_optimizer(self, opt_cfg):
+        made.append(opt_cfg.name)
+        return original(self, opt_cfg)
+
+    monkeypatch.setattr(Trainer, '_new_optimizer', new_optimizer)
+    res = lr_range_test(parse_config(phases_config(4)), run_dir=str(tmp_path / 'lr'), min_lr=1e-5, max_lr=1e-1,
+                        steps=10, data=make_source(16), model_fn=tiny_model_fn())
+    assert made == ['Adam']
+    np.testing.assert_allclose(res['lr'], 1e-5 * 1e4 ** (np.arange(len(res['lr'])) / 10), rtol=1e-4)
