@@ -10,7 +10,15 @@ Per step: binary cross-entropy per example (mean over tags), summed and divided 
 batch size (``tf.nn.compute_average_loss``), plus ``weight_decay * sum(0.5 ||W||^2)`` over kernels
 and any ``model.losses``, both scaled by ``1 / num_replicas`` (``tf.nn.scale_regularization_loss``)
 because replica gradients are summed. Partial last batches are dropped, so every step sees exactly
-the global batch.
+the global batch. Before the forward pass the ``augment`` options transform the replica's batch
+(:mod:`training.augment`, stateless seeds from the step of the run); under ``optimization.
+mixed_precision`` the loss is scaled by a ``keras.optimizers.LossScaleOptimizer``, which unscales
+the gradients.
+
+A recipe (``optimization.phases``, :mod:`training.recipe`, ``docs/training.md``) switches optimizer
+and learning rate at the first epoch of each phase, reloading the best weights first when asked;
+each epoch checkpoint holds the optimizer of its phase, so a resumed run rebuilds that optimizer,
+restores it and meets the next switch as an uninterrupted run does.
 
 Per epoch (:meth:`Trainer.fit`, one named step each): train (mean train loss); validate: every
 window of every validation track (mean BCE over windows = ``val_loss``) and EXACT ROC-AUC / PR-AUC,
