@@ -267,6 +267,10 @@ def write_dataset(collection: Collection, out, *, selection, protocols: dict, de
         per = {s: int((frame['split'] == s).sum()) for s in ('train', 'validation', 'test')}
         summary['protocols'][name] = dict(per, tracks=len(frame), not_in_protocol=len(master) - len(frame),
                                           tags_absent=_absent_tags(frame, by_track, names))
+        empty = [s for s, n in per.items() if not n]
+        if empty:
+            log.warning('protocol %s: no track in %s (training or evaluating on it needs one)', name,
+                        ' or '.join(empty))
     meta = dict(command=command, source=collection.source, audio_root=collection.audio_root,
                 numbering=NUMBERING_RULE, settings=settings)
     with OutputLock(out), atomic_dir(out, overwrite) as tmp:

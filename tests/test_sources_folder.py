@@ -171,3 +171,10 @@ def test_existing_output_is_kept_without_overwrite(audio, tmp_path, capsys):
 def test_track_id_depends_only_on_the_relative_path():
     assert track_id('rock/a.wav') == track_id('rock/a.wav') != track_id('rock/b.wav')
     assert len(track_id('x')) == 16 and int(track_id('x'), 16) >= 0
+
+
+def test_an_empty_split_is_named(audio, tmp_path, caplog):
+    files = {rel: (t, a, 'validation' if s == 'test' else s) for rel, (t, a, s) in FOLDER_FILES.items()}
+    assert _run(audio, tmp_path / 'out', '--tags', write_tags(tmp_path / 't.csv', 'tags', files)) == 0
+    assert 'protocol given: no track in test' in caplog.text
+    assert read_out(tmp_path / 'out')['summary']['protocols']['given']['test'] == 0
