@@ -301,3 +301,18 @@ def test_lr_range_test_of_a_recipe_sweeps_its_first_phases_optimizer(tmp_path, m
                         steps=10, data=make_source(16), model_fn=tiny_model_fn())
     assert made == ['Adam']
     np.testing.assert_allclose(res['lr'], 1e-5 * 1e4 ** (np.arange(len(res['lr'])) / 10), rtol=1e-4)
+
+
+def test_set_addresses_one_phase_of_a_ready_config():
+    """``--set optimization.phases[i].key=value`` changes one phase (a quick try of a ready recipe)."""
+    path = os.path.join(REPO, 'configs', 'mtat_short_res.json')
+    sets = ['optimization.epochs=4'] + [f'optimization.phases[{i}].epochs=1' for i in range(3)]
+    cfg = load_config(path, sets)
+    assert [p.epochs for p in cfg.optimization.phases][:3] == [1, 1, 1]
+    assert recipe.phase_starts(cfg.optimization.phases, 4) == [0, 1, 2, 3]
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, ['optimization.phases[9].epochs=1'])
+    assert exc.value.key == 'optimization.phases[9]'
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, ['optimization.phases[0].epoch=1'])              # misspelt: named in full
+    assert exc.value.key == 'optimization.phases[0].epoch'

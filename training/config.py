@@ -19,6 +19,7 @@ import difflib
 import json
 import math
 import os
+import re
 import time
 import typing
 from dataclasses import dataclass, field
@@ -621,10 +622,40 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+_INDEXED = re.compile(r'^(.+)\[(\d+)\]$')
+
+
+def _override_child(node: dict, part: str, path: str, key: str, last: bool = False):
+    """The object ``part`` of ``node`` (``name[i]`` = item i of the list ``name``), created when
+    missing; with ``last``, return (container, index or name) to assign to instead."""
+    m = _INDEXED.match(part)
+    if m is None:
+        if last:
+            return node, part
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(path, f'is not an object, cannot set {key}')
+        return child
+    items = node.get(m.group(1))
+    index = int(m.group(2))
+    if not isinstance(items, list) or index >= len(items):
+        size = len(items) if isinstance(items, list) else None
+        raise ConfigError(path, f'no item {index} to set (the list has {size} items)' if size is not None
+                          else f'{m.group(1)} is not a list, cannot set {key}')
+    if last:
+        return items, index
+    if not isinstance(items[index], dict):
+        raise ConfigError(path, f'is not an object, cannot set {key}')
+    return items[index]
+
+
 def apply_overrides(data: dict, overrides: list) -> dict:
     """Return a copy of ``data`` with ``[(dotted key, value)]`` or ``['k=v']`` overrides applied.
 
-    Intermediate objects are created when missing; the result is validated later by
+    Intermediate objects are created when missing; ``name[i]`` addresses item ``i`` of an existing
+    list (e.g. ``optimization.phases[0].epochs``). The result is validated later by
     :func:`parse_config`, so a misspelt key is reported with its full dotted name.
     """
     out = json.loads(json.dumps(data))
@@ -633,13 +664,9 @@ def apply_overrides(data: dict, overrides: list) -> dict:
         parts = key.split('.')
         node = out
         for i, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            elif not isinstance(child, dict):
-                raise ConfigError('.'.join(parts[:i + 1]), f'is not an object, cannot set {key}')
-            node = child
-        node[parts[-1]] = value
+            node = _override_child(node, part, '.'.join(parts[:i + 1]), key)
+        container, name = _override_child(node, parts[-1], key, key, last=True)
+        container[name] = value
     return out
 
 
