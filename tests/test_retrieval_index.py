@@ -234,3 +234,21 @@ def test_a_file_name_that_is_not_utf8_is_skipped_with_its_reason(tmp_path, run_d
     assert s.added == 1 and len(s.skipped) == 1
     path, reason, detail = s.skipped[0]
     assert reason == 'error' and 'UTF-8' in detail and path.endswith('caf\\xe9.mp3')
+
+
+def test_a_qdrant_index_holds_what_a_numpy_one_holds(tmp_path, run_dir, tagger):
+    """The scale-out backend through qdrant-client's local mode, incremental build included."""
+    from retrieval.index import build_index
+    lib = make_library(tmp_path / 'lib', LIBRARY[:3])
+    build_index(str(tmp_path / 'q'), run_dir, [str(tmp_path / 'lib')], tagger=tagger, backend='qdrant',
+                commit_seconds=0, commit_every=2)
+    os.unlink(lib['a/one.mp3'])
+    s = build_index(str(tmp_path / 'q'), run_dir, [str(tmp_path / 'lib')], tagger=tagger, commit_seconds=0)
+    assert (s.removed, s.tracks) == (1, 2)
+    _build(tmp_path / 'n', run_dir, tagger, tmp_path / 'lib')
+    q, n = index_state(tmp_path / 'q'), index_state(tmp_path / 'n')
+    assert sorted(q) == sorted(n)
+    for track_id in q:
+        assert q[track_id][:7] == n[track_id][:7] and q[track_id][9:] == n[track_id][9:]
+        np.testing.assert_allclose(q[track_id][7], n[track_id][7], atol=1e-4)
+    assert json.loads((tmp_path / 'q' / 'index.json').read_text())['backend'] == 'qdrant'

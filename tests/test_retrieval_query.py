@@ -297,3 +297,22 @@ def test_playlists_stay_inside_the_roots(built, capsys, tmp_path):
         [lib['b/four.mp3'], lib['b/five.mp3'], lib['b/deep/six.mp3']])
     code, _, err = _playlist(capsys, '--index', copy, '--seed', lib['a/one.mp3'], '--length', '3')
     assert code == 2 and 'inside the indexed roots' in err
+
+
+def test_track_query_in_the_tags_space(built, capsys):
+    from retrieval.index import Index
+    _, lib, index = built
+    res = _json_results(capsys, '--index', index, '--track', lib['a/one.mp3'], '--space', 'tags', '-k', '3')
+    with Index.open(index) as idx:
+        probs = {t.path: t.probs / np.linalg.norm(t.probs) for t in idx.tracks()}
+    q = probs.pop(lib['a/one.mp3'])
+    expected = sorted(probs, key=lambda p: -float(probs[p] @ q))[:3]
+    assert res['query']['space'] == 'tags' and [r['path'] for r in res['results']] == expected
+
+
+def test_python_m_retrieval_dispatches(capsys):
+    from retrieval.__main__ import main
+    with pytest.raises(SystemExit) as info:
+        main(['similar', '--help'])
+    assert info.value.code == 0 and 'usage: python -m retrieval similar' in capsys.readouterr().out
+    assert main(['nope']) == 2
