@@ -316,3 +316,18 @@ def test_set_addresses_one_phase_of_a_ready_config():
     with pytest.raises(ConfigError) as exc:
         load_config(path, ['optimization.phases[0].epoch=1'])              # misspelt: named in full
     assert exc.value.key == 'optimization.phases[0].epoch'
+
+
+def test_mixed_precision_phase_switch_keeps_the_loss_scale(tmp_path, monkeypatch):
+    import training.trainer as trainer_module
+    monkeypatch.setattr(trainer_module, '_gpu_available', lambda: True)
+    cfg = phases_config(3)
+    cfg['optimization']['mixed_precision'] = True
+    trainer = make_trainer(tmp_path / 'run', cfg)
+    seen = record_epoch_starts(monkeypatch)
+    trainer.optimizer.dynamic_scale.assign(64.0)      # as if overflows had lowered it
+    result = trainer.fit()
+    assert isinstance(seen[3][1], keras.optimizers.LossScaleOptimizer)
+    assert isinstance(seen[3][1].inner_optimizer, keras.optimizers.SGD)
+    assert float(trainer.optimizer.dynamic_scale.numpy()) <= 128.0          # not back at 2 ** 15
+    assert all(np.isfinite(r['train_loss']) for r in result.history)

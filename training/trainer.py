@@ -628,7 +628,10 @@ class Trainer:
         reloaded = self._reload_best() if phase.reload_best else None
         if not phase.keep_optimizer_state:
             self.recipe.steps_before.assign_add(self.iterations)
+            scale = self.optimizer.dynamic_scale.numpy() if self.mixed_precision else None
             self._new_optimizer(phase_optimizer_config(self.phases, index))
+            if scale is not None:   # the loss scale found so far carries over to the new optimizer
+                self.optimizer.dynamic_scale.assign(scale)
         self.recipe.phase.assign(index)
         self.recipe.lr.assign(phase.learning_rate)
         self._train_step = self._make_train_step()
