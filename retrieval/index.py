@@ -483,6 +483,13 @@ def _embed_one(tagger, item, path, st, *, roots, layer, pooling, batch_size, sum
         summary.skipped.append((path, 'error', f'{type(e).__name__}: {e}'))
         return None
     probs = np.asarray(emb.tags.mean, dtype=np.float32)
+    vector = np.asarray(emb.vector, dtype=np.float32)
+    for name, v in (('embedding', vector), ('tag probabilities', probs)):
+        if not np.isfinite(v).all() or not np.any(v):
+            what = 'is all zeros' if np.isfinite(v).all() else 'holds NaN or infinity'
+            summary.skipped.append((path, 'error', f'its {name} vector {what}: it has no direction to compare '
+                                    f'(layer {layer}{", a silent file" if "silent" in emb.tags.warnings else ""})'))
+            return None
     top = [t for t, p in emb.tags.top(TOP_TAGS) if p >= TAG_MIN_PROBABILITY]
     meta = read_file_tags(path)
     track_id = track_id_for(path, root=_root_of(path, roots))
@@ -491,7 +498,7 @@ def _embed_one(tagger, item, path, st, *, roots, layer, pooling, batch_size, sum
     taken[track_id] = path
     track = Track(id=track_id, path=path, size=st.st_size,
                   mtime_ns=st.st_mtime_ns, duration=round(float(emb.duration), 3), tags=top, probs=probs, **meta)
-    return track, np.asarray(emb.vector, dtype=np.float32)
+    return track, vector
 
 
 def _open_for_build(index_dir, run, *, model, layer, pooling, backend, store_options, labels, overwrite):

@@ -252,3 +252,18 @@ def test_a_qdrant_index_holds_what_a_numpy_one_holds(tmp_path, run_dir, tagger):
         assert q[track_id][:7] == n[track_id][:7] and q[track_id][9:] == n[track_id][9:]
         np.testing.assert_allclose(q[track_id][7], n[track_id][7], atol=1e-4)
     assert json.loads((tmp_path / 'q' / 'index.json').read_text())['backend'] == 'qdrant'
+
+
+def test_a_track_whose_vector_is_all_zeros_is_skipped(tmp_path, run_dir, tagger):
+    """A ReLU layer can give a silent track an all-zero vector, which cosine similarity cannot use."""
+    make_library(tmp_path / 'lib', LIBRARY[:2])
+
+    class ZeroForOne(Counting):
+        def embed_file(self, path, **kw):
+            emb = super().embed_file(path, **kw)
+            if path.endswith('one.mp3'):
+                emb.vector = np.zeros_like(emb.vector)
+            return emb
+    s = _build(tmp_path / 'idx', run_dir, ZeroForOne(tagger), tmp_path / 'lib')
+    assert (s.added, s.tracks) == (1, 1)
+    assert s.skipped[0][0].endswith('one.mp3') and 'all zeros' in s.skipped[0][2]
