@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import uuid
-import warnings
 
 import numpy as np
 
@@ -104,12 +103,11 @@ class QdrantStore(VectorStore):
         try:
             if url:
                 api_key = opts['api_key'] or os.environ.get('QDRANT_API_KEY')
-                with warnings.catch_warnings(record=True) as caught:   # the client's version check
-                    warnings.simplefilter('always')
-                    self._client = QdrantClient(url=url, api_key=api_key, timeout=int(opts['timeout']))
-                    self._client.collection_exists(self._collection)   # fail here, naming the server
-                for w in caught:
-                    log.warning('Qdrant server %s: %s', url, w.message)
+                # the client's own version check runs in a thread and warns from there; this one
+                # runs here, fails here when the server cannot be reached, and logs a mismatch
+                self._client = QdrantClient(url=url, api_key=api_key, timeout=int(opts['timeout']),
+                                            check_compatibility=False)
+                _check_version(url, self._client.info().version)
                 self._where = f'server {url}'
             else:
                 local = os.path.join(self.path, 'qdrant')
@@ -231,6 +229,20 @@ class QdrantStore(VectorStore):
         if getattr(self, '_lock', None) is not None:
             self._lock.release()
             self._lock = None
+
+
+def _check_version(url: str, server: str) -> None:
+    """Log a warning when the server's major version differs from the client's or the minor
+    versions are more than one apart (Qdrant's compatibility rule)."""
+    from importlib.metadata import version
+    client = version('qdrant-client')
+    try:
+        (cmaj, cmin), (smaj, smin) = (tuple(int(x) for x in v.split('.')[:2]) for v in (client, server))
+    except ValueError:
+        return
+    if cmaj != smaj or abs(cmin - smin) > 1:
+        log.warning('the Qdrant server at %s runs version %s; qdrant-client %s may not work with it',
+                    url, server, client)
 
 
 def _user_payload(payload: dict) -> dict:

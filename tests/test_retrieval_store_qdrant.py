@@ -120,3 +120,15 @@ def test_batches_smaller_than_the_data(tmp_path):
     assert vectors.shape == (25, 8)
     assert store.delete(ids[:10] + ['missing']) == 10 and len(store) == 15
     store.close()
+
+
+def test_a_server_of_another_major_version_is_logged(caplog):
+    from importlib.metadata import version
+
+    from retrieval.store_qdrant import _check_version
+    major, minor = (int(x) for x in version('qdrant-client').split('.')[:2])
+    with caplog.at_level('WARNING', logger='retrieval.store_qdrant'):
+        _check_version('http://h:6333', f'{major}.{minor + 1}.0')
+        assert not caplog.records
+        _check_version('http://h:6333', f'{major + 1}.0.0')
+    assert 'http://h:6333 runs version' in caplog.text
