@@ -15,6 +15,7 @@ default local runner (Prism) first downloads a runner binary.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -66,6 +67,17 @@ def _progress_for(token):
         return _PROGRESS[token]
 
 
+_TF_IMPORT_LOCK = threading.Lock()
+
+
+def _import_tensorflow_once():
+    """Import TensorFlow (the TFRecord writer) under a lock: a runner's worker threads importing it at
+    the same time for the first time fail with "partially initialized module 'tensorflow'"."""
+    from core.logs import import_tensorflow
+    with _TF_IMPORT_LOCK:
+        import_tensorflow()
+
+
 def write_one_shard(shard, out, features, compression, token):
     """Beam step: write ``shard`` (a plan entry) as the local writer does; returns its info dict.
 
@@ -75,10 +87,11 @@ def write_one_shard(shard, out, features, compression, token):
     from threadpoolctl import threadpool_limits
 
     from preprocessing.tfrecords import _shard_items, _write_shard
+    _import_tensorflow_once()
     with threadpool_limits(limits=1, user_api='blas'):
         results = map(encode_item, _shard_items(shard, features))
         info = _write_shard(shard, out, results, _progress_for(token), compression)
-    log.info('wrote %s (%d tracks)', shard['name'], info['examples'])
+    log.debug('wrote %s (%d tracks)', shard['name'], info['examples'])
     return info
 
 
@@ -106,6 +119,36 @@ def pipeline_options(runner, options, workers):
     return PipelineOptions(flags)
 
 
+class _BeamNoise(logging.Filter):
+    """Keeps Beam's own log records to warnings while a pipeline runs (debug logging keeps them all).
+
+    Beam logs its set-up at INFO (BigQuery extras, state cache sizes, …), and a failing task at
+    ERROR with the worker's traceback, which :func:`run_beam` re-raises anyway, so the command ends
+    with its one-line error instead.
+    """
+
+    def filter(self, record):
+        if not record.name.startswith('apache_beam') or logging.getLogger().isEnabledFor(logging.DEBUG):
+            return True
+        if record.name == 'apache_beam.runners.common' and record.levelno >= logging.ERROR:
+            return False
+        return record.levelno >= logging.WARNING
+
+
+@contextlib.contextmanager
+def _beam_logs_quiet():
+    """:class:`_BeamNoise` on the root logger's handlers (where Beam's records end up) for the block."""
+    noise = _BeamNoise()
+    handlers = list(logging.getLogger().handlers)
+    for h in handlers:
+        h.addFilter(noise)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(noise)
+
+
 class _DropApitoolsNotice(logging.Filter):
     """Drops the notice Beam logs on the root logger at import when Google's apitools is absent
     (only BigQuery needs it; TFRecord writing does not)."""
@@ -127,7 +170,8 @@ def import_beam():
         root.addHandler(placeholder)
     root.addFilter(quiet)
     try:
-        import apache_beam
+        with _beam_logs_quiet():        # its import-time INFO notes (BigQuery extras)
+            import apache_beam
     finally:
         root.removeFilter(quiet)
         if placeholder is not None:
@@ -171,6 +215,7 @@ def run_beam(todo, out, features, compression, *, runner=DEFAULT_RUNNER, options
     None: each shard's info is in ``out/_shards/<shard>.json`` (read by the caller).
     """
     beam = import_beam()
+    _import_tensorflow_once()         # in this process before any worker thread needs it
     if runner not in IN_PROCESS_RUNNERS and not _is_url(out):
         log.warning('%s is a local path: the workers of %s must all see it (a shared filesystem), or pass a '
                     'gs://, s3:// or hdfs:// --out', out, runner)
@@ -179,7 +224,8 @@ def run_beam(todo, out, features, compression, *, runner=DEFAULT_RUNNER, options
         with _PROGRESS_LOCK:
             _PROGRESS[token] = _SharedProgress(progress)
     try:
-        with beam.Pipeline(runner=_runner(runner), options=pipeline_options(runner, options, workers)) as p:
+        with _beam_logs_quiet(), beam.Pipeline(runner=_runner(runner),
+                                               options=pipeline_options(runner, options, workers)) as p:
             _ = (p
                  | 'shards' >> beam.Create(todo)
                  | 'spread' >> beam.Reshuffle()

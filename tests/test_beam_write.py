@@ -189,3 +189,34 @@ def test_beam_job_killed_mid_shard_resumes_identically(corpus, reference, tmp_pa
     assert f'({len(done)} already complete) of {len(order)}' in r.stdout
     assert _outputs(out) == _outputs(reference)
     assert not _temps(out) and not os.path.exists(lock_path(out))
+
+
+# ------------------------------------------------------------------------------------ a full disk
+
+def _file_size_limit(limit):
+    import resource
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.slow
+def test_beam_full_disk_exits_4_and_resumes(corpus, reference, tmp_path):
+    # files may grow to the size of the smallest shard: that one completes, a larger one cannot
+    order = _shards_in_write_order(reference)
+    sizes = {n: os.path.getsize(os.path.join(reference, n)) for n in order}
+    limit = min(sizes.values())
+    assert max(sizes.values()) > limit
+    out = tmp_path / 'out'
+    cmd = [sys.executable, '-m', 'preprocessing', *_cli(corpus, out, '--workers', '1')]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limit(limit))
+    assert r.returncode == 4, r.stderr[-3000:]
+    errors = [ln for ln in r.stderr.splitlines() if 'error:' in ln]
+    assert len(errors) == 1 and 'no space left on the device' in errors[0] and 'resume' in errors[0], r.stderr
+    assert 'Traceback' not in r.stderr
+    assert not _temps(out)
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert _outputs(out) == _outputs(reference)
