@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-__all__ = ['ClipStandardization', 'AxisReduce', 'Stack', 'MonoConv2D']
+__all__ = ['ClipStandardization', 'AxisReduce', 'Stack', 'MonoConv2D', 'PrependToken']
 
 _PACKAGE = 'musetag'
 
@@ -171,3 +171,38 @@ class MonoConv2D(keras.layers.Conv2D):
             return y, grad
 
         return conv(tf.convert_to_tensor(inputs), tf.convert_to_tensor(kernel))
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PrependToken(keras.layers.Layer):
+    """Prepend one fixed (not trained) vector to every sequence: ``[B, T, C] -> [B, 1 + T, C]``.
+
+    The [CLS] token of CNNSA (Won et al. 2019, "Toward interpretable music tagging with
+    self-attention"): ``numpy.random.RandomState(seed).random_sample((1, C))``, uniform in [0, 1),
+    the vector the reference draws with ``np.random.seed(0); np.random.random((1, C))``.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the legacy NumPy generator that draws the token.
+    """
+
+    def __init__(self, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = int(seed)
+
+    def build(self, input_shape):
+        import numpy as np
+        self._token = np.random.RandomState(self.seed).random_sample((1, 1, int(input_shape[-1]))).astype('float32')
+
+    def call(self, inputs):
+        token = ops.cast(ops.convert_to_tensor(self._token), inputs.dtype)
+        token = ops.broadcast_to(token, (ops.shape(inputs)[0], 1, ops.shape(inputs)[2]))
+        return ops.concatenate([token, inputs], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        t = None if input_shape[1] is None else input_shape[1] + 1
+        return (input_shape[0], t, input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), 'seed': self.seed}

@@ -4,9 +4,9 @@ Reference: M. Won, A. Ferraro, D. Bogdanov, X. Serra, "Evaluation of CNN-based a
 tagging models", SMC 2020, code https://github.com/minzwon/sota-music-tagging-models
 (``training/model.py``, ``training/modules.py``). Registered models (frontend + backend):
 
-==============  ==============================================  ===============  =================
+==============  ==============================================  ===============  ====================
 model           architecture                                    input (16 kHz)   backend
-==============  ==============================================  ===============  =================
+==============  ==============================================  ===============  ====================
 ``fcn``         Choi et al. 2016, fully convolutional           464,000 (29 s)   ``dense``
 ``crnn``        Choi et al. 2017, CNN + 2-layer GRU             464,000 (29 s)   ``gru``
 ``sample``      Lee et al. 2017, sample-level CNN               59,049           ``dense``
@@ -14,12 +14,13 @@ model           architecture                                    input (16 kHz)  
 ``short``       short-chunk CNN (VGG-ish, 3×3 convs, 2×2 pool)  59,049           ``dense_bn``
 ``short_res``   short-chunk ResNet                              59,049           ``dense_bn``
 ``hcnn``        Won et al. 2020, harmonic CNN                   80,000 (5 s)     ``dense_bn``
-==============  ==============================================  ===============  =================
+``attention``   Won et al. 2019, CNN + self-attention (CNNSA)   240,000 (15 s)   ``self_attention``
+==============  ==============================================  ===============  ====================
 
 Every model takes the raw waveform ``[B, n_samples]`` at 16 kHz (``InputSpec(kind='waveform',
 sr=16000, samples=…)``) and computes its own spectrogram in the graph, as the reference does:
 :class:`preprocessing.tf_frontend.TorchMelSpectrogram` (n_fft 512, hop 256, HTK mel 0–8 kHz,
-96 bands for fcn/crnn and 128 for the short-chunk models, ``10·log10``) or
+96 bands for fcn/crnn and 128 for the short-chunk models and CNNSA, ``10·log10``) or
 :class:`preprocessing.tf_frontend.HarmonicSpectrogram` (hcnn). Conventions carried over from PyTorch
 so that shapes and parameter counts equal the reference's (``docs/models.md`` lists both):
 
@@ -45,24 +46,25 @@ import math
 import keras
 from keras import layers
 
-from .layers import AxisReduce
+from .layers import AxisReduce, PrependToken
 from .registry import register, register_backend, register_frontend
 
 __all__ = ['fcn_frontend', 'crnn_frontend', 'sample_frontend', 'se_frontend', 'short_frontend',
-           'short_res_frontend', 'hcnn_frontend', 'dense_backend', 'dense_bn_backend', 'gru_backend',
+           'short_res_frontend', 'hcnn_frontend', 'attention_frontend', 'dense_backend', 'dense_bn_backend',
+           'gru_backend', 'self_attention_backend',
            'REFERENCE_SAMPLES', 'MIN_SAMPLES']
 
 SR = 16000
 
 #: Input length (samples at 16 kHz) each reference model is trained on (``training/main.py``).
 REFERENCE_SAMPLES = {'fcn': 29 * SR, 'crnn': 29 * SR, 'sample': 59049, 'se': 59049, 'short': 59049,
-                     'short_res': 59049, 'hcnn': 80000}
+                     'short_res': 59049, 'hcnn': 80000, 'attention': 15 * SR}
 
 #: Shortest input (samples) each frontend's poolings survive: mel frames ≥ the product of the time pools
 #: (frames = 1 + samples // 256), for the sample-level CNNs 3¹⁰ − 2 samples (stride 3, then 9 pools of 3).
 MIN_SAMPLES = {'fcn': (4 * 4 * 4 * 5 * 4 - 1) * 256, 'crnn': (2 * 3 * 4 * 4 - 1) * 256, 'short': (2 ** 7 - 1) * 256,
                'short_res': 257, 'hcnn': (2 ** 5 * 3 * 3 - 1) * 256, 'sample': 3 * (3 ** 9 - 1) + 1,
-               'se': 3 * (3 ** 9 - 1) + 1}
+               'se': 3 * (3 ** 9 - 1) + 1, 'attention': 257}
 
 _BN = {'epsilon': 1e-5, 'momentum': 0.9}
 
@@ -90,13 +92,17 @@ def _bn(x, name: str):
     return layers.BatchNormalization(name=name, **_BN)(x)
 
 
-def _conv2d(x, filters: int, stride: int, name: str, kernel: int = 3):
-    """``nn.Conv2d(in, filters, kernel, stride, padding=kernel//2)`` on ``[B, T, F, C]``."""
+def _conv2d(x, filters: int, stride, name: str, kernel: int = 3):
+    """``nn.Conv2d(in, filters, kernel, stride, padding=kernel//2)`` on ``[B, T, F, C]``.
+
+    ``stride``: an int, or the reference's ``(freq, time)`` pair.
+    """
     init = _torch_init(_channels(x) * kernel * kernel)
     if stride == 1:
         return layers.Conv2D(filters, kernel, padding='same', name=name, **init)(x)
+    f, t = (stride, stride) if isinstance(stride, int) else stride
     x = layers.ZeroPadding2D(kernel // 2, name=f'{name}_pad')(x)
-    return layers.Conv2D(filters, kernel, strides=stride, padding='valid', name=name, **init)(x)
+    return layers.Conv2D(filters, kernel, strides=(t, f), padding='valid', name=name, **init)(x)
 
 
 def _conv1d(x, filters: int, kernel: int, stride: int, name: str):
@@ -122,7 +128,7 @@ def conv_2d(x, filters: int, pool, name: str):
     return _pool2d(h, pool, f'{name}_pool')
 
 
-def res_2d(x, filters: int, stride: int, name: str):
+def res_2d(x, filters: int, stride, name: str):
     """Reference ``Res_2d``: conv-BN-ReLU-conv-BN, + (3×3 strided conv-BN projection when the shape
     changes), ReLU. Output ``ceil(T / stride) × ceil(F / stride)``."""
     h = _conv2d(x, filters, stride, f'{name}_conv1')
@@ -359,6 +365,40 @@ def hcnn_frontend(x, spec, *, n_channels: int = 128, n_harmonic: int = 6, semito
     return _to_sequence(h, 'hcnn', spec)
 
 
+@register_frontend('attention', input_kind='waveform', default_window_seconds=15.0)
+def attention_frontend(x, spec, *, n_channels: int = 128):
+    """CNNSA's CNN (Won et al. 2019): 128-band dB mel, BN, 3 residual blocks of stride 2, then 4 of
+    stride 2 in frequency only.
+
+    ``x``: float32 [B, n_samples] at 16 kHz (reference 240,000 = 15 s); ``n_channels``: width n, the
+    blocks have n, n, 2n, 2n × 4 filters (reference 128). Returns float32 [B, T', 2n]: 128 × 938
+    strides to 1 × 118.
+    """
+    _check_channels(n_channels)
+    n = n_channels
+    h = _mel_input(x, spec, 'attention', 128)
+    plan = [(n, 2), (n, 2), (2 * n, 2)] + [(2 * n, (2, 1))] * 4
+    for i, (w, stride) in enumerate(plan, start=1):
+        h = res_2d(h, w, stride, f'attention_layer{i}')
+    return _to_sequence(h, 'attention', spec)
+
+
+def _encoder_layer(h, n_heads: int, intermediate: int, hidden_dropout: float, attention_dropout: float, name: str):
+    """One BERT encoder layer (post-norm): self-attention, dropout, LayerNorm(residual); GELU MLP,
+    dropout, LayerNorm(residual). LayerNorm ε 1e-12, exact (erf) GELU, as the reference."""
+    c = _channels(h)
+    init = _torch_init(c)
+    a = layers.MultiHeadAttention(n_heads, c // n_heads, dropout=attention_dropout, name=f'{name}_attention',
+                                  **init)(h, h)
+    a = layers.Dropout(hidden_dropout, name=f'{name}_attention_dropout')(a)
+    a = layers.LayerNormalization(epsilon=1e-12, name=f'{name}_attention_norm')(layers.Add(name=f'{name}_add1')([a, h]))
+    m = layers.Dense(intermediate, name=f'{name}_intermediate', **init)(a)
+    m = layers.Activation('gelu', name=f'{name}_gelu')(m)                  # Keras: exact (erf) by default
+    m = layers.Dense(c, name=f'{name}_output', **_torch_init(intermediate))(m)
+    m = layers.Dropout(hidden_dropout, name=f'{name}_output_dropout')(m)
+    return layers.LayerNormalization(epsilon=1e-12, name=f'{name}_output_norm')(layers.Add(name=f'{name}_add2')([m, a]))
+
+
 @register_backend('dense')
 def dense_backend(features, n_outputs, *, dropout: float = 0.5):
     """Dropout + one linear layer on a single-step feature sequence (FCN, sample-level CNN).
@@ -436,6 +476,41 @@ def gru_backend(features, n_outputs, *, n_units: int = 32, n_layers: int = 2, dr
     return _linear(h, n_outputs, 'logits')
 
 
+@register_backend('self_attention')
+def self_attention_backend(features, n_outputs, *, n_layers: int = 2, n_heads: int = 8, intermediate: int = 1024,
+                           hidden_dropout: float = 0.4, attention_dropout: float = 0.5, dropout: float = 0.5):
+    """CNNSA's head: a fixed [CLS] vector prepended, a BERT encoder, the pooled [CLS] step, linear.
+
+    As the reference: no position embedding; the [CLS] vector is drawn once from NumPy's legacy
+    generator with seed 0 (:class:`modeling.layers.PrependToken`, not trained); the pooler is
+    ``tanh(Linear(C, C))`` of the [CLS] step.
+
+    Parameters
+    ----------
+    features : KerasTensor float32 [B, T', C] (C divisible by ``n_heads``; reference C = 256).
+    n_layers, n_heads, intermediate : int
+        Encoder depth, attention heads, MLP width (reference 2, 8, 1024).
+    hidden_dropout, attention_dropout : float
+        Dropout after attention and MLP, and on the attention weights (reference 0.4, 0.5).
+    dropout : float
+        Dropout before the output layer (reference 0.5).
+
+    Returns
+    -------
+    KerasTensor float32 [B, n_outputs] logits.
+    """
+    c = _channels(features)
+    if not isinstance(n_heads, int) or n_heads < 1 or c % n_heads:
+        raise ValueError(f'n_heads must divide the feature width {c}, got {n_heads!r}')
+    h = PrependToken(seed=0, name='cls_token')(features)                       # [B, 1 + T', C]
+    for i in range(1, n_layers + 1):
+        h = _encoder_layer(h, n_heads, intermediate, hidden_dropout, attention_dropout, f'encoder{i}')
+    cls = h[:, 0, :]                                                            # the [CLS] step [B, C]
+    pooled = layers.Dense(c, activation='tanh', name='pooler', **_torch_init(c))(cls)
+    pooled = layers.Dropout(dropout, name='dropout')(pooled)
+    return _linear(pooled, n_outputs, 'logits')
+
+
 register('fcn', frontend='fcn', backend='dense')
 register('crnn', frontend='crnn', backend='gru')
 register('sample', frontend='sample', backend='dense')
@@ -443,3 +518,4 @@ register('se', frontend='se', backend='dense_bn')
 register('short', frontend='short', backend='dense_bn')
 register('short_res', frontend='short_res', backend='dense_bn')
 register('hcnn', frontend='hcnn', backend='dense_bn')
+register('attention', frontend='attention', backend='self_attention')

@@ -18,7 +18,7 @@ MODELS = sorted(REFERENCE_SAMPLES)
 # Trainable parameters for 50 tags as stated in docs/models.md (PyTorch conv/linear biases, BN γ/β, GRU's
 # two bias vectors, hcnn's learnable Q); ``reference_params`` recomputes them from the reference modules.
 DOCUMENTED = {'fcn': 447_732, 'crnn': 394_100, 'sample': 1_869_874, 'se': 6_951_858, 'short': 3_687_348,
-              'short_res': 12_104_244, 'hcnn': 3_631_551}
+              'short_res': 12_104_244, 'hcnn': 3_631_551, 'attention': 10_521_652}
 
 
 def spec_for(name, samples=None):
@@ -91,6 +91,10 @@ def reference_params(name, n_class=50):
     if name == 'short_res':
         return (_bn(1) + _res_2d(1, 128, 2) + _res_2d(128, 128, 2) + _res_2d(128, 256, 2) + 3 * _res_2d(256, 256, 2)
                 + _res_2d(256, 512, 2) + head512)
+    if name == 'attention':    # CNNSA: Res_2d stack + 2 BERT layers (q, k, v, out, 2 LayerNorms, MLP) + pooler
+        encoder = 4 * _linear(256, 256) + 2 * _bn(256) + _linear(256, 1024) + _linear(1024, 256)
+        return (_bn(1) + _res_2d(1, 128, 2) + _res_2d(128, 128, 2) + _res_2d(128, 256, 2)
+                + 4 * _res_2d(256, 256, (2, 1)) + 2 * encoder + _linear(256, 256) + _linear(256, n_class))
     if name == 'hcnn':
         return (1 + _bn(6) + _conv_2d(6, 128) + 3 * _res_2d_mp(128) + _conv_2d(128, 256) + 2 * _res_2d_mp(256)
                 + _linear(256, 256) + _bn(256) + _linear(256, n_class))
@@ -121,6 +125,12 @@ def reference_shapes(name, samples):
         for i, c in enumerate((128, 128, 256, 256, 256, 256, 512), start=1):
             f, t = _conv_len(f, 3, 2), _conv_len(t, 3, 2)
             out.append((f'short_res_layer{i}_relu', (c, f, t)))
+    elif name == 'attention':
+        f, t = 128, frames
+        for i, (c, stride) in enumerate([(128, 2), (128, 2), (256, 2)] + [(256, (2, 1))] * 4, start=1):
+            sf, st = (stride, stride) if isinstance(stride, int) else stride
+            f, t = _conv_len(f, 3, sf), _conv_len(t, 3, st)
+            out.append((f'attention_layer{i}_relu', (c, f, t)))
     elif name == 'hcnn':
         f, t = 128, frames
         plan = [(128, (2, 2), 'pool')] * 4 + [(256, (2, 2), 'pool'), (256, (2, 3), 'pool'), (256, (2, 3), 'pool')]
@@ -186,6 +196,16 @@ def test_tag_probabilities_for_every_model(reference_models):
         np.testing.assert_allclose(p, 1 / (1 + np.exp(-logits)), rtol=1e-5, atol=1e-6)
 
 
+def test_attention_prepends_the_references_fixed_cls_vector():
+    model = build_model('attention', 3, spec_for('attention'), n_channels=4)           # C = 8
+    tokens = keras.Model(model.input, model.get_layer('cls_token').output)
+    x = np.zeros((2, REFERENCE_SAMPLES['attention']), np.float32)
+    out = tokens(x).numpy()
+    np.random.seed(0)                                   # the reference: np.random.seed(0); np.random.random((1, C))
+    np.testing.assert_allclose(out[:, 0], np.repeat(np.random.random((1, 8)), 2, axis=0), rtol=1e-6)
+    assert out.shape == (2, 1 + 118, 8) and not any(w.trainable for w in model.get_layer('cls_token').weights)
+
+
 def test_pytorch_default_initialisation(reference_models):
     """Kernels and biases uniform in ±1/√fan_in, as nn.Conv/nn.Linear initialise them."""
     model = reference_models['short']
@@ -206,7 +226,8 @@ def test_pytorch_default_initialisation(reference_models):
 @pytest.mark.parametrize('name', MODELS)
 def test_a_gradient_step_lowers_the_loss_on_a_fixed_batch(name):
     keras.utils.set_random_seed(1)
-    model = build_model(name, 50, spec_for(name), dropout=0.0)
+    no_dropout = {'dropout': 0.0, **({'hidden_dropout': 0.0, 'attention_dropout': 0.0} if name == 'attention' else {})}
+    model = build_model(name, 50, spec_for(name), **no_dropout)
     logits_model = modeling.logits_model(model)
     rng = np.random.default_rng(1)
     x = tf.constant((0.1 * rng.standard_normal((2, REFERENCE_SAMPLES[name]))).astype(np.float32))
@@ -257,9 +278,10 @@ def test_wrong_sample_rate_or_log_mel_input_is_refused():
 
 def test_save_and_load_give_the_same_tags(tmp_path):
     rng = np.random.default_rng(2)
-    for name in ('hcnn', 'crnn', 'se'):
+    for name in ('hcnn', 'crnn', 'se', 'attention'):
         keras.utils.set_random_seed(2)
-        model = build_model(name, 7, spec_for(name), n_channels=8)
+        narrow = {'n_channels': 8, **({'intermediate': 16} if name == 'attention' else {})}
+        model = build_model(name, 7, spec_for(name), **narrow)
         path = tmp_path / f'{name}.keras'
         model.save(path)
         loaded = modeling.load_model(str(path))
