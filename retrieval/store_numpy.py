@@ -123,15 +123,18 @@ class NumpyStore(VectorStore):
         mask = self._alive[:self._n]
         if flt is not None:
             mask = mask & self._index.mask(flt, self._n)
-        if mask.all():
+        allowed = int(mask.sum())
+        if not allowed:
+            return [[] for _ in range(len(queries))]
+        if allowed * 8 >= self._n:   # most rows: score all, mask the rest (cheaper than gathering)
             rows = None
             scores = queries @ self._vectors[:self._n].T
+            if allowed < self._n:
+                scores[:, ~mask] = -np.inf
         else:
             rows = np.flatnonzero(mask)
-            if not len(rows):
-                return [[] for _ in range(len(queries))]
             scores = queries @ self._vectors[rows].T
-        idx, vals = top_k(scores, k)
+        idx, vals = top_k(scores, min(k, allowed))
         if rows is not None:
             idx = rows[idx]
         return [[Hit(self._ids[r], float(s), dict(self._payloads[r])) for r, s in zip(ri, si)]
