@@ -318,3 +318,54 @@ def test_a_distributed_training_step():
     history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history['loss'][0])
     assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables))
+
+
+# ------------------------------------------------------------------------------------------------
+# PyTorch's padding conventions, numerically; mixed precision
+# ------------------------------------------------------------------------------------------------
+def _delta_conv(rank, stride, size):
+    """A 1-filter strided conv of the reference kind (kernel 3, padding 1) whose kernel is a centred delta."""
+    from modeling.sota import _conv1d, _conv2d
+    shape = (size, 1) if rank == 1 else (size, size, 1)
+    inp = keras.Input(shape)
+    out = _conv1d(inp, 1, 3, stride, 'c') if rank == 1 else _conv2d(inp, 1, stride, 'c')
+    model = keras.Model(inp, out)
+    conv = model.get_layer('c')
+    kernel = np.zeros(conv.kernel.shape, np.float32)
+    kernel[(1,) * rank] = 1.0
+    conv.kernel.assign(kernel)
+    conv.bias.assign(np.zeros(conv.bias.shape, np.float32))
+    return model
+
+
+def test_strided_convolutions_pad_both_sides_as_pytorch():
+    """PyTorch pads k//2 on both sides: out[i] = x[stride·i] for a centred delta (TF 'same' would give
+    x[stride·i + 1] on an even length: its padding goes after)."""
+    x2 = np.arange(64, dtype=np.float32).reshape(1, 8, 8, 1)
+    np.testing.assert_array_equal(_delta_conv(2, 2, 8)(x2).numpy(), x2[:, ::2, ::2])
+    x2 = np.arange(4 * 6, dtype=np.float32).reshape(1, 4, 6, 1)          # stride (freq 2, time 1): [B, T, F, C]
+    from modeling.sota import _conv2d
+    inp = keras.Input((4, 6, 1))
+    model = keras.Model(inp, _conv2d(inp, 1, (2, 1), 'c'))
+    kernel = np.zeros((3, 3, 1, 1), np.float32)
+    kernel[1, 1] = 1.0
+    model.get_layer('c').kernel.assign(kernel)
+    model.get_layer('c').bias.assign(np.zeros(1, np.float32))
+    np.testing.assert_array_equal(model(x2).numpy(), x2[:, :, ::2])
+    x1 = np.arange(27, dtype=np.float32).reshape(1, 27, 1)               # the sample-level CNN's first layer
+    np.testing.assert_array_equal(_delta_conv(1, 3, 27)(x1).numpy(), x1[:, ::3])
+
+
+def test_mixed_precision_keeps_the_spectrograms_and_the_tags_in_float32():
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy('mixed_float16')
+    try:
+        for name in ('short', 'hcnn', 'attention'):
+            model = build_model(name, 5, spec_for(name), n_channels=4)
+            front = model.get_layer('harmonic_spectrogram' if name == 'hcnn' else 'mel_spectrogram')
+            assert front.compute_dtype == 'float32'
+            assert model.get_layer('logits').compute_dtype == 'float16'
+            p = model(np.zeros((1, REFERENCE_SAMPLES[name]), np.float32))
+            assert p.dtype == 'float32' and np.all(np.isfinite(p.numpy())), name
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
