@@ -256,7 +256,8 @@ def _info(args) -> int:
         return EXIT_OK
     run = info['run']
     lines = [f'index    {info["index"]}',
-             f'tracks   {info["tracks"]}',
+             f'tracks   {info["tracks"]} ({info["audio_seconds"] / 3600:.1f} h of audio; {info["tracks_with_artist"]} '
+             f'with an artist tag, {info["artists"]} artists)',
              f'run      {run["path"]} (sha256 {run["sha256"][:12]})' + (f', model {info["model"]}' if info['model']
                                                                          else ''),
              f'layer    {info["layer"]} ({info["pooling"]} pooling, {info["dim"]} dimensions); tags space '

@@ -356,7 +356,10 @@ class Index:
     def info(self) -> dict:
         """What ``musetag index info`` shows (JSON-ready)."""
         m = self.manifest
-        return {'index': os.path.abspath(self.path), 'tracks': len(self), 'run': m['run'], 'model': m.get('model'),
+        seconds, with_artist, artists = self.db.execute(
+            'SELECT COALESCE(SUM(duration), 0), COUNT(artist), COUNT(DISTINCT artist) FROM tracks').fetchone()
+        return {'index': os.path.abspath(self.path), 'tracks': len(self), 'audio_seconds': round(float(seconds), 3),
+                'tracks_with_artist': with_artist, 'artists': artists, 'run': m['run'], 'model': m.get('model'),
                 'layer': m['layer'], 'pooling': m['pooling'], 'dim': m.get('dim'), 'tags_dim': len(m['labels']),
                 'backend': m['backend'], 'roots': m.get('roots', []), 'created': m.get('created'),
                 'updated': m.get('updated'), 'counts': m.get('counts', {}), 'spaces': list(SPACES)}

@@ -75,6 +75,8 @@ def test_build_writes_the_layout_and_payloads(tmp_path, run_dir, tagger):
         assert index.stores['tags'].dim == len(tagger.info.labels)
         info = index.info()
         assert info['tracks'] == len(LIBRARY) and info['layer'] == 'penultimate'
+        assert info['tracks_with_artist'] == len(LIBRARY) - 1 and info['artists'] == 3
+        assert info['audio_seconds'] == pytest.approx(sum(t.duration for t in index.tracks()))
 
 
 def test_incremental_build_equals_a_fresh_build_and_never_re_embeds(tmp_path, run_dir, tagger):
