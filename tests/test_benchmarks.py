@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     'bench_cli.py': ['--rounds', '1'],
     'bench_frontend.py': ['--files', '1'],
+    'bench_index.py': ['--clips', '2', '--seconds', '5', '--rounds', '1'],
     'bench_models.py': ['--models', 'musicnn', '--batch', '2', '--seconds', '0.2', '--min-steps', '1'],
     'bench_msd.py': ['--only', 'scan', '--files', '64', '--repeats', '1'],
     'bench_pipeline.py': ['--tracks', '4', '--epochs', '1', '--write-tracks', '4', '--rounds', '1',
