@@ -182,7 +182,8 @@ def test_beam_job_killed_mid_shard_resumes_identically(corpus, reference, tmp_pa
     done = [n for n in order if (out / n).exists()]
     assert not (out / 'manifest.json').exists() and 0 < len(done) < len(order)
     assert [n for n in os.listdir(out / '_shards') if '.partial' in n]      # the half-written shard
-    r = subprocess.run([sys.executable, '-m', 'preprocessing', *_cli(corpus, out, '--workers', '1')], cwd=ROOT,
+    # resumed in a fresh process with two worker threads (they share its first TensorFlow import)
+    r = subprocess.run([sys.executable, '-m', 'preprocessing', *_cli(corpus, out, '--workers', '2')], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stderr
     assert f'taking over a stale lock of pid {proc.pid}' in r.stderr
