@@ -139,7 +139,6 @@ SHELVES = (
     Shelf('palestrina', 'palestrina/*.krn', 'renaissance', 'palestrina', 'mass', 'palestrina masses', _CHORAL),
     Shelf('monteverdi', 'monteverdi/madrigal.*.mxl', 'renaissance', 'monteverdi', 'madrigal',
           'monteverdi madrigals', _CHORAL),
-    Shelf('josquin', 'josquin/*.abc', 'renaissance', 'josquin', 'chanson', 'josquin chansons', _CHORAL),
     Shelf('bach-chorales', 'bach/bwv*.mxl', 'baroque', 'bach', 'chorale', 'bach chorales',
           ('organ', 'choir', 'strings', 'piano', 'choir+organ', 'flute+strings')),
     Shelf('handel', 'handel/*/*.mxl', 'baroque', 'handel', 'aria', None, _SONG),
@@ -319,14 +318,17 @@ class Settings:
 
 
 def _parse(path: str):
-    """The score at ``path`` (music21); music21's warnings about the notation (an overfull measure)
-    are logged at debug level, not printed."""
+    """The score at ``path`` (music21); an opus (an ABC file with one voice per tune) becomes one
+    score with a part per voice. music21's warnings about the notation (an overfull measure) are
+    logged at debug level, not printed."""
     import warnings
 
-    from music21 import converter
+    from music21 import converter, stream
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         score = converter.parse(path)
+        if isinstance(score, stream.Opus):
+            score = score.mergeScores()
     for w in caught:
         log.debug('%s: %s', path, w.message)
     return score
@@ -347,10 +349,10 @@ def _linear_parts(score, seconds: float) -> list:
     parts = list(score.parts) if score.hasPartLikeStreams() else [score]
     cutoff = (seconds + _MARGIN_SECONDS) * _quarter_bpm(score) / 60.0      # in quarter notes
     for part in parts:
+        for el in list(part.getElementsByClass(stream.Measure) or part.notesAndRests):
+            if el.offset >= cutoff:         # a measure, or a note of a part without measures
+                part.remove(el)
         for m in list(part.getElementsByClass(stream.Measure)):
-            if m.offset >= cutoff:
-                part.remove(m)
-                continue
             if isinstance(m.leftBarline, bar.Repeat):
                 m.leftBarline = None
             if isinstance(m.rightBarline, bar.Repeat):

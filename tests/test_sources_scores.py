@@ -103,6 +103,31 @@ def test_fit_length_cuts_loops_and_refuses_silence():
     assert e.value.reason == 'silent'
 
 
+def test_an_abc_opus_of_voices_is_one_score_of_parts(tmp_path):
+    path = tmp_path / 'voices.abc'
+    path.write_text('X:1\nT:Two voices\nM:4/4\nL:1/4\nK:C\nc d e f|g a b c|\n\n'
+                    'X:2\nT:Two voices\nM:4/4\nL:1/4\nK:C\nC D E F|G A B c|\n', encoding='utf-8')
+    score = scores._parse(str(path))
+    assert len(score.parts) == 2
+    assert [n.nameWithOctave for n in score.parts[1].recurse().notes][:2] == ['C4', 'D4']
+
+
+def test_parts_are_cut_after_the_needed_length_and_repeats_dropped():
+    from music21 import bar, note, stream
+    measured, loose = stream.Part(), stream.Part()
+    for i in range(30):
+        m = stream.Measure(number=i + 1)
+        m.append(note.Note('C4', quarterLength=4))
+        if i == 1:
+            m.rightBarline = bar.Repeat(direction='end')
+        measured.append(m)
+        loose.append(note.Note('E4', quarterLength=4))
+    score = stream.Score([measured, loose])
+    a, b = scores._linear_parts(score, 10.0)        # 14 s at 120 quarters a minute: 28 quarter notes
+    assert a.highestTime == b.highestTime == 28.0
+    assert not any(isinstance(m.rightBarline, bar.Repeat) for m in a.getElementsByClass(stream.Measure))
+
+
 def test_a_stuck_note_ends_with_the_track(tmp_path):
     """A note-on without its note-off on an organ: fluidsynth -F renders for ever unless the track
     ends every note (All Notes Off)."""
