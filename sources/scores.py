@@ -7,7 +7,7 @@ quartets, Schumann, ragtime, Irish and Scottish fiddle tunes …) rendered with 
 ``fluidsynth`` and a General MIDI soundfont (``timgm6mb-soundfont``). It writes::
 
     OUT/audio/<composer>/<piece>.wav   mono 16-bit PCM WAV, --sr Hz, exactly --seconds long
-    OUT/tags.csv                       path,tags,artist,album,title,source (``;``-separated tags)
+    OUT/tags.csv                       path,tags,artist,album,title,split,source (``;``-separated tags)
     OUT/summary.json                   settings, tag counts, skipped pieces with their reasons
 
 which ``musetag dataset folder --audio OUT/audio --tags OUT/tags.csv --out …`` reads as any user's own
@@ -167,10 +167,12 @@ _DANCES = {'Reel': 'reel', 'Jig': 'jig', 'Hornpipe': 'hornpipe', 'Strathspey': '
 
 @dataclasses.dataclass(frozen=True)
 class Piece:
-    """One chosen piece: ``source`` (path relative to the corpus root), its shelf and ensemble names."""
+    """One chosen piece: ``source`` (path relative to the corpus root), its shelf and ensemble names,
+    and its ``split`` (``train``, ``validation`` or ``test``)."""
     source: str
     shelf: str
     ensemble: str
+    split: str = 'train'
 
 
 def corpus_root() -> str:
@@ -210,10 +212,18 @@ def _period_queues(root: str, seed: int) -> dict:
     return queues
 
 
-def _pick_ensemble(shelf: Shelf, counts: dict, rng: random.Random) -> str:
-    """The ensemble of ``shelf`` whose instrument tags are rarest so far (``counts``), ties at random."""
+def _split_of(position: int) -> str:
+    """The split of a period's ``position``-th piece (0-based): of every 7, the 3rd is test and the
+    6th validation (about 70/15/15 %, each period in every split once it has 3 or 6 pieces)."""
+    return {2: 'test', 5: 'validation'}.get(position % 7, 'train')
+
+
+def _pick_ensemble(shelf: Shelf, split: str, counts: dict, rng: random.Random) -> str:
+    """The ensemble of ``shelf`` whose instrument tags are rarest so far in ``split``, then overall
+    (``counts``: (split, tag) and tag -> pieces), ties at random."""
     def load(name):
-        return max(counts.get(t, 0) for t in ENSEMBLES[name].tags)
+        tags = ENSEMBLES[name].tags
+        return max(counts.get((split, t), 0) for t in tags), max(counts.get(t, 0) for t in tags)
     least = min(load(n) for n in shelf.ensembles)
     return rng.choice([n for n in shelf.ensembles if load(n) == least])
 
@@ -223,7 +233,9 @@ def choose_pieces(root: str, pieces: int, seed: int = 0) -> list:
 
     Periods take turns (a period that runs out drops out), so the dataset is balanced over periods,
     and each period's shelves (composers) take turns within it. Every piece's ensemble is the fitting
-    one whose instruments were chosen least so far, so instrument tags are balanced too.
+    one whose instruments were chosen least so far in its split (then overall), so instrument tags
+    are balanced in every split. Splits are given per period (:func:`_split_of`), so every split has
+    pieces of every period.
     """
     queues = _period_queues(root, seed)
     chosen = []
@@ -232,12 +244,15 @@ def choose_pieces(root: str, pieces: int, seed: int = 0) -> list:
             if queues[period] and len(chosen) < pieces:
                 chosen.append(queues[period].pop(0))
     rng = random.Random(f'{seed}:ensembles')
-    counts, out = {}, []
+    counts, per_period, out = {}, {}, []
     for shelf_name, source in chosen:
-        ensemble = _pick_ensemble(_SHELF[shelf_name], counts, rng)
-        for t in ENSEMBLES[ensemble].tags:
-            counts[t] = counts.get(t, 0) + 1
-        out.append(Piece(source, shelf_name, ensemble))
+        shelf = _SHELF[shelf_name]
+        position = per_period[shelf.period] = per_period.get(shelf.period, -1) + 1
+        split = _split_of(position)
+        ensemble = _pick_ensemble(shelf, split, counts, rng)
+        for key in ENSEMBLES[ensemble].tags + tuple((split, t) for t in ENSEMBLES[ensemble].tags):
+            counts[key] = counts.get(key, 0) + 1
+        out.append(Piece(source, shelf_name, ensemble, split))
     if len(out) < pieces:
         log.warning('the corpus has %d pieces that fit; --pieces %d asked for more', len(out), pieces)
     return out
@@ -271,7 +286,7 @@ def _form(shelf: Shelf, source: str):
 
 
 def describe(piece: Piece, metadata_composer=None, metadata_title=None) -> dict:
-    """The tags.csv row of ``piece`` (without ``path``): tags, artist, album, title, source.
+    """The tags.csv row of ``piece`` (without ``path``): tags, artist, album, title, split, source.
 
     Tags: composer, period, form, then the ensemble's instruments (no composer tag for folk tunes,
     whose ``artist`` is ``traditional``).
@@ -285,7 +300,8 @@ def describe(piece: Piece, metadata_composer=None, metadata_title=None) -> dict:
     title = re.sub(r'\s+', ' ', str(metadata_title or '')).strip() or below.replace('/', ' ')
     tags = ([] if shelf.period == 'folk' else [composer]) + [shelf.period] + ([form] if form else [])
     tags += [t for t in ENSEMBLES[piece.ensemble].tags if t not in tags]
-    return {'tags': tags, 'artist': composer, 'album': album, 'title': title, 'source': piece.source}
+    return {'tags': tags, 'artist': composer, 'album': album, 'title': title, 'split': piece.split,
+            'source': piece.source}
 
 
 def audio_path(piece: Piece, composer: str) -> str:
@@ -552,9 +568,10 @@ def _tags_csv(rows: list) -> str:
     import io
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator='\n')
-    writer.writerow(['path', 'tags', 'artist', 'album', 'title', 'source'])
+    writer.writerow(['path', 'tags', 'artist', 'album', 'title', 'split', 'source'])
     for r in sorted(rows, key=lambda r: r['path']):
-        writer.writerow([r['path'], ';'.join(r['tags']), r['artist'], r['album'], r['title'], r['source']])
+        writer.writerow([r['path'], ';'.join(r['tags']), r['artist'], r['album'], r['title'], r['split'],
+                         r['source']])
     return buf.getvalue()
 
 
@@ -573,6 +590,7 @@ def _summary(settings: Settings, rows: list, skipped: list, seed: int, asked: in
                      'soundfont': os.path.basename(settings.soundfont), 'gain': settings.gain,
                      'music21': music21.__version__, 'fluidsynth': _fluidsynth_version()},
         'pieces': len(rows),
+        'splits': {name: sum(r['split'] == name for r in rows) for name in ('train', 'validation', 'test')},
         'tag_counts': dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
         'skipped': len(skipped),
         'skipped_by_reason': dict(sorted(reasons.items())),

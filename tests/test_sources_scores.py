@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -57,6 +58,11 @@ def test_choice_is_seeded_and_balanced(root):
     assert max(full) - min(full) <= 1, by_period
     for p in a:
         assert p.ensemble in shelf[p.shelf].ensembles
+    tested = {shelf[p.shelf].period for p in a if p.split == 'test'}
+    assert tested == set(scores.PERIODS)                        # every period in the test split
+    splits = [p.split for p in a]
+    # 40 pieces: six periods of 6 or 5 and the 20th century's 5; the 3rd of each is test, the 6th validation
+    assert (splits.count('test'), splits.count('validation')) == (7, 5), splits
     instruments = {}
     for p in a:
         for t in scores.ENSEMBLES[p.ensemble].tags:
@@ -75,7 +81,8 @@ def test_choice_leaves_out_files_too_large_to_parse_quickly(root):
 def test_tags_of_known_pieces():
     row = scores.describe(BACH)
     assert row['tags'] == ['bach', 'baroque', 'chorale', 'organ']
-    assert (row['artist'], row['album'], row['title']) == ('bach', 'bach chorales', 'bwv66.6')
+    assert (row['artist'], row['album'], row['title'], row['split']) == ('bach', 'bach chorales', 'bwv66.6', 'train')
+    assert scores.describe(dataclasses.replace(BACH, split='test'))['split'] == 'test'
     reel = scores.describe(REEL, None, 'Acacia -- Reel')
     assert reel['tags'] == ['folk', 'reel', 'flute'] and reel['artist'] == 'traditional'
     assert reel['title'] == 'Acacia -- Reel'
@@ -165,6 +172,8 @@ def test_rendered_audio_and_tags(rendered):
     rows = _rows(out)
     assert set(rows) == {BACH.source, REEL.source, QUARTET.source}
     assert summary['pieces'] == 3 and summary['skipped'] == 0
+    assert summary['splits'] == {'train': 3, 'validation': 0, 'test': 0}
+    assert {r['split'] for r in rows.values()} == {'train'}
     assert rows[BACH.source]['tags'] == 'bach;baroque;chorale;organ'
     assert rows[BACH.source]['path'] == 'bach/bwv66-6.wav'
     assert rows[REEL.source]['artist'] == 'traditional' and 'reel' in rows[REEL.source]['tags'].split(';')
