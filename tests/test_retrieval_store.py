@@ -267,6 +267,11 @@ def test_open_store_errors(tmp_path):
     with pytest.raises(StoreError, match='dimension 4, not 8'):
         open_store(tmp_path / 's', dim=8)
     assert open_store(tmp_path / 's').backend == 'numpy'    # the store's own backend by default
+    (tmp_path / 'file').write_text('x')
+    with pytest.raises(StoreError, match='is a file'):
+        open_store(tmp_path / 'file', backend='numpy', dim=4, create=True)
+    with pytest.raises(StoreError, match='no vector store at .* to open read-only'):
+        open_store(tmp_path / 'nothing', dim=4, create=True, read_only=True)
 
 
 def test_default_backend_is_hnsw_and_every_backend_is_described():
