@@ -489,6 +489,8 @@ def _render_audio(piece: Piece, settings: Settings, index: int):
         for path in (midi_path, wav_path):
             if os.path.exists(path):
                 os.remove(path)
+    if sr != settings.sr:
+        raise SkipPiece('render-failed', f'fluidsynth rendered at {sr} Hz instead of {settings.sr} Hz')
     return fit_length(audio.mean(axis=1), int(round(settings.seconds * settings.sr))), meta
 
 
@@ -638,6 +640,19 @@ def build(out: str, *, pieces: int = 80, seconds: float = 30.0, sr: int = 16000,
 
 
 # -------------------------------------------------------------------------------- command line
+#: The sample rates fluidsynth accepts (``synth.sample-rate``); outside them it renders at its default.
+MIN_SR, MAX_SR = 8000, 96000
+
+
+def sample_rate(text) -> int:
+    """``--sr``: an integer number of Hz that fluidsynth can render at."""
+    import argparse
+    value = positive_int(text)
+    if not MIN_SR <= value <= MAX_SR:
+        raise argparse.ArgumentTypeError(f'fluidsynth renders at {MIN_SR} to {MAX_SR} Hz, got {value}')
+    return value
+
+
 def add_arguments(parser) -> None:
     """The options of ``musetag dataset scores``."""
     from core.cli import add_verbosity
@@ -646,9 +661,11 @@ def add_arguments(parser) -> None:
     parser.add_argument('--pieces', type=positive_int, default=80, help='number of pieces, balanced over periods')
     parser.add_argument('--seconds', type=positive_float, default=30.0,
                         help='length of every clip in seconds (longer pieces are cut, shorter ones looped)')
-    parser.add_argument('--sr', type=positive_int, default=16000, help='sample rate of the WAV files in Hz')
+    parser.add_argument('--sr', type=sample_rate, default=16000,
+                        help=f'sample rate of the WAV files in Hz ({MIN_SR} to {MAX_SR}: what fluidsynth renders)')
     parser.add_argument('--soundfont', default=DEFAULT_SOUNDFONT, help='General MIDI soundfont (.sf2) to render with')
-    parser.add_argument('--seed', type=nonneg_int, default=0, help='seed of the choice of pieces and instruments')
+    parser.add_argument('--seed', type=nonneg_int, default=0,
+                        help='seed of the choice of pieces, instruments and splits')
     parser.add_argument('--workers', type=nonneg_int, default=2, help='render processes (0 or 1: in this process)')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing output folder')
     add_verbosity(parser)

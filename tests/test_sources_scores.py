@@ -236,3 +236,10 @@ def test_missing_soundfont_and_existing_output(tmp_path, capsys):
     out.mkdir()
     assert dataset_main(['scores', '--out', str(out)], prog='musetag dataset') == 2
     assert 'pass --overwrite' in capsys.readouterr().err
+
+
+def test_sample_rate_outside_what_fluidsynth_renders_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        dataset_main(['scores', '--out', str(tmp_path / 'ds'), '--sr', '4000'], prog='musetag dataset')
+    assert e.value.code == 2
+    assert 'fluidsynth renders at 8000 to 96000 Hz, got 4000' in capsys.readouterr().err
