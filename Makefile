@@ -20,6 +20,7 @@ export PYTHONHASHSEED := 0
 export MUSETAG_CACHE ?= $(CURDIR)/.cache/musetag
 
 .PHONY: venv sysdeps lint test test-fast demo demo-data demo-msd demo-tfrecords demo-train demo-evaluate demo-pretrained \
+        demo-index demo-scores demo-datasets \
         results bench pretrained clean
 
 $(STAMP): requirements.txt requirements-dev.txt setup.py
@@ -89,7 +90,47 @@ demo-pretrained: venv
 	$(MT) pretrained list
 	$(MT) tag --model MSD_musicnn --top 5 $(CLIPS)
 
-demo: demo-data demo-msd demo-tfrecords demo-train demo-evaluate demo-pretrained
+# ---- similar tracks and playlists: an index of the corpus built with the demo run -------------
+# The corpus's broken files are skipped (exit 1, expected). A track of the test split seeds a playlist.
+IDX := $(RUNS)/demo-index
+demo-index: venv
+	$(MT) index build --run $(RUNS)/demo $(DATA)/audio --index $(IDX) --overwrite --no-progress; test $$? -le 1
+	$(MT) index info --index $(IDX)
+	$(MT) index evaluate --index $(IDX) --master $(OUT)/msd/master.csv --tags $(OUT)/msd/clean_tags.db \
+	    --splits $(OUT)/splits.csv --split test --json $(IDX)/evaluation.json --overwrite
+	$(MT) similar --index $(IDX) --track "$$(echo $(CLIPS) | cut -d' ' -f1)" -k 5
+	$(MT) similar --index $(IDX) --text "calm relaxing" -k 5 --format json --out $(IDX)/text-query.json --overwrite
+	$(MT) playlist --index $(IDX) --from "$$(echo $(CLIPS) | cut -d' ' -f1)" --to "$$(echo $(CLIPS) | cut -d' ' -f3)" \
+	    --length 10 --out $(IDX)/playlist.m3u --map $(IDX)/map.png --overwrite
+	$(MT) embed --run $(RUNS)/demo --out $(IDX)/clips.parquet --overwrite --no-progress $(CLIPS)
+
+# ---- real music: the music21 score corpus rendered with fluidsynth, read as "your own folder" ----
+SCORES ?= data/scores
+SCORES_OUT ?= data/scores-out
+demo-scores: venv sysdeps
+	$(MT) dataset scores --out $(SCORES) --pieces 80 --seconds 30 --seed 0 --overwrite --no-progress
+	$(MT) dataset folder --audio $(SCORES)/audio --tags $(SCORES)/tags.csv --out $(SCORES_OUT)/dataset \
+	    --min-count 8 --overwrite --no-progress
+	$(MT) preprocess write --master $(SCORES_OUT)/dataset/master.csv --tags $(SCORES_OUT)/dataset/clean_tags.db \
+	    --splits $(SCORES_OUT)/dataset/splits.csv --format log-mel --preset musicnn --shards-per-split 2 1 1 \
+	    --out $(SCORES_OUT)/tfrecords-logmel --workers 2 --overwrite --no-progress
+	$(MT) train --config configs/scores_demo.json --run $(RUNS)/demo-scores --overwrite
+	$(MT) evaluate --run $(RUNS)/demo-scores --split test --protocol won16 --overwrite
+	$(MT) tag --run $(RUNS)/demo-scores --top 5 $$(find $(SCORES)/audio -name "*.wav" | sort | head -2)
+
+# ---- MagnaTagATune and MTG-Jamendo as distributed: format-faithful generated trees --------------
+demo-datasets: venv
+	$(PY) -c "from sources.synthetic import make_mtat, make_jamendo; \
+	    make_mtat('$(OUT)/mtat-tree', 200, workers=2, overwrite=True, progress=False); \
+	    make_jamendo('$(OUT)/jamendo-tree', 20, minutes=(0.5, 1.0), workers=2, overwrite=True, progress=False)"
+	$(MT) dataset mtat --root $(OUT)/mtat-tree --out $(OUT)/mtat --overwrite --no-progress; test $$? -le 1
+	$(MT) dataset jamendo --root $(OUT)/jamendo-tree --audio $(OUT)/jamendo-tree/audio --out $(OUT)/jamendo \
+	    --overwrite --no-progress; test $$? -le 1
+	$(MT) preprocess write --master $(OUT)/mtat/master.csv --tags $(OUT)/mtat/clean_tags.db \
+	    --splits $(OUT)/mtat/splits/clean.csv --format waveform --shards-per-split 2 1 1 \
+	    --out $(OUT)/mtat-tfrecords --engine beam --workers 2 --overwrite --no-progress; test $$? -le 1
+
+demo: demo-data demo-msd demo-tfrecords demo-train demo-evaluate demo-pretrained demo-index demo-datasets demo-scores
 	@echo "demo finished: corpus $(DATA), cleaned data and TFRecords $(OUT), runs in $(RUNS)/ (tensorboard --logdir $(RUNS))"
 
 # ---- committed reference results (results/): the demo run and the four published models -----
