@@ -17,7 +17,9 @@ Figures
 * ``datasets.write.<source>.floor``: tracks/s of decode + resample alone (``preprocessing.audio.load_audio``
   at 16 kHz) of the very tracks the writer encodes, in ``--workers`` processes; ``….local``: tracks/s
   of ``preprocess write`` (log-mel, musicnn preset) with ``--workers`` processes, and
-  ``….vs_floor``: local / floor (target >= 0.8); ``….beam``: tracks/s of ``--engine beam`` (the
+  ``….vs_floor``: local / floor (target >= 0.8); ``….encode_floor``: tracks/s of the writer's
+  per-track work alone (decode, resample, log-mel) and ``….vs_encode_floor``, local / that: what the
+  writing itself costs; ``….beam``: tracks/s of ``--engine beam`` (the
   in-process FnApiRunner with ``--workers`` threads) on the same input, and ``….beam_vs_local``.
   ``identical`` says whether the Beam shards equal the local ones byte for byte.
 * ``datasets.encode.long_file.peak_memory``: peak memory (MiB of the allocations ``tracemalloc``
@@ -121,13 +123,25 @@ def _load_one(path):
         return 0
 
 
-def _floor(paths, workers):
-    """Tracks/s of decode + resample alone over ``paths`` with ``workers`` fresh processes."""
+def _encode_one(path):
+    from preprocessing.audio import AudioLoadError
+    from preprocessing.encode import encode_track
+    from preprocessing.tfrecords import feature_spec
+    try:
+        return len(encode_track(path, feature_spec('log-mel', sr=16000, preset='musicnn'))[0])
+    except AudioLoadError:
+        return 0
+
+
+def _floor(paths, workers, task=_load_one):
+    """Tracks/s of ``task`` (default: decode + resample alone) over ``paths`` with ``workers`` fresh
+    processes (one BLAS thread each, as the writer's)."""
+    from preprocessing.encode import init_worker
     ctx = multiprocessing.get_context('spawn')
-    with ctx.Pool(workers) as pool:
-        pool.map(_load_one, paths[:workers])         # start-up and imports, not timed
+    with ctx.Pool(workers, initializer=init_worker, initargs=(os.getpid(),)) as pool:
+        pool.map(task, paths[:workers])              # start-up and imports, not timed
         t0 = time.perf_counter()
-        pool.map(_load_one, paths, chunksize=1)
+        pool.map(task, paths, chunksize=1)
         return len(paths) / (time.perf_counter() - t0)
 
 
@@ -164,6 +178,9 @@ def bench_write(kind, adapter_out, workdir, workers, shards):
     paths = _planned_paths(adapter_out)
     floor = _floor(paths, workers)
     emit(BENCH, f'write.{kind}.floor', floor, 'tracks/s', tracks=len(paths), workers=workers, load_avg_1m=_load())
+    encode = _floor(paths, workers, _encode_one)
+    emit(BENCH, f'write.{kind}.encode_floor', encode, 'tracks/s', tracks=len(paths), workers=workers,
+         load_avg_1m=_load(), note='decode + resample + log-mel (the per-track work of the writer, nothing written)')
     rates, digests = {}, {}
     for engine in ('local', 'beam'):
         out = os.path.join(workdir, 'tfrecords', f'{kind}-{engine}')
@@ -176,6 +193,8 @@ def bench_write(kind, adapter_out, workdir, workers, shards):
              workers=workers, shards_per_split=shards, load_avg_1m=_load())
     emit(BENCH, f'write.{kind}.vs_floor', rates['local'] / floor, 'x', target=0.8,
          note='local writer tracks/s / decode+resample tracks/s, same files, same workers')
+    emit(BENCH, f'write.{kind}.vs_encode_floor', rates['local'] / encode, 'x',
+         note='local writer tracks/s / decode+resample+log-mel tracks/s: the cost of the writing itself')
     emit(BENCH, f'write.{kind}.beam_vs_local', rates['beam'] / rates['local'], 'x',
          identical=digests['beam'] == digests['local'])
 
