@@ -11,9 +11,10 @@ MTAT's defects) and an MTG-Jamendo-layout tree of ``--jamendo-tracks`` tracks of
 
 Figures
 -------
-* ``datasets.adapter.<source>.rows_per_s`` and ``….peak_rss``: ``musetag dataset mtat|jamendo`` in a
-  fresh process on the quarter-size and the full tree (``size``: rows); ``….rss_growth`` is the full
-  tree's peak RSS over the quarter tree's (at least 8 rows) (flat: near 1 while the tree grows 4x).
+* ``datasets.adapter.<source>.rows_per_s`` and ``….peak_rss`` (VmHWM of its main process):
+  ``musetag dataset mtat|jamendo`` in a fresh process on the quarter-size tree (at least 8 rows) and
+  the full tree (``size``: rows); ``….rss_growth`` is the full tree's peak RSS over the quarter
+  tree's (flat: near 1 while the tree grows 4x).
 * ``datasets.write.<source>.floor``: tracks/s of decode + resample alone (``preprocessing.audio.load_audio``
   at 16 kHz) of the very tracks the writer encodes, in ``--workers`` processes; ``….local``: tracks/s
   of ``preprocess write`` (log-mel, musicnn preset) with ``--workers`` processes, and
@@ -67,23 +68,41 @@ def _tree(workdir, kind, size, args):
 
 
 # --------------------------------------------------------------------------------------- adapters
-def _run_measured(cmd):
-    """Run ``cmd``; returns (exit code, wall seconds, peak RSS MiB of the process, stderr tail)."""
+#: ``python -m sources ARGS`` that writes its peak RSS (VmHWM, KiB) to the file ``$BENCH_HWM_FILE`` at exit.
+#: VmHWM, not ru_maxrss: ru_maxrss survives exec() and would report this benchmark's own memory.
+_MEASURED_SOURCES = """
+import os, runpy, sys
+sys.argv = ['sources'] + sys.argv[1:]
+try:
+    runpy.run_module('sources', run_name='__main__', alter_sys=True)
+finally:
+    with open('/proc/self/status') as f:
+        hwm = [ln.split()[1] for ln in f if ln.startswith('VmHWM')][0]
+    with open(os.environ['BENCH_HWM_FILE'], 'w') as f:
+        f.write(hwm)
+"""
+
+
+def _run_measured(args, workdir):
+    """Run ``python -m sources ARGS``; returns (exit code, wall seconds, peak RSS MiB of its main
+    process, stderr tail)."""
+    hwm_file = os.path.join(workdir, 'hwm.txt')
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, 'PYTHONPATH': ROOT})
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, time.perf_counter() - t0, usage.ru_maxrss / 1024, err[-2000:]
+    proc = subprocess.run([sys.executable, '-c', _MEASURED_SOURCES, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, 'PYTHONPATH': ROOT, 'BENCH_HWM_FILE': hwm_file})
+    seconds = time.perf_counter() - t0
+    with open(hwm_file) as f:
+        peak = int(f.read()) / 1024
+    return proc.returncode, seconds, peak, proc.stderr[-2000:]
 
 
-def _adapter_cmd(kind, tree, out, workers):
+def _adapter_args(kind, tree, out, workers):
     if kind == 'mtat':
         src = ['mtat', '--root', tree]
     else:
         src = ['jamendo', '--root', os.path.join(tree, 'data'), '--audio', os.path.join(tree, 'audio')]
-    return [sys.executable, '-m', 'sources', *src, '--out', out, '--overwrite', '--workers', str(workers)]
+    return [*src, '--out', out, '--overwrite', '--workers', str(workers)]
 
 
 def _rows(kind, tree):
@@ -101,7 +120,7 @@ def bench_adapter(kind, trees, workdir, workers):
     for tree in trees:
         out = os.path.join(workdir, 'out', os.path.basename(tree))
         rows = _rows(kind, tree)
-        code, seconds, peak, err = _run_measured(_adapter_cmd(kind, tree, out, workers))
+        code, seconds, peak, err = _run_measured(_adapter_args(kind, tree, out, workers), workdir)
         if code not in (0, 1):
             raise RuntimeError(f'musetag dataset {kind} failed ({code}): {err}')
         emit(BENCH, f'adapter.{kind}.rows_per_s', rows / seconds, 'rows/s', size=rows, seconds=round(seconds, 2),
@@ -252,6 +271,7 @@ def parse_args(argv=None):
     ap.add_argument('--shards-per-split', type=int, default=4, help='shards per split of both writers')
     ap.add_argument('--seed', type=int, default=0, help='seed of the synthetic trees')
     ap.add_argument('--only', choices=['mtat', 'jamendo'], default=None, help='one source only')
+    ap.add_argument('--skip-write', action='store_true', help='the adapters only (no TFRecord writing)')
     ap.add_argument('--tiny', action='store_true',
                     help='a run under a minute: 32 clips, 8 Jamendo tracks of 6-9 s, 1 worker')
     args = ap.parse_args(argv)
@@ -274,6 +294,8 @@ def main(argv=None):
         small = min(sizes[kind], max(8, sizes[kind] // 4))     # a few rows at least: the sources plant defects
         trees = [_tree(args.workdir, kind, n, args) for n in sorted({small, sizes[kind]})]
         adapter_out = bench_adapter(kind, trees, args.workdir, args.workers)
+        if args.skip_write:
+            continue
         bench_write(kind, adapter_out, args.workdir, args.workers, args.shards_per_split)
         if kind == 'jamendo':
             bench_long_file(_planned_paths(adapter_out))
