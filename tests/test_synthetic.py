@@ -3,6 +3,7 @@ really there, it is deterministic, and its audio is learnable from its labels.
 
 One corpus (60 tracks x 4 s) is generated per module; determinism/CLI tests use 1-12 track corpora.
 """
+import collections
 import hashlib
 import json
 import re
@@ -320,6 +321,21 @@ def test_good_files_decode_with_their_format(corpus):
     assert formats == {(sr, ch) for sr, ch, _ in S.AUDIO_FORMATS}
     y, _ = sf.read(out / 'audio' / next(t['audio_path'] for t in truth['tracks'] if t['audio_kind'] == 'ok'))
     assert 0.01 < np.sqrt(np.mean(y ** 2)) and np.abs(y).max() <= 1.0
+
+
+def test_clips_carry_the_tracks_title_artist_and_album_as_id3(corpus):
+    import mutagen
+    out, truth = corpus
+    checked = 0
+    paths = collections.Counter(t['audio_path'] for t in truth['tracks'])
+    for t in truth['tracks']:
+        if t['audio_kind'] != 'ok' or 'audio_of' in t or paths[t['audio_path']] > 1:   # one clip, several rows
+            continue
+        tags = mutagen.File(out / 'audio' / t['audio_path']).tags
+        assert (str(tags['TIT2']), str(tags['TPE1']), str(tags['TALB'])) == (t['title'], t['artist_name'],
+                                                                           t['release'])
+        checked += 1
+    assert checked > 10
 
 
 def test_render_audio_contract():

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..parallel import init_worker, mp_context, stop_pool
-from .mp3 import encode_mp3
+from .mp3 import encode_mp3, id3_tag
 from .plan import _rng
 from .render import render_audio
 
@@ -45,7 +45,8 @@ def _render_job(job):
             y = render_audio(job['labels'], sr, ch, clip, seed=[job['seed'], 3, job['index']])
             if kind == 'gappy':
                 y[~_gap_mask(len(y), sr, clip)] = 0.0
-        data = encode_mp3(y, sr, job['bitrate'])
+        # the clip's ID3 tag (title, artist, album) first, as the previews carry one
+        data = id3_tag(job.get('title'), job.get('artist'), job.get('album')) + encode_mp3(y, sr, job['bitrate'])
         if kind == 'truncated':
             cut = int(len(data) * rng.uniform(0.3, 0.55))
             while data[cut:cut + 1] == b'\xff':  # never cut exactly at a frame header
@@ -67,7 +68,8 @@ def audio_jobs(plan, root):
             n_html += 1
         jobs.append(dict(root=str(root), index=t['index'], audio_path=t['audio_path'], kind=t['audio_kind'],
                          sample_rate=t['sample_rate'], channels=t['channels'], bitrate=t['bitrate'],
-                         labels=t['labels'], seconds=plan['seconds'], seed=plan['seed'], html=html))
+                         labels=t['labels'], seconds=plan['seconds'], seed=plan['seed'], html=html,
+                         title=t.get('title'), artist=t.get('artist_name'), album=t.get('release')))
     for o in plan['orphans']:
         jobs.append(dict(root=str(root), index=o['index'], audio_path=o['audio_path'], kind='ok',
                          sample_rate=o['sample_rate'], channels=o['channels'], bitrate=o['bitrate'],
