@@ -16,7 +16,7 @@ child process so that its memory figure is its own:
 - ``train_examples_per_sec``: a compiled Adam step on a fixed random batch (``--batch``, 16),
   sigmoid cross-entropy;
 - ``infer_windows_per_sec``: the compiled forward pass in inference mode, same batch;
-- ``peak_rss_mb``: the child's peak resident memory (``ru_maxrss``) after building, training and
+- ``peak_rss_mb``: the child's peak resident memory (``VmHWM``) after building, training and
   inference, with ``rss_after_import_mb`` (TensorFlow and the registry loaded) alongside;
 - ``pipeline_windows_per_sec`` and ``pipeline_to_training_ratio`` (unless ``--no-pipeline``):
   ``preprocessing.dataset.make_dataset`` alone (random windows, shuffle, batch 16, as the trainer
@@ -78,7 +78,13 @@ def _timed(fn, min_steps: int, seconds: float) -> tuple[int, float]:
 
 
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0      # Linux: KiB
+    """Peak resident memory of this process in MB: VmHWM (ru_maxrss survives exec() and would carry the
+    parent's peak into the child), ru_maxrss where /proc is missing."""
+    try:
+        with open('/proc/self/status') as f:
+            return next(float(line.split()[1]) for line in f if line.startswith('VmHWM')) / 1024.0   # KiB
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def bench(name: str, batch: int, seconds: float, min_steps: int, mixed_precision: bool = False):
