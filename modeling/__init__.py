@@ -7,8 +7,11 @@
 
 Registered models: ``orpheus_logmel``, ``orpheus_waveform`` (Pons et al. 2018, "End-to-end
 learning for music audio tagging at scale", as ported to TF2 by Orpheus), ``musicnn`` (Pons &
-Serra 2019), ``vgg`` (the musicnn VGG baseline), plus every ``'<frontend>+<backend>'``
-combination of :func:`list_frontends` × :func:`list_backends`. Every model outputs sigmoid
+Serra 2019), ``vgg`` (the musicnn VGG baseline), the from-scratch taggers of Won et al. 2020
+(:mod:`modeling.sota`: ``fcn``, ``crnn``, ``sample``, ``se``, ``short``, ``short_res``, ``hcnn``,
+``attention``, on 16 kHz waveforms, with the reference implementation's parameter counts), plus
+every ``'<frontend>+<backend>'`` combination of :func:`list_frontends` × :func:`list_backends`.
+Every model outputs sigmoid
 probabilities from a layer named ``tags``; all input normalisation is inside the model.
 
 The package loads Keras only when a model function is first used (``modeling.build_model``…), so
