@@ -11,8 +11,8 @@ Serra 2019), ``vgg`` (the musicnn VGG baseline), the from-scratch taggers of Won
 (:mod:`modeling.sota`: ``fcn``, ``crnn``, ``sample``, ``se``, ``short``, ``short_res``, ``hcnn``,
 ``attention``, on 16 kHz waveforms, with the reference implementation's parameter counts), plus
 every ``'<frontend>+<backend>'`` combination of :func:`list_frontends` × :func:`list_backends`.
-Every model outputs sigmoid
-probabilities from a layer named ``tags``; all input normalisation is inside the model.
+Every model outputs sigmoid probabilities from a layer named ``tags``; all input normalisation is
+inside the model.
 
 The package loads Keras only when a model function is first used (``modeling.build_model``…), so
 :mod:`modeling.rundir` (the run-directory contract) and the published-model catalogue
