@@ -29,9 +29,9 @@ import sys
 from .errors import EXIT_INTERRUPTED, MuseTagError, exit_code, is_user_error
 from .logs import setup_logging
 
-__all__ = ['positive_int', 'nonneg_int', 'positive_float', 'finite_float', 'existing_file', 'existing_dir',
-           'existing_path', 'key_value', 'parse_overrides', 'add_verbosity', 'verbosity', 'show_progress',
-           'run_command', 'HelpFormatter']
+__all__ = ['add_run_options', 'positive_int', 'nonneg_int', 'positive_float', 'finite_float', 'existing_file',
+           'existing_dir', 'existing_path', 'key_value', 'parse_overrides', 'add_verbosity', 'verbosity',
+           'show_progress', 'run_command', 'HelpFormatter']
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,23 @@ def parse_overrides(items) -> dict:
             raise MuseTagError(f'--set {item!r}: expected KEY=VALUE')
         out.update(value)
     return out
+
+
+def add_run_options(parser, *, model: bool = True) -> None:
+    """``--run RUN`` (old spelling ``--run-dir`` hidden) and, with ``model``, ``--model NAME`` instead.
+
+    With ``model`` the two are a required mutually exclusive group: a run directory, or a published
+    model imported on first use into the user cache (the command resolves it).
+    """
+    run_help = 'run directory (a training run or an imported model)'
+    if not model:
+        parser.add_argument('--run', '--run-dir', dest='run', required=True, metavar='RUN', help=run_help)
+        return
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument('--run', default=None, metavar='RUN', help=run_help)
+    group.add_argument('--run-dir', dest='run', help=argparse.SUPPRESS)
+    group.add_argument('--model', default=None, metavar='NAME',
+                       help='a published model (e.g. MSD_musicnn), imported on first use into the user cache')
 
 
 def add_verbosity(parser, progress: bool = True) -> None:

@@ -76,11 +76,7 @@ def index_parser(prog=None) -> argparse.ArgumentParser:
                        help='embed audio folders into the index (or update it)',
                        description='Embed every audio file under DIRS once and store it in the index.')
     b.add_argument('paths', nargs='+', metavar='DIR', help='audio folders or files (folders searched recursively)')
-    g = b.add_mutually_exclusive_group(required=True)
-    g.add_argument('--run', default=None, metavar='RUN', help='run directory (a training run or an imported model)')
-    g.add_argument('--run-dir', dest='run', help=argparse.SUPPRESS)
-    g.add_argument('--model', default=None, metavar='NAME',
-                   help='a published model (e.g. MSD_musicnn), imported on first use into the user cache')
+    ccli.add_run_options(b)
     _index_option(b)
     b.add_argument('--layer', default=None, metavar='NAME',
                    help="embedding layer (docs/embeddings.md); default: the index's, else the model's first "

@@ -65,11 +65,7 @@ def parser(prog=None) -> argparse.ArgumentParser:
                                             'a vector per track (and per window) from a layer of the model.',
                                 epilog=_EPILOG)
     p.add_argument('paths', nargs='+', metavar='PATH', help='audio files or folders (searched recursively)')
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument('--run', default=None, metavar='RUN', help='run directory (a training run or an imported model)')
-    g.add_argument('--run-dir', dest='run', help=argparse.SUPPRESS)
-    g.add_argument('--model', default=None, metavar='NAME',
-                   help='a published model (e.g. MSD_musicnn), imported on first use into the user cache')
+    ccli.add_run_options(p)
     p.add_argument('--out', required=True, metavar='FILE',
                    help='embeddings file: FILE.parquet or FILE.npz (docs/embeddings.md)')
     p.add_argument('--layer', default=None, metavar='L',

@@ -327,3 +327,18 @@ def test_dataclass_from_dict_names_unknown_keys():
     from preprocessing.features import FeatureParams
     with pytest.raises(ValueError, match=r'n_mel \(did you mean n_mels\?\)'):
         dataclass_from_dict(FeatureParams, {'n_mel': 96}, 'feature parameter')
+
+
+def test_add_run_options_run_or_model_and_the_old_spelling():
+    from core.cli import add_run_options
+    p = argparse.ArgumentParser()
+    add_run_options(p)
+    assert p.parse_args(['--run-dir', 'r']).run == 'r'
+    assert p.parse_args(['--model', 'MSD_musicnn']).model == 'MSD_musicnn'
+    for bad in ([], ['--run', 'r', '--model', 'm']):
+        with pytest.raises(SystemExit):
+            p.parse_args(bad)
+    assert '--run-dir' not in p.format_help()
+    q = argparse.ArgumentParser()
+    add_run_options(q, model=False)
+    assert q.parse_args(['--run-dir', 'r']).run == 'r' and '--model' not in q.format_help()
