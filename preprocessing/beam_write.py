@@ -2,7 +2,7 @@
 
 The plan (which tracks go to which shard, in which order), the resume bookkeeping and the manifest
 are those of the local writer (:mod:`preprocessing.tfrecords`); only the shards still to write are
-handed to Beam. The pipeline is ``Create(shard indices) → Reshuffle → ParDo(write one shard)``:
+handed to Beam. The pipeline is ``Create(the shards) → Reshuffle → Map(write one shard)``:
 each shard is one element, written by one worker with the local writer's own per-shard code
 (:func:`preprocessing.encode.encode_item` for every track in plan order, then the shard's records
 to a temporary file renamed into place and its ``_shards/<shard>.json``). So the shards are
