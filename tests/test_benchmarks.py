@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TINY = {
     'bench_cli.py': ['--rounds', '1'],
+    'bench_datasets.py': ['--tiny'],
     'bench_frontend.py': ['--files', '1'],
     'bench_index.py': ['--clips', '2', '--seconds', '5', '--rounds', '1'],
     'bench_models.py': ['--models', 'short', '--batch', '2', '--seconds', '0.2', '--min-steps', '1', '--tracks', '2',
@@ -37,7 +38,7 @@ def test_every_benchmark_has_a_tiny_size():
 @pytest.mark.parametrize('script', sorted(TINY))
 def test_benchmark_runs_at_a_tiny_size(script, tmp_path):
     args = list(TINY[script])
-    if script == 'bench_predict.py':
+    if script in ('bench_predict.py', 'bench_datasets.py'):
         args += ['--workdir', str(tmp_path / 'work')]
     env = {**os.environ, 'TMPDIR': str(tmp_path)}
     proc = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / script), *args], cwd=str(tmp_path),
