@@ -8,7 +8,9 @@ string ids to labels, keeps the payloads beside the graph and filters through hn
 
 * ``ef`` (default 96) is the size of the candidate list of a query: larger is slower and more
   exact (``ef >= len(store)`` is exact on small stores). On the benchmark's data at 100k
-  vectors: recall@10 0.981 at ef 64 (0.26 ms), 0.985 at 96 (0.30 ms), 0.986 at 128 (0.34 ms).
+  vectors: recall@10 0.981 at ef 64 (0.26 ms), 0.985 at 96 (0.30 ms), 0.986 at 128 (0.34 ms); at
+  1M: 0.76 at 96 (0.50 ms), 0.935 at 256 (0.86 ms), 0.969 at 512 (1.26 ms): raise ``ef`` with the
+  catalogue (``docs/vector-stores.md``).
 * A filter that keeps at most ``exact_below`` ids (default 2000) is answered exactly from those
   ids' vectors (a by-label copy kept in memory); a broader one walks the graph with hnswlib's
   ``filter=`` callback, which only admits allowed labels to the candidate list (so the walk goes on
