@@ -16,11 +16,12 @@ Figures
   the full tree (``size``: rows); ``….rss_growth`` is the full tree's peak RSS over the quarter
   tree's (flat: near 1 while the tree grows 4x).
 * ``datasets.write.<source>.floor``: tracks/s of decode + resample alone (``preprocessing.audio.load_audio``
-  at 16 kHz) of the very tracks the writer encodes, in ``--workers`` processes; ``….local``: tracks/s
-  of ``preprocess write`` (log-mel, musicnn preset) with ``--workers`` processes, and
-  ``….vs_floor``: local / floor (target >= 0.8); ``….encode_floor``: tracks/s of the writer's
-  per-track work alone (decode, resample, log-mel) and ``….vs_encode_floor``, local / that: what the
-  writing itself costs; ``….beam``: tracks/s of ``--engine beam`` (the
+  at 16 kHz) of the very tracks the writer encodes, in ``--workers`` processes. Per format
+  (``--formats``: waveform, log-mel with the musicnn preset), ``write.<source>.<format>.local``: tracks/s
+  of ``preprocess write`` with ``--workers`` processes, and ``….vs_floor``: local / floor (target
+  >= 0.8 for waveform, whose per-track work is the floor; log-mel adds the spectrogram);
+  ``….encode_floor``: tracks/s of the writer's per-track work alone and ``….vs_encode_floor``, local /
+  that: what the writing itself costs; ``….beam``: tracks/s of ``--engine beam`` (the
   in-process FnApiRunner with ``--workers`` threads) on the same input, and ``….beam_vs_local``.
   ``identical`` says whether the Beam shards equal the local ones byte for byte.
 * ``datasets.encode.long_file.peak_memory``: peak memory (MiB of the allocations ``tracemalloc``
@@ -142,12 +143,16 @@ def _load_one(path):
         return 0
 
 
-def _encode_one(path):
+def _spec(fmt):
+    from preprocessing.tfrecords import feature_spec
+    return feature_spec(fmt, sr=16000, preset='musicnn' if fmt == 'log-mel' else None)
+
+
+def _encode_one(path, fmt='log-mel'):
     from preprocessing.audio import AudioLoadError
     from preprocessing.encode import encode_track
-    from preprocessing.tfrecords import feature_spec
     try:
-        return len(encode_track(path, feature_spec('log-mel', sr=16000, preset='musicnn'))[0])
+        return len(encode_track(path, _spec(fmt))[0])
     except AudioLoadError:
         return 0
 
@@ -181,41 +186,47 @@ def _shard_digest(out):
     return h.hexdigest()
 
 
-def _write(adapter_out, out, engine, workers, shards):
+def _write(adapter_out, out, engine, workers, shards, fmt):
     from preprocessing.tfrecords import write_tfrecords
     t0 = time.perf_counter()
     summary = write_tfrecords(os.path.join(adapter_out, 'master.csv'), os.path.join(adapter_out, 'clean_tags.db'),
-                              os.path.join(adapter_out, 'splits.csv'), out, format='log-mel', preset='musicnn',
+                              os.path.join(adapter_out, 'splits.csv'), out, format=fmt,
+                              preset='musicnn' if fmt == 'log-mel' else None,
                               shards_per_split=shards, workers=workers, engine=engine, overwrite=True,
                               progress=False, command=f'bench_datasets {engine}')
     return summary, time.perf_counter() - t0
 
 
-def bench_write(kind, adapter_out, workdir, workers, shards):
-    """Floor, local writer and Beam writer tracks/s on the adapter's output."""
+def bench_write(kind, adapter_out, workdir, workers, shards, formats):
+    """Floor, then per format the encode floor, the local writer and the Beam writer (tracks/s)."""
+    import functools
     import shutil
     paths = _planned_paths(adapter_out)
     floor = _floor(paths, workers)
     emit(BENCH, f'write.{kind}.floor', floor, 'tracks/s', tracks=len(paths), workers=workers, load_avg_1m=_load())
-    encode = _floor(paths, workers, _encode_one)
-    emit(BENCH, f'write.{kind}.encode_floor', encode, 'tracks/s', tracks=len(paths), workers=workers,
-         load_avg_1m=_load(), note='decode + resample + log-mel (the per-track work of the writer, nothing written)')
-    rates, digests = {}, {}
-    for engine in ('local', 'beam'):
-        out = os.path.join(workdir, 'tfrecords', f'{kind}-{engine}')
-        shutil.rmtree(out, ignore_errors=True)
-        summary, seconds = _write(adapter_out, out, engine, workers, shards)
-        n = summary['tracks_written'] + sum(summary['tracks_skipped'].values())
-        rates[engine] = n / seconds
-        digests[engine] = _shard_digest(out)
-        emit(BENCH, f'write.{kind}.{engine}', rates[engine], 'tracks/s', tracks=n, seconds=round(seconds, 2),
-             workers=workers, shards_per_split=shards, load_avg_1m=_load())
-    emit(BENCH, f'write.{kind}.vs_floor', rates['local'] / floor, 'x', target=0.8,
-         note='local writer tracks/s / decode+resample tracks/s, same files, same workers')
-    emit(BENCH, f'write.{kind}.vs_encode_floor', rates['local'] / encode, 'x',
-         note='local writer tracks/s / decode+resample+log-mel tracks/s: the cost of the writing itself')
-    emit(BENCH, f'write.{kind}.beam_vs_local', rates['beam'] / rates['local'], 'x',
-         identical=digests['beam'] == digests['local'])
+    for fmt in formats:
+        name = f'write.{kind}.{fmt}'
+        encode = _floor(paths, workers, functools.partial(_encode_one, fmt=fmt))
+        emit(BENCH, f'{name}.encode_floor', encode, 'tracks/s', tracks=len(paths), workers=workers,
+             load_avg_1m=_load(), note=f'the per-track work of the {fmt} writer alone (decode, resample'
+                                       f'{", log-mel" if fmt == "log-mel" else ""}, nothing written)')
+        rates, digests = {}, {}
+        for engine in ('local', 'beam'):
+            out = os.path.join(workdir, 'tfrecords', f'{kind}-{fmt}-{engine}')
+            shutil.rmtree(out, ignore_errors=True)
+            summary, seconds = _write(adapter_out, out, engine, workers, shards, fmt)
+            n = summary['tracks_written'] + sum(summary['tracks_skipped'].values())
+            rates[engine] = n / seconds
+            digests[engine] = _shard_digest(out)
+            emit(BENCH, f'{name}.{engine}', rates[engine], 'tracks/s', tracks=n, seconds=round(seconds, 2),
+                 workers=workers, shards_per_split=shards, load_avg_1m=_load())
+        emit(BENCH, f'{name}.vs_floor', rates['local'] / floor, 'x', target=0.8 if fmt == 'waveform' else None,
+             note='local writer tracks/s / decode+resample tracks/s, same files, same workers' +
+                  ('' if fmt == 'waveform' else ' (log-mel adds the spectrogram: compare with vs_encode_floor)'))
+        emit(BENCH, f'{name}.vs_encode_floor', rates['local'] / encode, 'x',
+             note='local writer tracks/s / its per-track work alone: the cost of the writing itself')
+        emit(BENCH, f'{name}.beam_vs_local', rates['beam'] / rates['local'], 'x',
+             identical=digests['beam'] == digests['local'])
 
 
 _ENCODE_PEAK = """
@@ -272,6 +283,8 @@ def parse_args(argv=None):
     ap.add_argument('--seed', type=int, default=0, help='seed of the synthetic trees')
     ap.add_argument('--only', choices=['mtat', 'jamendo'], default=None, help='one source only')
     ap.add_argument('--skip-write', action='store_true', help='the adapters only (no TFRecord writing)')
+    ap.add_argument('--formats', nargs='+', choices=['waveform', 'log-mel'], default=['waveform', 'log-mel'],
+                    help='TFRecord formats written (waveform: the per-track work is decode + resample, the floor)')
     ap.add_argument('--tiny', action='store_true',
                     help='a run under a minute: 32 clips, 8 Jamendo tracks of 6-9 s, 1 worker')
     args = ap.parse_args(argv)
@@ -296,7 +309,7 @@ def main(argv=None):
         adapter_out = bench_adapter(kind, trees, args.workdir, args.workers)
         if args.skip_write:
             continue
-        bench_write(kind, adapter_out, args.workdir, args.workers, args.shards_per_split)
+        bench_write(kind, adapter_out, args.workdir, args.workers, args.shards_per_split, args.formats)
         if kind == 'jamendo':
             bench_long_file(_planned_paths(adapter_out))
     return 0
