@@ -24,6 +24,7 @@ TINY = {
     'bench_pipeline.py': ['--tracks', '4', '--epochs', '1', '--write-tracks', '4', '--rounds', '1',
                           '--write-rounds', '1'],
     'bench_predict.py': ['--tiny'],
+    'bench_retrieval.py': ['--sizes', '500', '--queries', '10'],
     'bench_synthetic.py': ['--tracks', '4', '--seconds', '3', '--workers', '1'],
     'bench_training.py': ['--models', 'musicnn', '--seconds', '0.2', '--min-steps', '1', '--tracks', '48',
                           '--passes', '1'],
