@@ -460,3 +460,28 @@ def test_reader_retries_when_a_writer_replaced_the_generation_it_was_opening(tmp
     reader = open_store(tmp_path / backend_name, read_only=True)
     assert sorted(reader.ids()) == ids[4:] and len(calls) == 2
     store.close()
+
+
+def _recording(search, used):
+    def wrapped(queries, k, ef, mask):
+        used.append(ef)
+        return search(queries, k, ef, mask)
+    return wrapped
+
+
+def test_hnsw_ef_grows_with_the_store_unless_fixed(tmp_path, monkeypatch):
+    from retrieval import store_hnsw
+    assert store_hnsw.auto_ef(10) == store_hnsw.auto_ef(100_000) == 96
+    assert 500 <= store_hnsw.auto_ef(1_000_000) <= 600          # recall@10 0.969 measured at ef 512 there
+    assert store_hnsw.auto_ef(10 ** 9) == 1024
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 8)).astype(np.float32)
+    used = []
+    for ef in (None, 300):
+        with open_store(tmp_path / f's{ef}', backend='hnsw', dim=8, create=True, ef=ef, exact_below=0) as st:
+            st.upsert([f't{i}' for i in range(50)], vectors, [{} for _ in range(50)])
+            monkeypatch.setattr(store_hnsw, 'auto_ef', lambda n: 77)
+            monkeypatch.setattr(st, '_graph_search', _recording(st._graph_search, used))
+            st.search(vectors[0], k=3)
+            monkeypatch.undo()
+    assert used == [77, 300]
