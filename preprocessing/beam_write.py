@@ -89,7 +89,7 @@ def write_one_shard(shard, out, features, compression, token):
     from preprocessing.tfrecords import _shard_items, _write_shard
     _import_tensorflow_once()
     with threadpool_limits(limits=1, user_api='blas'):
-        results = map(encode_item, _shard_items(shard, features))
+        results = map(encode_item, _shard_items(shard, features, compression))
         info = _write_shard(shard, out, results, _progress_for(token), compression)
     log.debug('wrote %s (%d tracks)', shard['name'], info['examples'])
     return info

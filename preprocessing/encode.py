@@ -1,7 +1,7 @@
 """Per-track work of ``preprocessing write``: decode one file and encode its stored audio bytes.
 
 Kept apart from :mod:`preprocessing.tfrecords` so that the writer's worker processes (started
-with ``spawn``) import only NumPy, SciPy's FFT, soundfile and soxr: about 0.35 s of start-up per
+with ``spawn``) import only NumPy, SciPy's FFT, soundfile, soxr and crcmod: about 0.35 s of start-up per
 worker instead of about 0.8 s with pandas and the rest of the writer (measured with
 ``python -X importtime``), which a short write job would otherwise pay on every run.
 """
@@ -16,6 +16,7 @@ import numpy as np
 from core.procs import exit_with_parent
 from preprocessing.audio import AudioLoadError, load_audio
 from preprocessing.features import FeatureParams, log_mel
+from preprocessing.records import example_parts, frame_record
 
 __all__ = ['encode_track', 'encode_item', 'init_worker', 'PAUSE_ENV']
 
@@ -39,7 +40,9 @@ def encode_track(path, features: dict):
     audio = load_audio(path, sr=features['sr'])
     duration = len(audio) / features['sr']
     if features['format'] == 'waveform':
-        arr = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype('<i2')
+        arr = np.clip(audio, -1.0, 1.0)       # a new array: scaled and rounded in place, no more copies
+        arr *= 32767.0
+        arr = np.round(arr, out=arr).astype('<i2')
     else:
         arr = log_mel(audio, FeatureParams.from_dict(features['params']))
         if not np.isfinite(arr).all():
@@ -65,16 +68,24 @@ def _pause_point() -> None:
 
 
 def encode_item(item):
-    """Pool task: (track_id, path, features) -> ('ok', bytes, shape, duration) | ('skip', reason, detail)."""
+    """Pool task: one track's record, built completely in the worker.
+
+    ``item``: (track_id, artist_id, path, tags, features, framed). Returns ``('ok', record, shape,
+    duration)``, where ``record`` is the serialized Example (:func:`preprocessing.records.serialize_example`),
+    framed as a TFRecord record when ``framed`` (:func:`preprocessing.records.frame_record`: the
+    writer appends it to the shard file as it is), or ``('skip', reason, detail)`` for a file that
+    cannot be read or encoded.
+    """
     _pause_point()
-    _, path, features = item
+    tid, artist, path, tags, features, framed = item
     try:
         audio, shape, duration = encode_track(path, features)
     except AudioLoadError as e:
         return ('skip', e.reason, e.detail)
     except Exception as e:  # noqa: BLE001 - a bad file must never stop a long job
         return ('skip', 'error', f'{type(e).__name__}: {e}')
-    return ('ok', audio, shape, duration)
+    parts = example_parts(tid, artist, tags, audio, shape, duration)   # an error here is a bug: it raises
+    return ('ok', frame_record(parts) if framed else b''.join(parts), shape, duration)
 
 
 def init_worker(owner: int | None = None):

@@ -45,6 +45,7 @@ from core.locks import OutputLock
 from preprocessing.encode import encode_item, encode_track, init_worker  # noqa: F401  (encode_track: public API)
 from preprocessing.features import FeatureParams, frames_per_second, get_params
 from preprocessing.inputs import INPUT_PROBLEMS, read_inputs
+from preprocessing.records import serialize_example  # noqa: F401  (public API)
 from preprocessing.splits import SPLITS, hash_unit
 
 __all__ = ['FORMATS', 'FORMAT_VERSION', 'LAYOUT', 'plan_shards', 'shard_name', 'feature_spec', 'write_tfrecords',
@@ -85,34 +86,6 @@ def feature_spec(fmt, sr=16000, preset=None, params=None, audio_encoding='raw') 
     return {'format': 'log-mel', 'sr': params.sr, 'dtype': 'float16', 'scale': 1.0,
             'audio_encoding': audio_encoding, 'layout': LAYOUT, 'params': params.to_dict(),
             'frames_per_second': frames_per_second(params)}
-
-
-def serialize_example(track_id, artist_id, tags, audio_bytes, shape, duration) -> bytes:
-    """Serialise one track as a ``tf.train.Example`` (see the module docstring for keys).
-
-    The record is two serialized Examples back to back: the metadata, then one holding only
-    ``audio``. Protobuf parsers merge concatenated messages, so this *is* one Example with all six
-    keys to any reader (``tf.io.parse_example``, ``tf.train.Example.FromString``); what it adds is
-    a guaranteed layout: the record ends with the audio bytes. ``make_dataset`` relies on that
-    (manifest ``layout: audio-last``) to cut a window straight out of the record instead of parsing
-    the whole track's bytes.
-    """
-    from core.logs import import_tensorflow
-    tf = import_tensorflow()           # without its C++ start-up noise
-    feat = tf.train.Feature
-    meta = tf.train.Example(features=tf.train.Features(feature={
-        'track_id': feat(bytes_list=tf.train.BytesList(value=[str(track_id).encode()])),
-        'artist_id': feat(bytes_list=tf.train.BytesList(value=[str(artist_id or '').encode()])),
-        'tags': feat(int64_list=tf.train.Int64List(value=[int(t) for t in tags])),
-        'shape': feat(int64_list=tf.train.Int64List(value=list(shape))),
-        'duration': feat(float_list=tf.train.FloatList(value=[float(duration)])),
-    }))
-    audio = tf.train.Example(features=tf.train.Features(feature={
-        'audio': feat(bytes_list=tf.train.BytesList(value=[audio_bytes]))}))
-    record = meta.SerializeToString(deterministic=True) + audio.SerializeToString()
-    if not record.endswith(audio_bytes):  # cannot happen with a conforming protobuf encoder
-        raise AssertionError('serialized record does not end with the audio bytes')
-    return record
 
 
 # ------------------------------------------------------------------------------------ planning
@@ -221,11 +194,14 @@ def _shard_done(out, name):
     return files.exists(files.join(out, name)) and files.exists(files.join(out, _STATE, name + '.json'))
 
 
-def _shard_items(shard, features):
-    return [(tid, path, features) for tid, _, path, _ in shard['tracks']]
+def _shard_items(shard, features, compression):
+    """:func:`encode_item` tasks for the shard's tracks: framed records unless the file is compressed
+    (then TensorFlow's writer frames and compresses them)."""
+    framed = not compression
+    return [(tid, artist, path, tags, features, framed) for tid, artist, path, tags in shard['tracks']]
 
 
-def _results(todo, features, pool):
+def _results(todo, features, pool, compression):
     """:func:`encode_item` results for every track of the shards ``todo``, in order.
 
     With a pool, the next shard's tracks are queued as soon as a shard starts being written, so
@@ -238,15 +214,15 @@ def _results(todo, features, pool):
         from threadpoolctl import threadpool_limits
         with threadpool_limits(limits=1, user_api='blas'):
             for shard in todo:
-                yield from map(encode_item, _shard_items(shard, features))
+                yield from map(encode_item, _shard_items(shard, features, compression))
         return
     queued = collections.deque()
     rest = iter(todo)
     for shard in itertools.islice(rest, 1):
-        queued.append(pool.imap(encode_item, _shard_items(shard, features), chunksize=1))
+        queued.append(pool.imap(encode_item, _shard_items(shard, features, compression), chunksize=1))
     while queued:
         for shard in itertools.islice(rest, 1):
-            queued.append(pool.imap(encode_item, _shard_items(shard, features), chunksize=1))
+            queued.append(pool.imap(encode_item, _shard_items(shard, features, compression), chunksize=1))
         yield from queued.popleft()
 
 
@@ -274,11 +250,11 @@ class _Progress:
 def _fill_shard(writer, shard, results, progress):
     """Write the shard's tracks from ``results``; returns (counts, skipped rows)."""
     tag_counts, skipped, n_ok, seconds, min_length = Counter(), [], 0, 0.0, None
-    for tid, artist, path, tags in shard['tracks']:
+    for tid, _, path, tags in shard['tracks']:
         res = next(results)
         if res[0] == 'ok':
-            _, audio, shape, duration = res
-            writer.write(serialize_example(tid, artist, tags, audio, shape, duration))
+            _, record, shape, duration = res
+            writer.write(record)
             tag_counts.update(tags)
             n_ok += 1
             seconds += duration
@@ -291,21 +267,52 @@ def _fill_shard(writer, shard, results, progress):
             'tag_counts': {str(k): v for k, v in sorted(tag_counts.items())}}, skipped
 
 
+class _RecordFile:
+    """An uncompressed shard written with plain buffered file I/O: the records come framed from the
+    workers (:func:`preprocessing.records.frame_record`), so writing is appending bytes, and the
+    SHA-256 is updated on the way (the file is not read back)."""
+
+    def __init__(self, path):
+        opener = files.gfile().GFile if files.is_url(path) else open
+        self.file = opener(path, 'wb')
+        self.sha = hashlib.sha256()
+
+    def write(self, record):
+        self.file.write(record)
+        self.sha.update(record)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+def _fill_file(tmp, shard, results, progress, compression):
+    """Write the shard's records to ``tmp``; returns (counts, skipped rows, sha256 hex of the file)."""
+    if not compression:
+        with _RecordFile(tmp) as writer:
+            counts, skipped = _fill_shard(writer, shard, results, progress)
+        return counts, skipped, writer.sha.hexdigest()
+    from core.logs import import_tensorflow
+    tf = import_tensorflow()           # without its C++ start-up noise
+    options = tf.io.TFRecordOptions(compression_type=compression, compression_level=1)
+    with tf.io.TFRecordWriter(tmp, options=options) as writer:
+        counts, skipped = _fill_shard(writer, shard, results, progress)
+    return counts, skipped, _sha256_of(tmp)
+
+
 def _write_shard(shard, out, results, progress, compression):
-    """Write one shard from ``results`` (:func:`encode_item` results in track order).
+    """Write one shard from ``results`` (:func:`encode_item` results in track order, made with
+    ``_shard_items(shard, features, compression)``).
 
     The records go to a temporary file unique to this process, renamed into place when complete;
     on any error (a full disk included) the temporary file is removed.
     """
-    from core.logs import import_tensorflow
-    tf = import_tensorflow()           # without its C++ start-up noise
     tmp = files.temp_name(files.join(out, _STATE, shard['name']), 'partial')
-    options = tf.io.TFRecordOptions(compression_type=compression, compression_level=1) if compression else None
     try:
-        with tf.io.TFRecordWriter(tmp, options=options) as writer:
-            counts, skipped = _fill_shard(writer, shard, results, progress)
-        info = {'name': shard['name'], 'split': shard['split'], **counts, 'sha256': _sha256_of(tmp),
-                'skipped': skipped}
+        counts, skipped, sha256 = _fill_file(tmp, shard, results, progress, compression)
+        info = {'name': shard['name'], 'split': shard['split'], **counts, 'sha256': sha256, 'skipped': skipped}
         files.rename(tmp, files.join(out, shard['name']))
     except BaseException:
         with contextlib.suppress(Exception):
@@ -327,7 +334,7 @@ def _no_space(e, out, finished):
 def _write_shards(todo, out, features, pool, progress, compression):
     """Write every shard of ``todo``; a full disk becomes :class:`~core.errors.NoSpaceError`."""
     infos = []
-    results = _results(todo, features, pool)
+    results = _results(todo, features, pool, compression)
     try:
         for shard in todo:
             infos.append(_write_shard(shard, out, results, progress, compression))

@@ -427,15 +427,16 @@ def test_writer_workers_run_one_blas_thread():
 
 
 def _fail_second_record(monkeypatch):
-    import preprocessing.tfrecords as tfr
-    real, calls = tfr.serialize_example, []
+    # the serial path (workers=1) builds each record in this process (preprocessing.encode.encode_item)
+    import preprocessing.encode as enc
+    real, calls = enc.example_parts, []
 
     def failing(*args):
         calls.append(args[0])
         if len(calls) == 2:
             raise RuntimeError('encoder failed')
         return real(*args)
-    monkeypatch.setattr(tfr, 'serialize_example', failing)
+    monkeypatch.setattr(enc, 'example_parts', failing)
 
 
 def test_writer_error_leaves_no_shard_and_no_partial_file(corpus, tmp_path, monkeypatch):
