@@ -439,6 +439,23 @@ def _fail_second_record(monkeypatch):
     monkeypatch.setattr(enc, 'example_parts', failing)
 
 
+def test_compressed_shards_hold_the_same_records_and_their_own_sha256(corpus, wave_dir, tmp_path):
+    # uncompressed shards are framed by the workers; compressed ones by TensorFlow's writer from the
+    # unframed records: both must hold the same records, and the manifest the compressed file's hash
+    out = tmp_path / 'gz'
+    write_tfrecords(corpus['master'], corpus['tags_db'], corpus['splits'], str(out), format='waveform',
+                    shards_per_split=1, workers=1, compression='GZIP', progress=False)
+    shards = sorted(p.name for p in out.glob('*.tfrecord'))
+    assert shards == sorted(n for n in os.listdir(wave_dir) if n.endswith('.tfrecord'))
+    for name in shards:
+        plain = [r.numpy() for r in tf.data.TFRecordDataset(os.path.join(wave_dir, name))]
+        packed = [r.numpy() for r in tf.data.TFRecordDataset(str(out / name), compression_type='GZIP')]
+        assert packed == plain and plain
+    manifest = json.loads((out / 'manifest.json').read_text())
+    hashes = {s['file']: s['sha256'] for sp in manifest['splits'].values() for s in sp['shards']}
+    assert hashes == {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in shards}
+
+
 def test_writer_error_leaves_no_shard_and_no_partial_file(corpus, tmp_path, monkeypatch):
     # an error in the middle of a serial write: no shard is renamed into place, no temporary file is left
     _fail_second_record(monkeypatch)
