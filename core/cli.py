@@ -29,9 +29,9 @@ import sys
 from .errors import EXIT_INTERRUPTED, MuseTagError, exit_code, is_user_error
 from .logs import setup_logging
 
-__all__ = ['add_run_options', 'positive_int', 'nonneg_int', 'positive_float', 'finite_float', 'existing_file',
-           'existing_dir', 'existing_path', 'key_value', 'parse_overrides', 'add_verbosity', 'verbosity',
-           'show_progress', 'run_command', 'HelpFormatter']
+__all__ = ['add_run_options', 'check_inputs_exist', 'escape', 'positive_int', 'nonneg_int', 'positive_float',
+           'finite_float', 'existing_file', 'existing_dir', 'existing_path', 'key_value', 'parse_overrides',
+           'add_verbosity', 'verbosity', 'show_progress', 'run_command', 'HelpFormatter']
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,37 @@ def parse_overrides(items) -> dict:
             raise MuseTagError(f'--set {item!r}: expected KEY=VALUE')
         out.update(value)
     return out
+
+
+_ESCAPES = {'\\': '\\\\', '\n': '\\n', '\t': '\\t', '\r': '\\r'}
+
+
+def escape(text: str) -> str:
+    """``text`` on one line, unambiguously: backslash escapes for ``\\``, newline, tab, carriage
+    return, other non-printable characters (``\\xNN``, ``\\uNNNN``) and bytes of a file name that are
+    not UTF-8 (``\\xNN``: Python decodes them to lone surrogates)."""
+    if text.isprintable() and '\\' not in text:
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif 0xDC80 <= code <= 0xDCFF:                 # an undecodable byte (surrogateescape)
+            out.append(f'\\x{code - 0xDC00:02x}')
+        elif not ch.isprintable():
+            out.append(f'\\x{code:02x}' if code < 0x100 else f'\\u{code:04x}')
+        else:
+            out.append(ch)
+    return ''.join(out)
+
+
+def check_inputs_exist(paths) -> None:
+    """A :class:`MuseTagError` naming the first three of ``paths`` that do not exist (escaped), if any."""
+    missing = [str(p) for p in paths if not os.path.lexists(p)]
+    if missing:
+        more = f' (and {len(missing) - 3} more)' if len(missing) > 3 else ''
+        raise MuseTagError(f'no such file or folder: {", ".join(map(escape, missing[:3]))}{more}')
 
 
 def add_run_options(parser, *, model: bool = True) -> None:

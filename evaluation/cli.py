@@ -189,28 +189,16 @@ def tag_main(argv=None, prog=None) -> int:
     return ccli.run_command(_tag, args, prog)
 
 
-def _model_run(name: str) -> str:
-    """The run directory of published model ``name`` (imported into the user cache on first use)."""
-    try:
-        from modeling.pretrained import cached_run
-    except ImportError:
-        raise MuseTagError('--model needs modeling.pretrained.cached_run, which this installation lacks: import '
-                           'the model with `musetag pretrained import` and pass --run') from None
-    return str(cached_run(name))
-
-
 def _tag(args) -> int:
     from evaluation import tagging
     if args.run is not None:
         check_run_dir(args.run)
-    missing = [p for p in args.paths if not os.path.lexists(p)]
-    if missing:
-        more = f' (and {len(missing) - 3} more)' if len(missing) > 3 else ''
-        raise MuseTagError(f'no such file or folder: {", ".join(map(tagging.escape, missing[:3]))}{more}')
+    ccli.check_inputs_exist(args.paths)
     inputs = tagging.collect_inputs(args.paths)
     pngs = tagging.taggram_paths(inputs.files, args.taggram) if args.taggram else []
     tagging.check_outputs([args.json_out, args.csv_out] + pngs, args.overwrite)
-    run = args.run if args.run is not None else _model_run(args.model)
+    from modeling.pretrained import run_or_model
+    run = run_or_model(args.run, args.model)
     from core.logs import import_tensorflow
     import_tensorflow()
     from evaluation.tagger import Tagger

@@ -43,6 +43,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from core import files
+from core.cli import escape
 from core.errors import OutputExistsError
 from preprocessing.audio import Inputs, collect_inputs
 
@@ -50,29 +51,6 @@ __all__ = ['escape', 'taggram_paths', 'check_outputs', 'tag_paths',
            'predict_paths']
 
 log = logging.getLogger(__name__)
-
-_ESCAPES = {'\\': '\\\\', '\n': '\\n', '\t': '\\t', '\r': '\\r'}
-
-
-def escape(text: str) -> str:
-    """``text`` on one line, unambiguously: backslash escapes for ``\\``, newline, tab, carriage
-    return, other non-printable characters (``\\xNN``, ``\\uNNNN``) and bytes of a file name that are
-    not UTF-8 (``\\xNN``: Python decodes them to lone surrogates)."""
-    if text.isprintable() and '\\' not in text:
-        return text
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif 0xDC80 <= code <= 0xDCFF:                 # an undecodable byte (surrogateescape)
-            out.append(f'\\x{code - 0xDC00:02x}')
-        elif not ch.isprintable():
-            out.append(f'\\x{code:02x}' if code < 0x100 else f'\\u{code:04x}')
-        else:
-            out.append(ch)
-    return ''.join(out)
-
 
 def taggram_paths(files_: list, taggram: str) -> list:
     """The taggram PNG of each input file, distinct (compared case-insensitively) within the run.

@@ -520,6 +520,12 @@ def _cache_valid(run: Path, published: str) -> bool:
 _CACHE_WAIT_SECONDS = 900.0
 
 
+def run_or_model(run, model) -> str:
+    """The run directory a command was given (``--run``), or that of published model ``model``
+    (``--model``), imported into the user cache on first use."""
+    return str(run) if run is not None else str(cached_run(model))
+
+
 def cached_run(name: str, *, cache_dir=None) -> Path:
     """The run directory of published model ``name`` in the user cache, imported on first use.
 

@@ -180,11 +180,6 @@ def playlist_parser(prog=None) -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------------------------------
 # shared steps
 # --------------------------------------------------------------------------------------------------
-def _model_run(name: str) -> str:
-    from modeling.pretrained import cached_run
-    return str(cached_run(name))
-
-
 def _check_out(path, overwrite) -> None:
     if path:
         from core import files
@@ -219,14 +214,13 @@ def _build(args) -> int:
     from modeling.rundir import check_run_dir
     if args.run is not None:
         check_run_dir(args.run)
-    missing = [p for p in args.paths if not os.path.lexists(p)]
-    if missing:
-        raise MuseTagError(f'no such file or folder: {", ".join(missing[:3])}')
+    ccli.check_inputs_exist(args.paths)
     if (args.qdrant_url or args.collection) and args.backend not in (None, 'qdrant'):
         raise MuseTagError('--qdrant-url/--collection need --backend qdrant')
     options = {k: v for k, v in (('url', args.qdrant_url), ('collection', args.collection)) if v}
     backend = 'qdrant' if options and args.backend is None else args.backend
-    run = args.run if args.run is not None else _model_run(args.model)
+    from modeling.pretrained import run_or_model
+    run = run_or_model(args.run, args.model)
     from core.logs import import_tensorflow
     import_tensorflow()
     from retrieval.index import build_index

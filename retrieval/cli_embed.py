@@ -34,7 +34,7 @@ import time
 from collections import Counter
 
 from core import cli as ccli
-from core.errors import EXIT_OK, EXIT_PARTIAL, MuseTagError
+from core.errors import EXIT_OK, EXIT_PARTIAL
 from modeling.rundir import check_run_dir
 
 __all__ = ['main', 'parser', 'embed_paths']
@@ -95,30 +95,18 @@ def main(argv=None, prog=None) -> int:
     return ccli.run_command(_embed, args, prog)
 
 
-def _printable(path: str) -> str:
-    """``path`` on one line (control characters and undecodable bytes escaped)."""
-    return path if path.isprintable() else repr(path)[1:-1]
-
-
-def _model_run(name: str) -> str:
-    from modeling.pretrained import cached_run
-    return str(cached_run(name))
-
-
 def _embed(args) -> int:
     from core.locks import OutputLock
     from preprocessing.audio import collect_inputs
     from retrieval.embeddings import EmbeddingWriter
     if args.run is not None:
         check_run_dir(args.run)
-    missing = [p for p in args.paths if not os.path.lexists(p)]
-    if missing:
-        more = f' (and {len(missing) - 3} more)' if len(missing) > 3 else ''
-        raise MuseTagError(f'no such file or folder: {", ".join(map(_printable, missing[:3]))}{more}')
+    ccli.check_inputs_exist(args.paths)
     writer = EmbeddingWriter(args.out, windows=args.windows, overwrite=args.overwrite)   # checks the output
     inputs = collect_inputs(args.paths)
     with OutputLock(args.out):
-        run = args.run if args.run is not None else _model_run(args.model)
+        from modeling.pretrained import run_or_model
+        run = run_or_model(args.run, args.model)
         from core.logs import import_tensorflow
         import_tensorflow()
         from evaluation.tagger import Tagger
@@ -132,7 +120,7 @@ def _embed(args) -> int:
                               hop_seconds=args.hop_seconds, batch_size=args.batch_size,
                               progress=ccli.show_progress(args) and len(inputs.files) > 1)
     if summary['embedded'] == 0 and summary['skipped'] == 0:
-        print(f'{" ".join(map(_printable, args.paths))}: nothing to embed (no files found)', file=sys.stderr)
+        print(f'{" ".join(map(ccli.escape, args.paths))}: nothing to embed (no files found)', file=sys.stderr)
         return EXIT_PARTIAL
     return EXIT_PARTIAL if summary['skipped'] or not summary['embedded'] else EXIT_OK
 
@@ -181,7 +169,7 @@ def embed_paths(tagger, inputs, writer, *, roots=(), layer=None, pooling='mean',
     reasons, warned = Counter(), Counter()
     for path, reason, detail in inputs.skipped:
         reasons[reason] += 1
-        print(f'skipped {_printable(path)}: {reason} ({detail})', file=err)
+        print(f'skipped {ccli.escape(path)}: {reason} ({detail})', file=err)
     embedded, audio_seconds, t0 = 0, 0.0, time.perf_counter()
     with contextlib.ExitStack() as stack:
         bar = stack.enter_context(tqdm(inputs.files, unit='file', desc='embedding', file=err, disable=not progress))
@@ -191,16 +179,16 @@ def embed_paths(tagger, inputs, writer, *, roots=(), layer=None, pooling='mean',
                                         hop_seconds=hop_seconds, batch_size=batch_size)
             except AudioLoadError as e:
                 reasons[e.reason] += 1
-                bar.write(f'skipped {_printable(item.path)}: {e.reason}' + (f' ({e.detail})' if e.detail else ''),
+                bar.write(f'skipped {ccli.escape(item.path)}: {e.reason}' + (f' ({e.detail})' if e.detail else ''),
                           file=err)
                 continue
             except (ValueError, OSError, MemoryError) as e:       # anything else this one file triggers
                 reasons['error'] += 1
-                bar.write(f'skipped {_printable(item.path)}: error ({type(e).__name__}: {e})', file=err)
+                bar.write(f'skipped {ccli.escape(item.path)}: error ({type(e).__name__}: {e})', file=err)
                 continue
             for code, message in sorted(emb.tags.warnings.items()):
                 warned[code] += 1
-                bar.write(f'warning: {_printable(item.path)}: {message}', file=err)
+                bar.write(f'warning: {ccli.escape(item.path)}: {message}', file=err)
             if embedded == 0:
                 stack.enter_context(writer)          # the file exists only if something is embedded
             writer.add(track_id_for(item.path, root=_root_of(item.path, roots)), item.path, emb)
@@ -224,7 +212,7 @@ def _summary_line(s: dict, inputs, writer) -> str:
         text += f"; {len(inputs.hidden)} hidden name(s) (starting with '.') not searched"
     if s['embedded']:
         m = writer.meta
-        text += (f'; wrote {_printable(writer.path)} ({s["embedded"]} × {m.get("dim")}, layer {m.get("layer")}, '
+        text += (f'; wrote {ccli.escape(writer.path)} ({s["embedded"]} × {m.get("dim")}, layer {m.get("layer")}, '
                  f'pooling {m.get("pooling")}' + (', with window vectors' if writer.windows else '') + ')')
     return text
 

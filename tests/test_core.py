@@ -342,3 +342,15 @@ def test_add_run_options_run_or_model_and_the_old_spelling():
     q = argparse.ArgumentParser()
     add_run_options(q, model=False)
     assert q.parse_args(['--run-dir', 'r']).run == 'r' and '--model' not in q.format_help()
+
+
+def test_check_inputs_exist_names_the_missing_ones_escaped(tmp_path):
+    from core.cli import check_inputs_exist
+    from core.errors import MuseTagError
+    (tmp_path / 'here.mp3').write_bytes(b'')
+    check_inputs_exist([tmp_path / 'here.mp3'])
+    missing = [str(tmp_path / f'gone{i}\n.mp3') for i in range(5)]
+    with pytest.raises(MuseTagError) as e:
+        check_inputs_exist([tmp_path / 'here.mp3', *missing])
+    text = str(e.value)
+    assert 'gone0\\n.mp3' in text and '\n' not in text and '(and 2 more)' in text and 'here.mp3' not in text
