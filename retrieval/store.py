@@ -240,6 +240,30 @@ class VectorStore:
         self.read_only = read_only
         self._closed = False
 
+    def _open_on_disk(self, path, meta, dim, metric, read_only, new_meta, init_empty) -> None:
+        """Open a store kept in :class:`StoreFiles` at ``path`` (``meta`` None: create it) under its
+        writer lock, released again if opening fails. A new store gets ``new_meta()`` in its meta and
+        ``init_empty()`` sets up its empty state before the first flush."""
+        self._files = StoreFiles(path)
+        self._lock = write_lock(path, read_only)
+        try:
+            if meta is None:
+                VectorStore.__init__(self, path, dim, metric, read_only)
+                self._meta = {'backend': self.backend, 'dim': self.dim, 'metric': self.metric, 'count': 0,
+                              **new_meta()}
+                init_empty()
+                self._dirty = True
+                self._flush()
+            else:
+                VectorStore.__init__(self, path, meta['dim'], meta['metric'], read_only)
+                self._meta = self._files.load(meta, self._load)
+                if not read_only:
+                    self._files.clean(meta)
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+
     # ---- abstract operations (backends implement these; arguments arrive validated) ----
     def _upsert(self, ids: list, vectors: np.ndarray, payloads: list) -> None:
         raise NotImplementedError

@@ -37,8 +37,8 @@ import struct
 
 import numpy as np
 
-from .store import (Hit, PayloadIndex, StoreError, StoreFiles, UnknownIdError, VectorStore, check_options,
-                    positive, top_k, write_lock)
+from .store import (Hit, PayloadIndex, StoreError, UnknownIdError, VectorStore, check_options,
+                    positive, top_k)
 
 __all__ = ['HnswStore', 'DEFAULTS']
 
@@ -77,28 +77,14 @@ class HnswStore(VectorStore):
         self.ef = None if opts['ef'] is None else positive('ef', opts['ef'])   # None: auto_ef(len)
         self.exact_below = int(opts['exact_below'])
         self.threads = int(opts['threads']) or -1
-        self._files = StoreFiles(path)
-        self._lock = write_lock(path, read_only)
-        try:
-            if meta is None:
-                super().__init__(path, dim, metric, read_only)
-                build = {'M': positive('M', opts['M']), 'ef_construction': positive('ef_construction',
-                                                                                   opts['ef_construction'])}
-                self._meta = {'backend': self.backend, 'dim': self.dim, 'metric': self.metric, 'count': 0,
-                              'options': build}
-                self._new_graph(1024)
-                self._set_records([], [], [], 0)
-                self._dirty = True
-                self._flush()
-            else:
-                super().__init__(path, meta['dim'], meta['metric'], read_only)
-                self._meta = self._files.load(meta, self._load)
-                if not read_only:
-                    self._files.clean(meta)
-        except BaseException:
-            if self._lock is not None:
-                self._lock.release()
-            raise
+        def build_options():          # fixed at creation
+            return {'options': {'M': positive('M', opts['M']),
+                                'ef_construction': positive('ef_construction', opts['ef_construction'])}}
+        self._open_on_disk(path, meta, dim, metric, read_only, build_options, self._init_empty)
+
+    def _init_empty(self) -> None:
+        self._new_graph(1024)
+        self._set_records([], [], [], 0)
 
     # ------------------------------------------------------------------------------ state
     def _new_graph(self, capacity: int):

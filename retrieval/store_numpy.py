@@ -14,8 +14,8 @@ import logging
 
 import numpy as np
 
-from .store import (Hit, PayloadIndex, StoreError, StoreFiles, UnknownIdError, VectorStore, check_options,
-                    top_k, write_lock)
+from .store import (Hit, PayloadIndex, StoreError, UnknownIdError, VectorStore, check_options,
+                    top_k)
 
 __all__ = ['NumpyStore']
 
@@ -32,24 +32,8 @@ class NumpyStore(VectorStore):
 
     def __init__(self, path, *, meta, dim, metric, read_only, **options):
         check_options(self.backend, options, {})
-        self._files = StoreFiles(path)
-        self._lock = write_lock(path, read_only)
-        try:
-            if meta is None:
-                super().__init__(path, dim, metric, read_only)
-                self._meta = {'backend': self.backend, 'dim': self.dim, 'metric': self.metric, 'count': 0}
-                self._set_rows(np.zeros((0, self.dim), np.float32), [], [])
-                self._dirty = True
-                self._flush()
-            else:
-                super().__init__(path, meta['dim'], meta['metric'], read_only)
-                self._meta = self._files.load(meta, self._load)
-                if not read_only:
-                    self._files.clean(meta)
-        except BaseException:
-            if self._lock is not None:
-                self._lock.release()
-            raise
+        self._open_on_disk(path, meta, dim, metric, read_only, dict,
+                           lambda: self._set_rows(np.zeros((0, self.dim), np.float32), [], []))
 
     # ------------------------------------------------------------------------------ state
     def _set_rows(self, vectors: np.ndarray, ids: list, payloads: list) -> None:
