@@ -35,12 +35,15 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 venv: $(STAMP)
 
 # Debian packages the demo and the tests use: fluidsynth and a General MIDI soundfont render the
-# music21 score corpus to audio (the demo's real-music leg). Installed when missing and we may
-# (root, or passwordless sudo); otherwise the command says what to install.
-SYSDEPS := fluidsynth timgm6mb-soundfont
+# music21 score corpus to audio (the demo's real-music leg); chromium is the real browser the web
+# page is tested in (Playwright drives it); libportaudio2 is PortAudio for `musetag listen`
+# (sounddevice's Linux wheel carries none). Installed when missing and we may (root, or passwordless
+# sudo); otherwise the command says what to install.
+SYSDEPS := fluidsynth timgm6mb-soundfont chromium libportaudio2
 SOUNDFONT := /usr/share/sounds/sf2/TimGM6mb.sf2
 sysdeps:
-	@if command -v fluidsynth > /dev/null && test -f $(SOUNDFONT); then exit 0; fi; \
+	@if command -v fluidsynth > /dev/null && test -f $(SOUNDFONT) && command -v chromium > /dev/null \
+	    && /sbin/ldconfig -p | grep -q libportaudio.so.2; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2> /dev/null; then SUDO="sudo -n"; else \
 	    echo "missing Debian packages: sudo apt-get install -y $(SYSDEPS)" >&2; exit 2; fi; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \

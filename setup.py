@@ -19,8 +19,9 @@ setup(
     python_requires='>=3.11,<3.12',
     packages=find_packages(include=['core', 'msd', 'msd.*', 'sources', 'sources.*', 'preprocessing', 'modeling',
                                     'training', 'evaluation', 'evaluation.*', 'retrieval', 'retrieval.*',
+                                    'latent', 'latent.*', 'imagemusic', 'imagemusic.*', 'webapp', 'webapp.*',
                                     'musetag']),
-    package_data={'msd': ['lists/*.txt'], 'sources': ['lists/*.txt']},
+    package_data={'msd': ['lists/*.txt'], 'sources': ['lists/*.txt'], 'webapp': ['static/*']},
     install_requires=_requirements('requirements.txt'),
     extras_require={'dev': _requirements('requirements-dev.txt')},
     entry_points={'console_scripts': [

@@ -105,22 +105,8 @@ def index_parser(prog=None) -> argparse.ArgumentParser:
     i.add_argument('--json', action='store_true', help='print the information as JSON')
     ccli.add_verbosity(i, progress=False)
 
-    e = sub.add_parser('evaluate', prog=f'{prog} evaluate', formatter_class=ccli.HelpFormatter,
-                       help='retrieval quality on labelled tracks (precision@k, same artist/album)',
-                       description='Precision@k of tag overlap, mean Jaccard and same-artist / same-album hit rates '
-                                   'of the embedding space, the tag-probability space and random ranking.')
-    _index_option(e)
-    e.add_argument('--master', required=True, type=ccli.existing_file, metavar='CSV',
-                   help='master.csv (musetag msd build): artists, albums and audio paths')
-    e.add_argument('--tags', required=True, type=ccli.existing_file, metavar='DB', help='clean tag DB (the truth)')
-    e.add_argument('--splits', default=None, type=ccli.existing_file, metavar='CSV',
-                   help='splits.csv (musetag preprocess split): evaluate only the tracks of --split')
-    e.add_argument('--split', default='test', help='split to evaluate with --splits')
-    e.add_argument('-k', type=ccli.positive_int, default=10, help='results per query')
-    e.add_argument('--seed', type=int, default=0, help='seed of the random ranking baseline')
-    e.add_argument('--json', dest='json_out', default=None, metavar='FILE', help='also write the figures as JSON')
-    e.add_argument('--overwrite', action='store_true', help='replace an existing --json file')
-    ccli.add_verbosity(e)
+    from retrieval import cli_evaluate
+    cli_evaluate.add_parser(sub, prog, _index_option)
     return p
 
 
@@ -206,7 +192,8 @@ def index_main(argv=None, prog=None) -> int:
     """``musetag index``; returns the exit code (module docstring)."""
     prog = prog or 'python -m retrieval index'
     args = index_parser(prog).parse_args(argv)
-    body = {'build': _build, 'info': _info, 'evaluate': _evaluate}[args.command]
+    from retrieval import cli_evaluate
+    body = {'build': _build, 'info': _info, 'evaluate': cli_evaluate.run}[args.command]
     return ccli.run_command(body, args, f'{prog} {args.command}')
 
 
@@ -256,22 +243,6 @@ def _info(args) -> int:
              f'roots    {", ".join(info["roots"]) or "-"}',
              f'created  {info["created"]}; updated {info["updated"]}']
     print('\n'.join(lines))
-    return EXIT_OK
-
-
-def _evaluate(args) -> int:
-    _check_out(args.json_out, args.overwrite)
-    from retrieval.evaluate import evaluate_index, format_report
-    index = _open_index(args.index)
-    try:
-        report = evaluate_index(index, master=args.master, tags_db=args.tags, splits=args.splits, split=args.split,
-                                k=args.k, seed=args.seed)
-    finally:
-        index.close()
-    print(format_report(report))
-    if args.json_out:
-        from core import files
-        files.write_json(args.json_out, report)
     return EXIT_OK
 
 

@@ -13,7 +13,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ('core', 'msd', 'sources', 'preprocessing', 'modeling', 'training', 'evaluation', 'retrieval', 'musetag')
+PACKAGES = ('core', 'msd', 'sources', 'latent', 'preprocessing', 'modeling', 'imagemusic', 'training', 'evaluation',
+            'retrieval', 'webapp', 'musetag')
 
 #: source package -> {target module (prefix) it may import: reason}
 ALLOWED = {
@@ -28,6 +29,10 @@ ALLOWED = {
         'preprocessing.audio': 'the one audio decoder and folder walker (durations, unreadable files)',
         'preprocessing.splits': 'the stable hash split of tracks and artists',
     },
+    'latent': {
+        'msd.tables': 'track ids, artists and paths from master.csv, the module that owns it',
+        'msd.lastfm': 'doc2vec reads each track\'s tags (and strengths) from the clean tag DB',
+    },
     'preprocessing': {
         'msd.tables': 'reads master.csv through the module that owns that contract',
         'msd.lastfm': 'reads the clean tag DB through the module that writes it',
@@ -36,8 +41,14 @@ ALLOWED = {
         'preprocessing.features': 'models and imported models carry the front end parameters',
         'preprocessing.tf_frontend': 'the in-graph LogMel layer of log-mel models fed with waveforms',
     },
+    'imagemusic': {
+        'latent.targets': 'an image model regresses a target table (a music space keyed by track id)',
+        'modeling': 'image runs live in the run directory; image encoders are registry models',
+    },
     'training': {
         'preprocessing': 'the TFRecord input pipeline and front-end parameters',
+        'latent.targets': 'the latent task reads its target vectors by track id',
+        'imagemusic.data': 'image -> music training reads (picture, target) pairs through its input source',
         'modeling': 'models and the run directory',
         'evaluation.metrics': 'per-epoch validation reports exactly the metrics evaluation reports '
                               '(NumPy and scikit-learn only)',
@@ -52,6 +63,15 @@ ALLOWED = {
         'preprocessing.audio': 'the one audio decoder and folder walker',
         'msd.tables': 'index evaluation reads labelled tracks from master.csv',
         'msd.lastfm': 'index evaluation reads track tags from the clean tag DB',
+        'latent': 'cold-start evaluation reads listening data and target tables',
+        'imagemusic': "an index records each track's picture; queries by image encode it with an image run",
+    },
+    'webapp': {
+        'retrieval': 'the page searches an index: similar tracks, playlists, text and image queries',
+        'evaluation.tagger': 'uploads and the microphone are tagged by the same streaming Tagger',
+        'modeling': 'the run directory (labels, features) of the served model',
+        'preprocessing.audio': 'uploads are decoded by the one audio decoder',
+        'imagemusic': 'an uploaded picture is sniffed, size-limited and encoded into the music space',
     },
     'musetag': {p: 'the command dispatches to every stage' for p in PACKAGES},
 }
