@@ -15,7 +15,12 @@ are the documented hyper-parameters of the block)::
     model(x, spec, n_outputs, *, hp=...) -> logits float32 [B, n_outputs]
 
 :func:`build_model` adds the input (and a :class:`preprocessing.tf_frontend.LogMel` layer when a
-log-mel model is given waveforms) and the final sigmoid, named ``tags``.
+log-mel model is given waveforms) and the final activation (sigmoid by default; linear or unit-length
+for regressions towards a latent space), named ``tags``.
+
+Image encoders (:mod:`modeling.image`) are monolithic models of input kind ``'image'``
+(``InputSpec(kind='image', image_size=(h, w))``, input ``image`` float32 ``[B, H, W, 3]`` in [0, 1]);
+:func:`list_models` lists the audio models unless asked for ``kinds=('image',)``.
 """
 from __future__ import annotations
 
@@ -28,11 +33,16 @@ import keras
 
 from core.records import dataclass_from_dict
 
-__all__ = ['InputSpec', 'HParamError', 'register', 'register_frontend', 'register_backend',
+__all__ = ['InputSpec', 'HParamError', 'AUDIO_KINDS', 'OUTPUT_ACTIVATIONS', 'register', 'register_frontend',
+           'register_backend',
            'build_model', 'list_models', 'list_frontends', 'list_backends', 'model_info',
            'model_hparams', 'logits_model', 'frontend_layers', 'FRONTEND_OUTPUT']
 
-_KINDS = ('log-mel', 'waveform')
+_KINDS = ('log-mel', 'waveform', 'image')
+#: Input kinds of audio models (what :func:`list_models` lists by default).
+AUDIO_KINDS = ('log-mel', 'waveform')
+#: Final activations :func:`build_model` can put on the logits (the output layer ``tags``).
+OUTPUT_ACTIVATIONS = ('sigmoid', 'linear', 'l2')
 
 #: Name of the identity layer marking the end of the frontend in every built model.
 FRONTEND_OUTPUT = 'frontend_output'
@@ -51,9 +61,10 @@ class InputSpec:
 
     Attributes
     ----------
-    kind : {'log-mel', 'waveform'}
+    kind : {'log-mel', 'waveform', 'image'}
         ``'log-mel'``: float32 ``[B, frames, n_mels]`` (time-major); ``'waveform'``: float32
-        ``[B, samples]`` at ``sr`` Hz.
+        ``[B, samples]`` at ``sr`` Hz; ``'image'``: float32 ``[B, height, width, 3]`` RGB in [0, 1]
+        (``n_mels``, ``sr`` and the lengths are then ignored).
     n_mels : int
         Mel bins of log-mel input (or of the log-mel computed in the model from a waveform).
     frames, samples : int or None
@@ -63,6 +74,9 @@ class InputSpec:
     feature_params : dict or None
         ``FeatureParams.to_dict()``; required when a log-mel model is given waveform input (the
         model then computes the log-mel itself with these parameters).
+    image_size : (int, int) or None
+        ``(height, width)`` in pixels of image input; ``None`` = any size (image encoders end in
+        global pooling).
     """
     kind: str = 'log-mel'
     n_mels: int = 96
@@ -70,10 +84,19 @@ class InputSpec:
     samples: Optional[int] = None
     sr: int = 16000
     feature_params: Optional[dict] = None
+    image_size: Optional[tuple] = None
 
     def __post_init__(self):
         if self.kind not in _KINDS:
             raise ValueError(f'InputSpec.kind must be one of {_KINDS}, got {self.kind!r}')
+        if self.image_size is not None:
+            size = tuple(self.image_size)
+            if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+                raise ValueError(f'InputSpec.image_size must be None or (height, width) positive integers, '
+                                 f'got {self.image_size!r}')
+            object.__setattr__(self, 'image_size', size)
+        if self.kind == 'image':
+            return
         for name in ('n_mels', 'sr'):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -188,7 +211,7 @@ def register(name: str, fn: Optional[Callable] = None, *, frontend: Optional[str
 
 def _builtins() -> None:
     """Register the built-in blocks (their modules register themselves when imported)."""
-    from . import musicnn, orpheus, sota  # noqa: F401
+    from . import image, musicnn, orpheus, sota  # noqa: F401
 
 
 def _resolve(name: str) -> _ModelEntry:
@@ -199,7 +222,7 @@ def _resolve(name: str) -> _ModelEntry:
         f, _, b = name.partition('+')
         entry = _ModelEntry(name, frontend=f, backend=b)
     else:
-        raise ValueError(f'unknown model {name!r}; registered: {", ".join(list_models(combinations=False))} '
+        raise ValueError(f'unknown model {name!r}; registered: {", ".join(list_models(False, kinds=None))} '
                          f"(or '<frontend>+<backend>' with frontends {list_frontends()} and "
                          f'backends {list_backends()})')
     if entry.builder is None:
@@ -222,11 +245,14 @@ def list_backends() -> list:
     return sorted(_BACKENDS)
 
 
-def list_models(combinations: bool = True) -> list:
-    """Model names: the registered models, then (unless ``combinations=False``) every
-    ``'<frontend>+<backend>'`` combination."""
+def list_models(combinations: bool = True, kinds: Optional[tuple] = AUDIO_KINDS) -> list:
+    """Model names: the registered models taking one of ``kinds`` (default the audio taggers;
+    ``('image',)`` = the image encoders, ``None`` = all), then (unless ``combinations=False``) every
+    ``'<frontend>+<backend>'`` combination (all audio)."""
     _builtins()
-    names = sorted(_MODELS)
+    names = sorted(n for n, e in _MODELS.items()
+                   if kinds is None or (e.builder.input_kind if e.builder else _FRONTENDS[e.frontend].input_kind)
+                   in kinds)
     if combinations:
         names += [f'{f}+{b}' for f in sorted(_FRONTENDS) for b in sorted(_BACKENDS)]
     return names
@@ -283,6 +309,12 @@ def _split_hparams(name: str, entry: _ModelEntry, hparams: dict):
 
 def _make_input(name: str, spec: InputSpec, model_kind: str, fixed_frames: Optional[int]):
     """Model input + the tensor in the representation the model consumes."""
+    if (spec.kind == 'image') != (model_kind == 'image'):
+        raise ValueError(f'model {name!r} takes {model_kind} input; got InputSpec(kind="{spec.kind}")')
+    if spec.kind == 'image':
+        height, width = spec.image_size if spec.image_size is not None else (None, None)
+        inp = keras.Input(shape=(height, width, 3), dtype='float32', name='image')
+        return inp, inp
     if spec.kind == 'log-mel':
         if model_kind == 'waveform':
             raise ValueError(f'model {name!r} takes waveforms; got InputSpec(kind="log-mel")')
@@ -309,7 +341,8 @@ def _make_input(name: str, spec: InputSpec, model_kind: str, fixed_frames: Optio
     return inp, LogMel(params, name='log_mel')(inp)
 
 
-def build_model(name: str, n_outputs: int, input_spec: Optional[InputSpec] = None, **hparams) -> keras.Model:
+def build_model(name: str, n_outputs: int, input_spec: Optional[InputSpec] = None, *,
+                output_activation: str = 'sigmoid', **hparams) -> keras.Model:
     """Build registered model ``name`` as a Keras functional model.
 
     Parameters
@@ -320,6 +353,10 @@ def build_model(name: str, n_outputs: int, input_spec: Optional[InputSpec] = Non
         Number of tags (output units).
     input_spec : InputSpec, optional
         Input description; default ``InputSpec()`` (variable-length 96-bin log-mel).
+    output_activation : {'sigmoid', 'linear', 'l2'}
+        What the output layer ``tags`` does to the logits: ``sigmoid`` (tag probabilities, the
+        default), ``linear`` (the logits themselves: a regression, e.g. towards a latent space with a
+        cosine loss) or ``l2`` (the logits scaled to unit length).
     **hparams
         Hyper-parameters of the model's blocks (see :func:`model_hparams`); unknown keys or
         wrong types raise naming the key.
@@ -327,12 +364,16 @@ def build_model(name: str, n_outputs: int, input_spec: Optional[InputSpec] = Non
     Returns
     -------
     keras.Model
-        Input ``audio`` float32 ``[B, T, n_mels]`` or ``[B, n_samples]``; output ``tags`` float32
-        ``[B, n_outputs]`` probabilities (sigmoid of the logits; :func:`logits_model` gives the
-        logits).
+        Input ``audio`` float32 ``[B, T, n_mels]`` or ``[B, n_samples]`` (``image`` float32
+        ``[B, H, W, 3]`` for image encoders); output ``tags`` float32 ``[B, n_outputs]``
+        (probabilities: sigmoid of the logits, unless ``output_activation`` says otherwise;
+        :func:`logits_model` gives the logits).
     """
     if not isinstance(n_outputs, int) or isinstance(n_outputs, bool) or n_outputs <= 0:
         raise ValueError(f'n_outputs must be a positive integer, got {n_outputs!r}')
+    if output_activation not in OUTPUT_ACTIVATIONS:
+        raise ValueError(f'output_activation must be one of {", ".join(OUTPUT_ACTIVATIONS)}, '
+                         f'got {output_activation!r}')
     spec = input_spec if input_spec is not None else InputSpec()
     if isinstance(spec, dict):
         spec = InputSpec.from_dict(spec)
@@ -349,7 +390,10 @@ def build_model(name: str, n_outputs: int, input_spec: Optional[InputSpec] = Non
         features = keras.layers.Identity(name=FRONTEND_OUTPUT)(features)
         logits = _BACKENDS[entry.backend].fn(features, n_outputs, **groups[1])
     # float32 output even under a mixed-precision policy
-    out = keras.layers.Activation('sigmoid', dtype='float32', name='tags')(logits)
+    if output_activation == 'l2':
+        out = keras.layers.UnitNormalization(dtype='float32', name='tags')(logits)
+    else:
+        out = keras.layers.Activation(output_activation, dtype='float32', name='tags')(logits)
     return keras.Model(inp, out, name=name.replace('+', '__'))
 
 
