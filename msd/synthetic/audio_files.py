@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..parallel import init_worker, mp_context, stop_pool
-from .mp3 import encode_mp3, id3_tag
+from .covers import cover_bytes, cover_plan
+from .mp3 import encode_mp3, id3_tag, with_info_frame
 from .plan import _rng
 from .render import render_audio
 
@@ -45,8 +46,10 @@ def _render_job(job):
             y = render_audio(job['labels'], sr, ch, clip, seed=[job['seed'], 3, job['index']])
             if kind == 'gappy':
                 y[~_gap_mask(len(y), sr, clip)] = 0.0
-        # the clip's ID3 tag (title, artist, album) first, as the previews carry one
-        data = id3_tag(job.get('title'), job.get('artist'), job.get('album')) + encode_mp3(y, sr, job['bitrate'])
+        # the clip's ID3 tag (title, artist, album, the album's cover art) first, as the previews carry one
+        picture = cover_bytes(job['cover']) if job.get('cover') else None
+        data = (id3_tag(job.get('title'), job.get('artist'), job.get('album'), picture=picture)
+                + with_info_frame(encode_mp3(y, sr, job['bitrate'])))
         if kind == 'truncated':
             cut = int(len(data) * rng.uniform(0.3, 0.55))
             while data[cut:cut + 1] == b'\xff':  # never cut exactly at a frame header
@@ -57,8 +60,11 @@ def _render_job(job):
 
 
 def audio_jobs(plan, root):
+    """One render job per clip of ``plan`` to write under ``root``; each clip of an album carries the album's
+    cover (:func:`msd.synthetic.covers.cover_plan`)."""
     jobs = []
     n_html = 0
+    covers = cover_plan(plan)
     for t in plan['tracks']:
         if not t['has_audio'] or 'audio_of' in t:
             continue
@@ -69,7 +75,8 @@ def audio_jobs(plan, root):
         jobs.append(dict(root=str(root), index=t['index'], audio_path=t['audio_path'], kind=t['audio_kind'],
                          sample_rate=t['sample_rate'], channels=t['channels'], bitrate=t['bitrate'],
                          labels=t['labels'], seconds=plan['seconds'], seed=plan['seed'], html=html,
-                         title=t.get('title'), artist=t.get('artist_name'), album=t.get('release')))
+                         title=t.get('title'), artist=t.get('artist_name'), album=t.get('release'),
+                         cover=covers.get(t['index'])))
     for o in plan['orphans']:
         jobs.append(dict(root=str(root), index=o['index'], audio_path=o['audio_path'], kind='ok',
                          sample_rate=o['sample_rate'], channels=o['channels'], bitrate=o['bitrate'],
