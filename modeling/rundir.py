@@ -6,9 +6,9 @@ every later stage read only it. This module is the one place that knows its layo
 described for users in ``docs/run-directory.md``::
 
     runs/NAME/
-      config.json        resolved training config, or the record of an import ("kind")
-      labels.json        tag names in model output order
-      features.json      what the model takes as input (see FEATURE_KEYS)
+      config.json        resolved training config (its "task" says tags or latent), or the record of an import
+      labels.json        tag names in model output order (a latent run: dim_000, dim_001, …)
+      features.json      what the model takes as input (see FEATURE_KEYS; an image model: IMAGE_KIND)
       history.csv        one row per finished epoch (training runs)
       checkpoints/       ckpt-<epoch>.* every epoch; best/best-<epoch>.* + best/best.json
       tensorboard/       train/ and validation/ event files
@@ -38,6 +38,7 @@ from core import files
 from core.locks import OutputLock
 
 __all__ = ['RunPaths', 'RunInfo', 'RunDirError', 'FEATURE_KEYS', 'HISTORY_COLUMNS', 'History',
+           'LATENT_HISTORY_COLUMNS', 'IMAGE_KIND',
            'features_json', 'write_run_files', 'read_json', 'write_json', 'load_run_info', 'check_run_dir',
            'resolve_checkpoint', 'load_run_model', 'export_model', 'run_lock', 'resolve_dataset_dir',
            'checkpoint_number', 'checkpoint_complete', 'listed_checkpoints', 'latest_checkpoint',
@@ -50,11 +51,17 @@ log = logging.getLogger(__name__)
 #: ``model_feature_params`` the front end computed inside a log-mel model fed with waveforms.
 FEATURE_KEYS = ('input', 'sr', 'params', 'window_seconds', 'input_frames', 'input_samples',
                 'model_feature_params')
+#: features.json of an image model: ``{"kind": "image", "image_size": [h, w], …}`` (``input`` is
+#: accepted for ``kind``); the other keys belong to the image input pipeline and are kept as written.
+IMAGE_KIND = 'image'
 
 #: Columns of history.csv, in order.
 HISTORY_COLUMNS = ('epoch', 'train_loss', 'val_loss', 'val_roc_auc_macro', 'val_pr_auc_macro',
                    'val_roc_auc_micro', 'val_pr_auc_micro', 'lr', 'steps', 'train_seconds',
                    'val_seconds', 'train_examples_per_sec')
+#: Columns of a latent run's validation (``task.kind = latent``), written after the others when
+#: some row has them.
+LATENT_HISTORY_COLUMNS = ('val_cosine', 'val_recall_at_k')
 
 
 class RunDirError(ValueError):
@@ -138,16 +145,25 @@ class RunInfo:
         Training window length in frames (log-mel) or samples (waveform).
     config : dict
         ``config.json`` (empty if absent).
+    image_size : tuple (h, w) or None
+        Input size of an image model (``kind == 'image'``; its ``sr`` and ``window_seconds`` are None).
     """
     run_dir: Path
     labels: list
     kind: str
-    sr: int
+    sr: Optional[int]
     params: object
-    window_seconds: float
+    window_seconds: Optional[float]
     input_frames: Optional[int]
     input_samples: Optional[int]
     config: dict = field(default_factory=dict)
+    image_size: Optional[tuple] = None
+
+    @property
+    def task(self) -> str:
+        """``'tags'`` or ``'latent'`` (``task.kind`` of config.json; runs before it are tags)."""
+        return ((self.config.get('task') or {}).get('kind')) or 'tags'
+
 
 
 def check_run_dir(run_dir) -> Path:
@@ -181,11 +197,24 @@ def _check_labels(labels, path: Path) -> None:
         raise RunDirError(f'{path} lists the tag {dup!r} more than once')
 
 
+def _image_size(feats: dict, path: Path) -> tuple:
+    """``image_size`` [h, w] of an image model's features.json → (h, w)."""
+    size = feats.get('image_size')
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise RunDirError(f'{path}: an image model needs "image_size": [height, width] in pixels, got {size!r}')
+    return tuple(size)
+
+
 def _parse_features(feats, path: Path):
-    """Validate features.json content → (kind, sr, FeatureParams|None, window_s, frames, samples)."""
+    """Validate features.json content → (kind, sr, FeatureParams|None, window_s, frames, samples)
+    (image models: ('image', None, None, None, None, None); their size is :func:`_image_size`)."""
     from preprocessing.features import FeatureParams
     if not isinstance(feats, dict):
         raise RunDirError(f'{path} must be a JSON object')
+    if IMAGE_KIND in (feats.get('kind'), feats.get('input')):
+        _image_size(feats, path)
+        return IMAGE_KIND, None, None, None, None, None
     unknown = sorted(set(feats) - set(FEATURE_KEYS))
     if unknown:
         raise RunDirError(f'{path}: unknown key(s) {unknown}; known: {list(FEATURE_KEYS)}')
@@ -240,12 +269,13 @@ def load_run_info(run_dir) -> RunInfo:
     _check_labels(labels, run_dir / 'labels.json')
     feats = _read(run_dir / 'features.json', 'model input description')
     kind, sr, params, win, frames, samples = _parse_features(feats, run_dir / 'features.json')
+    image_size = _image_size(feats, run_dir / 'features.json') if kind == IMAGE_KIND else None
     config = {}
     if (run_dir / 'config.json').exists():
         config = _read(run_dir / 'config.json', 'resolved configuration')
         if not isinstance(config, dict):
             raise RunDirError(f'{run_dir / "config.json"} must be a JSON object')
-    return RunInfo(run_dir, labels, kind, sr, params, win, frames, samples, config)
+    return RunInfo(run_dir, labels, kind, sr, params, win, frames, samples, config, image_size)
 
 
 def resolve_dataset_dir(info: RunInfo, override=None) -> str:
@@ -314,9 +344,10 @@ class History:
     def write(self) -> None:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator='\n')
-        writer.writerow(HISTORY_COLUMNS)
+        columns = HISTORY_COLUMNS + tuple(c for c in LATENT_HISTORY_COLUMNS if any(c in r for r in self.rows))
+        writer.writerow(columns)
         for r in self.rows:
-            writer.writerow([_fmt(r.get(c)) for c in HISTORY_COLUMNS])
+            writer.writerow([_fmt(r.get(c)) for c in columns])
         files.atomic_write_text(self.path, buf.getvalue())
 
 

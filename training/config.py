@@ -1,7 +1,7 @@
 """Training configuration: JSON file -> frozen dataclasses, with key-naming errors.
 
-A config is a JSON object with the sections ``dataset``, ``input``, ``model``, ``optimization``,
-``callbacks``, ``distribution``, ``logging`` plus ``seed`` and ``description``. Every key is
+A config is a JSON object with the sections ``dataset``, ``input``, ``task``, ``model``,
+``optimization``, ``callbacks``, ``distribution``, ``logging`` plus ``seed`` and ``description``. Every key is
 checked: an unknown key or a value of the wrong type raises :class:`ConfigError` whose message
 names the dotted key, e.g. ``config error: optimization.schedule.max_lr: expected number, got
 "abc"``. Missing keys take the defaults documented in :data:`Config` (see
@@ -28,18 +28,27 @@ from typing import Any, Literal, Optional, Union
 from core.errors import MuseTagError
 
 __all__ = [
-    'ConfigError', 'Config', 'TagsConfig', 'DatasetConfig', 'InputConfig', 'ModelConfig',
+    'ConfigError', 'Config', 'TagsConfig', 'DatasetConfig', 'InputConfig', 'TaskConfig', 'ModelConfig',
     'OptimizerConfig', 'ScheduleConfig', 'PhaseConfig', 'OptimizationConfig', 'EarlyStoppingConfig',
     'SpecAugmentConfig', 'MixupConfig', 'GainConfig', 'AugmentConfig',
     'ReduceOnPlateauConfig', 'CallbacksConfig', 'DistributionConfig', 'LoggingConfig',
-    'MONITORS', 'SCHEDULES', 'load_config', 'parse_config', 'apply_overrides', 'parse_override',
+    'MONITORS', 'TAGS_MONITORS', 'LATENT_MONITORS', 'TASK_LOSSES', 'DEFAULT_MONITOR',
+    'SCHEDULES', 'load_config', 'parse_config', 'apply_overrides', 'parse_override',
     'config_to_dict', 'default_config_dict', 'explain_rows', 'format_template', 'read_json_file',
     'monitor_mode', 'config_name', 'default_run_dir', 'MAX_WINDOW_SECONDS',
 ]
 
-#: Validation quantities that callbacks may monitor (columns of history.csv).
-MONITORS = ('val_pr_auc_macro', 'val_roc_auc_macro', 'val_pr_auc_micro', 'val_roc_auc_micro',
-            'val_loss')
+#: Validation quantities of the tags task that callbacks may monitor (columns of history.csv).
+TAGS_MONITORS = ('val_pr_auc_macro', 'val_roc_auc_macro', 'val_pr_auc_micro', 'val_roc_auc_micro', 'val_loss')
+#: Validation quantities of the latent task (mean cosine of predicted and true vectors, recall@k of
+#: each track's true neighbours in the target space, loss).
+LATENT_MONITORS = ('val_cosine', 'val_recall_at_k', 'val_loss')
+#: Every quantity callbacks may monitor.
+MONITORS = TAGS_MONITORS + LATENT_MONITORS[:2]
+#: Losses each task accepts; the first is its default.
+TASK_LOSSES = {'tags': ('bce',), 'latent': ('cosine', 'mse')}
+#: Monitor of early stopping and reduce-on-plateau when the config names none.
+DEFAULT_MONITOR = {'tags': 'val_pr_auc_macro', 'latent': 'val_cosine'}
 #: Learning-rate schedule names.
 SCHEDULES = ('constant', 'step', 'plateau', 'cyclic', 'one_cycle')
 #: Longest training window accepted, in seconds. Tagging models are trained on 3-30 s windows;
@@ -48,7 +57,7 @@ MAX_WINDOW_SECONDS = 3600.0
 
 
 def monitor_mode(monitor: str) -> str:
-    """Return ``'min'`` for losses and ``'max'`` for AUCs (the direction of improvement)."""
+    """Return ``'min'`` for losses and ``'max'`` for AUCs, cosine and recall (the direction of improvement)."""
     return 'min' if monitor.endswith('loss') else 'max'
 
 
@@ -92,6 +101,13 @@ class DatasetConfig:
     validation_split: str = field(default='validation', metadata=_doc(
         'split used for per-epoch validation (whole tracks, all windows)'))
     tags: TagsConfig = field(default_factory=TagsConfig, metadata=_doc('tag selection'))
+    kind: Literal['tfrecords', 'images'] = field(default='tfrecords', metadata=_doc(
+        'tfrecords = audio TFRecords (dir holds manifest.json); images = (picture, track) pairs read by '
+        'imagemusic.data.ImageSource (dir is a pairs folder; needs task.kind latent)'))
+    weights: Optional[str] = field(default=None, metadata=_doc(
+        'per-example weights: a UTF-8 CSV with header track_id,weight (extra columns ignored; weight a '
+        'finite number >= 0; tracks not listed weigh 1), e.g. from `musetag feedback export`; each '
+        "training example's loss is multiplied by its track's weight; null = all 1"))
 
 
 @dataclass(frozen=True)
@@ -114,6 +130,30 @@ class InputConfig:
         'only for waveform TFRecords feeding a log-mel model: a preset name ("orpheus", '
         '"musicnn") or {"preset": name, <FeatureParams overrides>}; the model then computes '
         'log-mel in-graph'))
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    kind: Literal['tags', 'latent'] = field(default='tags', metadata=_doc(
+        'tags = multi-label tagging (sigmoid outputs, one per tag); latent = regress a target vector per track '
+        'read by track id from task.targets (linear outputs dim_000...; docs/training.md)'))
+    loss: Optional[Literal['bce', 'cosine', 'mse']] = field(default=None, metadata=_doc(
+        'per-example loss: bce (tags); cosine (1 - cosine similarity) or mse (mean squared error over '
+        'dimensions) (latent); null = bce for tags, cosine for latent'))
+    targets: Optional[str] = field(default=None, metadata=_doc(
+        'latent: target table folder (targets.npz + targets.json, written by `musetag latent`); required for '
+        'TFRecords, an image pairs folder may hold its own'))
+    dim: Optional[int] = field(default=None, metadata=_doc(
+        'latent: expected dimension of the target vectors (a table of another dimension is refused before '
+        "training); null = the table's", ge=1))
+    recall_k: int = field(default=10, metadata=_doc(
+        "latent: k of val_recall_at_k (share of each validation track's k nearest targets found among the k "
+        'nearest predictions)', ge=1))
+
+    @property
+    def loss_name(self) -> str:
+        """The per-example loss: ``loss``, or the task's default (bce for tags, cosine for latent)."""
+        return self.loss or TASK_LOSSES[self.kind][0]
 
 
 @dataclass(frozen=True)
@@ -212,7 +252,8 @@ class OptimizationConfig:
 @dataclass(frozen=True)
 class EarlyStoppingConfig:
     monitor: Literal[MONITORS] = field(default='val_pr_auc_macro', metadata=_doc(
-        'validation quantity to watch (loss: lower is better; AUCs: higher is better)'))
+        'validation quantity to watch (loss: lower is better; AUCs, cosine, recall: higher is better); '
+        'a latent task watches val_cosine unless told otherwise'))
     patience: Optional[int] = field(default=10, metadata=_doc(
         'stop after this many epochs without improvement; null = disabled', ge=1))
     min_delta: float = field(default=0.0, metadata=_doc('minimum change counted as an improvement', ge=0.0))
@@ -221,7 +262,7 @@ class EarlyStoppingConfig:
 @dataclass(frozen=True)
 class ReduceOnPlateauConfig:
     monitor: Literal[MONITORS] = field(default='val_pr_auc_macro', metadata=_doc(
-        'validation quantity to watch'))
+        'validation quantity to watch (a latent task watches val_cosine unless told otherwise)'))
     patience: Optional[int] = field(default=None, metadata=_doc(
         'multiply the LR by factor after this many epochs without improvement; null = disabled', ge=1))
     factor: float = field(default=0.5, metadata=_doc('LR multiplier', gt=0.0, lt=1.0))
@@ -295,6 +336,7 @@ class Config:
     description: str = field(default='', metadata=_doc('free text describing the experiment'))
     dataset: DatasetConfig = field(default_factory=DatasetConfig, metadata=_doc('input data'))
     input: InputConfig = field(default_factory=InputConfig, metadata=_doc('windows and batches'))
+    task: TaskConfig = field(default_factory=TaskConfig, metadata=_doc('what the model learns: tags or latent vectors'))
     augment: AugmentConfig = field(default_factory=AugmentConfig, metadata=_doc(
         'training-time augmentation (never at validation or test, never stored); off by default'))
     model: ModelConfig = field(default_factory=ModelConfig, metadata=_doc('model'))
@@ -526,6 +568,46 @@ def _validate(cfg: Config) -> None:
     if cfg.optimization.phases:
         _validate_phases(cfg)
     _validate_augment(cfg.augment)
+    _validate_task(cfg)
+
+
+def _resolve_task_defaults(cfg: Config, data: dict) -> Config:
+    """Fill what depends on ``task.kind``: the monitors of early stopping and reduce-on-plateau the config
+    does not name (val_cosine for latent; the loss is resolved by :attr:`TaskConfig.loss_name`)."""
+    kind = cfg.task.kind
+    given = (data.get('callbacks') if isinstance(data.get('callbacks'), dict) else {}) or {}
+    callbacks = cfg.callbacks
+    for name in ('early_stopping', 'reduce_on_plateau'):
+        section = given.get(name) if isinstance(given.get(name), dict) else {}
+        if 'monitor' not in section:
+            callbacks = dataclasses.replace(callbacks, **{name: dataclasses.replace(
+                getattr(callbacks, name), monitor=DEFAULT_MONITOR[kind])})
+    return dataclasses.replace(cfg, callbacks=callbacks)
+
+
+def _validate_task(cfg: Config) -> None:
+    """Loss, monitors, targets and data kind agree with ``task.kind``."""
+    task = cfg.task
+    if task.loss_name not in TASK_LOSSES[task.kind]:
+        raise ConfigError('task.loss', f'"{task.loss}" does not fit task.kind "{task.kind}" '
+                                       f'(choose from {", ".join(TASK_LOSSES[task.kind])})')
+    allowed = TAGS_MONITORS if task.kind == 'tags' else LATENT_MONITORS
+    for name in ('early_stopping', 'reduce_on_plateau'):
+        monitor = getattr(cfg.callbacks, name).monitor
+        if monitor not in allowed:
+            raise ConfigError(f'callbacks.{name}.monitor', f'"{monitor}" is not measured by task.kind '
+                                                          f'"{task.kind}" (choose from {", ".join(allowed)})')
+    for key in ('targets', 'dim'):
+        if task.kind == 'tags' and getattr(task, key) is not None:
+            raise ConfigError(f'task.{key}', 'only used by task.kind "latent"')
+    if task.kind == 'latent' and task.targets is None and cfg.dataset.kind == 'tfrecords':
+        raise ConfigError('task.targets', 'task.kind "latent" needs a target table folder (targets.npz + '
+                                          'targets.json, e.g. from `musetag latent doc2vec`)')
+    if cfg.dataset.kind == 'images' and task.kind != 'latent':
+        raise ConfigError('dataset.kind', '"images" trains an image model into a music space: set task.kind '
+                                          'to "latent"')
+    if cfg.dataset.weights is not None and not cfg.dataset.weights:
+        raise ConfigError('dataset.weights', 'expected a CSV path or null, got ""')
 
 
 #: Optimizer arguments a phase sets with its own keys (Keras' own weight_decay is decoupled, not PyTorch's).
@@ -584,7 +666,7 @@ def parse_config(data: dict) -> Config:
         Unknown key, wrong type, out-of-range value or inconsistent combination; the message
         names the dotted key.
     """
-    cfg = _from_json(Config, data, '')
+    cfg = _resolve_task_defaults(_from_json(Config, data, ''), data)
     _validate(cfg)
     return cfg
 

@@ -3,13 +3,19 @@ in-memory arrays (tests, benchmarks, quick experiments).
 
 A *data source* gives the trainer four things:
 
-- ``labels``: tag names in model output order;
+- ``labels``: tag names in model output order (``dim_000`` … for a latent task);
 - ``info``: an :class:`InputInfo` describing one model input window (it becomes features.json);
-- ``train_dataset(seed, repeat)``: batches ``(x, y)`` of the GLOBAL batch size, ``x`` float32
-  ``[B, T, n_mels]`` (log-mel, time-major) or ``[B, n_samples]`` (waveform), ``y`` float32 ``[B, K]``;
+- ``train_dataset(seed, repeat)``: batches ``(x, y)`` or ``(x, y, w)`` of the GLOBAL batch size, ``x``
+  float32 ``[B, T, n_mels]`` (log-mel, time-major) or ``[B, n_samples]`` (waveform), ``y`` float32
+  ``[B, K]`` (multi-hot tags, or target vectors), ``w`` float32 ``[B]`` per-example loss weights;
 - ``steps_hint()`` (optional): full batches in one pass over the training split, or None;
 - ``validation_dataset()``: batches ``(x, y, track_id)`` covering every window of every validation
   track (``window='all'``), or None when there is no validation split.
+
+:class:`TFRecordSource` serves both tasks: for ``task.kind = latent`` it replaces each window's
+labels by its track's target vector (``training.targets.TargetLookup``, by track id) and leaves out
+tracks without one; with ``dataset.weights`` it adds each example's weight. The image source of
+``dataset.kind = images`` is ``imagemusic.data.ImageSource`` (same interface).
 """
 from __future__ import annotations
 
@@ -21,7 +27,9 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from . import targets as tg
 from .config import Config, ConfigError
+from .tasks import latent_labels
 
 __all__ = ['InputInfo', 'TFRecordSource', 'ArraySource', 'resolve_feature_params', 'check_window_memory',
            'physical_memory_bytes']
@@ -167,9 +175,11 @@ class TFRecordSource:
         self.selection = pds.TagSelection(top=t.top, with_=tuple(t.with_), without=tuple(t.without),
                                           merge=tuple(tuple(g) for g in t.merge))
         try:
-            self.labels = list(pds.resolve_labels(self.manifest, self.selection))
+            # the tag labels of the records (a latent task reads and then replaces them)
+            self.tag_labels = list(pds.resolve_labels(self.manifest, self.selection))
         except (KeyError, ValueError) as exc:
             raise ConfigError('dataset.tags', str(exc).strip('"\'')) from None
+        self.labels = self.tag_labels
         for key in ('train_split', 'validation_split'):
             split = getattr(cfg.dataset, key)
             if split and split not in self.manifest['splits']:
@@ -178,10 +188,50 @@ class TFRecordSource:
         self.info = self._input_info()
         c = cfg.input
         check_window_memory(self.info, c.batch_size, c.validation_batch_size or c.batch_size)
+        self.targets, self._train_tracks = None, None
+        if cfg.task.kind == 'latent':
+            self._load_targets()
+        self.weights = tg.WeightLookup(_read_weights_logged(cfg.dataset.weights)) if cfg.dataset.weights else None
+
+    def _load_targets(self) -> None:
+        """Read the target table, check its dimension and that it covers the splits (before training)."""
+        task = self.cfg.task
+        table = tg.load_target_table(task.targets)
+        if task.dim is not None and table.dim != task.dim:
+            raise ConfigError('task.dim', f'{task.dim}, but the target table {task.targets} holds vectors of '
+                                          f'dimension {table.dim}')
+        self.targets = tg.TargetLookup(table.track_ids, table.vectors)
+        self.labels = latent_labels(table.dim)
+        compression = self.manifest.get('compression') or ''
+        for key in ('train_split', 'validation_split'):
+            split = getattr(self.cfg.dataset, key)
+            if not split:
+                continue
+            ids = tg.split_track_ids(self._pds.split_files(self.dir, self.manifest, split), compression)
+            have = tg.check_target_coverage(split, ids, table.index, task.targets)
+            if key == 'train_split':
+                self._train_tracks = have
+        log.info('latent targets: %s, %d vectors of dimension %d', task.targets, len(table.track_ids), table.dim)
+
+    def _per_track(self, ds: tf.data.Dataset, batch_size: int, training: bool) -> tf.data.Dataset:
+        """Batches ``(x, y, track_id)`` → the same windows with their track's target as ``y`` (tracks
+        without one left out) and, when training, the track's weight, rebatched: ``(x, y)`` or
+        ``(x, y, w)`` for training, ``(x, y, track_id)`` for validation."""
+        ds = ds.unbatch()
+        if self.targets is not None:
+            lookup = self.targets
+            ds = ds.map(lambda x, y, tid: (x, *lookup(tid), tid)).filter(lambda x, y, found, tid: found) \
+                .map(lambda x, y, found, tid: (x, y, tid))
+        if training and self.weights is not None:
+            weigh = self.weights
+            ds = ds.map(lambda x, y, tid: (x, y, weigh(tid)))
+        elif training:
+            ds = ds.map(lambda x, y, tid: (x, y))
+        return ds.batch(batch_size)
 
     def _make(self, split: str, key: str, **kwargs) -> tf.data.Dataset:
         try:
-            return self._pds.make_dataset(self.dir, split, labels=self.labels, manifest=self.manifest,
+            return self._pds.make_dataset(self.dir, split, labels=self.tag_labels, manifest=self.manifest,
                                           window_seconds=self.cfg.input.window_seconds, **kwargs)
         except FileNotFoundError as exc:  # split names were checked against the manifest already
             raise ConfigError('dataset.dir', f'cannot read split "{split}" of {self.dir}: {exc}') from None
@@ -207,16 +257,23 @@ class TFRecordSource:
 
     def steps_hint(self) -> Optional[int]:
         """Steps of one pass over the training split: make_dataset yields one window per track
-        (tracks without a selected tag are kept, with all-zero labels), partial batches dropped."""
-        tracks = self.manifest['splits'][self.cfg.dataset.train_split].get('tracks')
+        (tracks without a selected tag are kept, with all-zero labels; a latent task leaves out the
+        tracks without a target), partial batches dropped."""
+        tracks = self._train_tracks
+        if tracks is None:
+            tracks = self.manifest['splits'][self.cfg.dataset.train_split].get('tracks')
         return None if tracks is None else int(tracks) // self.cfg.input.batch_size
 
     def train_dataset(self, seed: int, repeat: bool) -> tf.data.Dataset:
-        """Full global batches ``(x, y)`` of random/centred windows; ``seed`` varies per epoch."""
+        """Full global batches ``(x, y)`` (``(x, y, w)`` with weights) of random/centred windows; ``seed``
+        varies per epoch."""
         c = self.cfg.input
+        per_track = self.targets is not None or self.weights is not None
         ds = self._make(self.cfg.dataset.train_split, 'dataset.train_split', window=c.window,
                         batch_size=c.batch_size, shuffle=c.shuffle, shuffle_buffer=c.shuffle_buffer,
-                        repeat=repeat, seed=seed)
+                        repeat=repeat, seed=seed, with_track_ids=per_track)
+        if per_track:
+            ds = self._per_track(ds, c.batch_size, training=True)
         return _full_batches(ds, c.batch_size)
 
     def validation_dataset(self) -> Optional[tf.data.Dataset]:
@@ -225,8 +282,18 @@ class TFRecordSource:
         if not split:
             return None
         bs = self.cfg.input.validation_batch_size or self.cfg.input.batch_size
-        return self._make(split, 'dataset.validation_split', window='all', batch_size=bs,
-                          shuffle=False, repeat=False, with_track_ids=True)
+        ds = self._make(split, 'dataset.validation_split', window='all', batch_size=bs,
+                        shuffle=False, repeat=False, with_track_ids=True)
+        return self._per_track(ds, bs, training=False) if self.targets is not None else ds
+
+
+def _read_weights_logged(path: str) -> dict:
+    """``training.targets.read_weights`` with a one-line summary in the log."""
+    weights = tg.read_weights(path)
+    zero = sum(1 for w in weights.values() if w == 0)
+    log.info('example weights: %s lists %d track(s) (%d with weight 0); other tracks weigh 1', path,
+             len(weights), zero)
+    return weights
 
 
 class ArraySource:
@@ -248,13 +315,16 @@ class ArraySource:
         window; windows of one track share an id and are averaged by the validation metrics.
     shuffle : bool
         Reshuffle the training windows every epoch (seeded).
+    weights : float32 [N], optional
+        Loss weight of each training window (training batches are then ``(x, y, w)``).
     """
 
     def __init__(self, x_train, y_train, labels, info: InputInfo, batch_size: int, *,
                  x_val=None, y_val=None, val_track_ids=None, shuffle: bool = True,
-                 val_batch_size: Optional[int] = None):
+                 val_batch_size: Optional[int] = None, weights=None):
         self.x_train = np.asarray(x_train, np.float32)
         self.y_train = np.asarray(y_train, np.float32)
+        self.weights = None if weights is None else np.asarray(weights, np.float32)
         self.labels = list(labels)
         self.info = info
         self.batch_size = int(batch_size)
@@ -270,7 +340,8 @@ class ArraySource:
         return len(self.x_train) // self.batch_size
 
     def train_dataset(self, seed: int, repeat: bool) -> tf.data.Dataset:
-        ds = tf.data.Dataset.from_tensor_slices((self.x_train, self.y_train))
+        arrays = (self.x_train, self.y_train) if self.weights is None else (self.x_train, self.y_train, self.weights)
+        ds = tf.data.Dataset.from_tensor_slices(arrays)
         if self.shuffle:
             ds = ds.shuffle(len(self.x_train), seed=seed, reshuffle_each_iteration=True)
         if repeat:

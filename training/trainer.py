@@ -65,7 +65,7 @@ from core.files import is_url
 from modeling import rundir
 from modeling.rundir import History, RunPaths, export_model, read_json, run_lock, write_json, write_run_files
 
-from . import augment, finetune
+from . import augment, finetune, tasks
 from .config import (Config, ConfigError, OptimizerConfig, config_to_dict, default_run_dir, monitor_mode,
                      schedule_unused_params)
 from .data import InputInfo, TFRecordSource
@@ -83,7 +83,7 @@ ModelFn = Callable[[int, InputInfo], keras.Model]
 _ONLY_FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA
 #: Keys that must not change when a run is resumed (the checkpoint would not fit otherwise).
 _FROZEN_ON_RESUME = (('model', 'name'), ('model', 'hparams'), ('dataset', 'tags'), ('input', 'window_seconds'),
-                     ('input', 'feature_params'), ('optimization', 'phases'))
+                     ('input', 'feature_params'), ('optimization', 'phases'), ('task', 'kind'), ('dataset', 'kind'))
 _MISSING = object()   # a key absent from an older run's config.json (not compared on resume)
 _CKPT, _BEST = 'ckpt', 'best'   # checkpoint name prefixes in checkpoints/ and checkpoints/best/
 
@@ -117,9 +117,12 @@ def registry_model_fn(model_cfg) -> ModelFn:
 
     def build(n_outputs: int, info: InputInfo) -> keras.Model:
         import modeling
-        spec = modeling.InputSpec(kind=info.kind, n_mels=info.n_mels or 96, frames=info.frames,
-                                  samples=info.samples, sr=info.sr,
-                                  feature_params=info.feature_params if info.kind == 'waveform' else info.params)
+        if hasattr(info, 'input_spec'):   # a non-audio source (images) describes its own model input
+            spec = info.input_spec()
+        else:
+            spec = modeling.InputSpec(kind=info.kind, n_mels=info.n_mels or 96, frames=info.frames,
+                                      samples=info.samples, sr=info.sr,
+                                      feature_params=info.feature_params if info.kind == 'waveform' else info.params)
         try:
             modeling.model_info(model_cfg.name)
         except ValueError as exc:
@@ -132,6 +135,15 @@ def registry_model_fn(model_cfg) -> ModelFn:
             raise ConfigError(f'model.hparams.{m.group(1)}' if m else 'model.hparams', str(exc)) from None
 
     return build
+
+
+def _default_source(cfg: Config):
+    """The data source of ``dataset.kind``: TFRecords, or ``imagemusic.data.ImageSource`` (imported only for
+    image runs)."""
+    if cfg.dataset.kind == 'images':
+        from imagemusic.data import ImageSource
+        return ImageSource(cfg)
+    return TFRecordSource(cfg)
 
 
 def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:
@@ -369,13 +381,13 @@ class Trainer:
                         cfg.optimization.schedule.name)
         try:
             self._take_lock(lock)
-            self.data = data if data is not None else TFRecordSource(cfg)
+            self.data = data if data is not None else _default_source(cfg)
             self._prepare_run_dir(overwrite)
             keras.utils.set_random_seed(cfg.seed)
             self.labels = list(self.data.labels)
             self.info: InputInfo = self.data.info
             self._check_one_full_batch()
-            self.model_fn = model_fn or registry_model_fn(cfg.model)
+            self.model_fn = tasks.task_model_fn(model_fn or registry_model_fn(cfg.model), cfg.task.kind)
             self._ckpt_dir = self._checkpoint_dir()
             self._latest = rundir.latest_checkpoint(self.paths.checkpoints) if resume else None
             self._check_resume_compat()
@@ -466,6 +478,9 @@ class Trainer:
                 raise ConfigError('.'.join(key), f'differs from the resumed run ({a!r} in {self.paths.config}); '
                                                  'resume with the same value or start a new run')
         if os.path.isfile(self.paths.labels) and read_json(self.paths.labels) != self.labels:
+            if self.cfg.task.kind == 'latent':
+                raise ConfigError('task.targets', f'the target vectors have {len(self.labels)} dimensions, the '
+                                                  f'resumed run\'s labels.json {len(read_json(self.paths.labels))}')
             raise ConfigError('dataset.tags', 'the resolved labels differ from the resumed run\'s labels.json')
 
     def _steps_per_epoch(self) -> Optional[int]:
@@ -483,7 +498,7 @@ class Trainer:
             if n is None:  # unknown: count one pass
                 t0 = time.time()
                 n = int(self.data.train_dataset(epoch_seed(self.cfg.seed, 1), repeat=False).reduce(
-                    np.int64(0), lambda c, _x, _y: c + 1).numpy())
+                    np.int64(0), lambda c, *_batch: c + 1).numpy())
                 log.info('counted %d steps per epoch in %.1f s', n, time.time() - t0)
             if n == 0:
                 raise ConfigError('input.batch_size', 'the training split has fewer examples than one batch')
@@ -709,10 +724,14 @@ class Trainer:
             return masks, augment.with_spec_augment(self.model, found[0], masks)
 
     def _check_augment(self) -> None:
-        """Random gain needs waveform input (a gain on stored log-mel depends on its compression)."""
-        gain = self.cfg.augment.gain
+        """Random gain needs waveform input (a gain on stored log-mel depends on its compression);
+        SpecAugment needs audio (a source of other inputs, e.g. images, augments its own data)."""
+        gain, sa = self.cfg.augment.gain, self.cfg.augment.spec_augment
         if (gain.min_db or gain.max_db) and self.info.kind != 'waveform':
-            raise ConfigError('augment.gain', 'random gain needs waveform input (the TFRecords hold log-mel)')
+            raise ConfigError('augment.gain', f'random gain needs waveform input (the input is {self.info.kind})')
+        if (sa.time_masks or sa.freq_masks) and self.info.kind not in ('log-mel', 'waveform'):
+            raise ConfigError('augment.spec_augment', f'SpecAugment masks audio; the input is {self.info.kind} '
+                                                      '(its data source has its own augmentation)')
 
     def _augment(self, x, y, counter):
         """Training-time augmentation of one replica's batch ``x``/``y`` (``training.augment``)."""
@@ -746,7 +765,8 @@ class Trainer:
         return reg
 
     def _make_train_step(self):
-        """The distributed training step: ``step((x, y))`` -> summed per-example BCE of the global batch.
+        """The distributed training step: ``step((x, y))`` or ``step((x, y, w))`` -> summed per-example
+        loss of the global batch (``task.loss``; times each example's weight ``w`` when given).
 
         Per replica: augmentation, forward pass, loss (scaled under mixed precision: the
         LossScaleOptimizer unscales the gradients, skips steps with non-finite ones and adapts its
@@ -759,13 +779,16 @@ class Trainer:
         self._check_augment()
         recipe = self.recipe
         phase_wd = float(self.phases[int(recipe.phase.numpy())].weight_decay) if self.phases else 0.0
+        loss_name = self.cfg.task.loss_name
 
-        def replica_step(x, y, first_counter):
+        def replica_step(x, y, first_counter, w=None):
             replica = tf.distribute.get_replica_context().replica_id_in_sync_group
             x, y = self._augment(x, y, first_counter + tf.cast(replica, tf.int64))
             with tf.GradientTape() as tape:
-                probs = train_model(x, training=True)
-                per_example = keras.losses.binary_crossentropy(y, tf.cast(probs, tf.float32))
+                outputs = train_model(x, training=True)
+                per_example = tasks.per_example_loss(loss_name, y, outputs)
+                if w is not None:   # weights stay with their example (not mixed by mixup)
+                    per_example = per_example * tf.cast(w, tf.float32)
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
                 loss += tf.nn.scale_regularization_loss(self._regularization(model, phase_wd))
                 if mixed:
@@ -776,9 +799,10 @@ class Trainer:
 
         @tf.function
         def step(batch):
-            x, y = batch
+            x, y = batch[:2]
+            weights = {'w': batch[2]} if len(batch) == 3 else {}
             run_step = recipe.steps_before.read_value() + tf.cast(optimizer.iterations, tf.int64)
-            loss_sum = strategy.run(replica_step, args=(x, y, run_step * replicas))
+            loss_sum = strategy.run(replica_step, args=(x, y, run_step * replicas), kwargs=weights)
             return strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None)
 
         return step
@@ -794,8 +818,9 @@ class Trainer:
     def train_steps(self, epoch: int = 1) -> Iterator[float]:
         """Optimizer steps on the repeated training data (in epoch ``epoch``'s order), one per item.
 
-        Each ``next()`` runs one distributed training step and yields its loss: the mean binary
-        cross-entropy per example of the global batch (without the weight-decay term). Nothing is
+        Each ``next()`` runs one distributed training step and yields its loss: the mean per-example
+        loss (``task.loss``, weighted when the data has weights) of the global batch (without the
+        weight-decay term). Nothing is
         validated, checkpointed or logged: the LR range test and the benchmarks use it.
         """
         batch = self.cfg.input.batch_size
@@ -858,17 +883,23 @@ class Trainer:
                      steps / max(seconds, 1e-9))
 
     def validate(self) -> Optional[dict]:
-        """Validation pass: ``val_loss`` and exact track-level AUCs; None without a validation split.
+        """Validation pass; None without a validation split (or with no validation window).
 
         Returns
         -------
-        dict with ``val_loss``, ``val_roc_auc_macro``, ``val_pr_auc_macro``, ``val_roc_auc_micro``,
-        ``val_pr_auc_micro`` (NaN when undefined), ``n_tracks``, ``n_windows``, ``metrics`` (the
-        full ``tagging_metrics`` result).
+        dict
+            Tags task: ``val_loss`` (mean BCE over windows), ``val_roc_auc_macro``, ``val_pr_auc_macro``,
+            ``val_roc_auc_micro``, ``val_pr_auc_micro`` (exact, on track scores = mean over windows;
+            NaN when undefined), ``n_tracks``, ``n_windows``, ``metrics`` (the full
+            ``tagging_metrics`` result). Latent task: ``val_loss`` (mean ``task.loss`` over windows),
+            ``val_cosine``, ``val_recall_at_k`` (:func:`training.tasks.latent_metrics` on track vectors =
+            mean over windows), ``n_tracks``, ``n_windows``, ``metrics``.
         """
         ds = self.data.validation_dataset()
         if ds is None:
             return None
+        if self.cfg.task.kind == 'latent':
+            return self._validate_latent(ds)
         from evaluation.metrics import WindowAggregator, tagging_metrics
         agg = WindowAggregator(len(self.labels))
         bce_sum, n = 0.0, 0
@@ -891,6 +922,28 @@ class Trainer:
         return {'val_loss': bce_sum / n,
                 'val_roc_auc_macro': _nan(m.get('roc_auc_macro')), 'val_pr_auc_macro': _nan(m.get('pr_auc_macro')),
                 'val_roc_auc_micro': _nan(m.get('roc_auc_micro')), 'val_pr_auc_micro': _nan(m.get('pr_auc_micro')),
+                'n_tracks': len(track_ids), 'n_windows': n, 'metrics': m}
+
+    def _validate_latent(self, ds) -> Optional[dict]:
+        """The latent task's validation pass (see :meth:`validate`)."""
+        agg = tasks.LatentAggregator()
+        loss_sum, n = 0.0, 0
+        for x, y, tid in ds:
+            p = tf.cast(self._predict(x), tf.float32)
+            loss_sum += float(tf.reduce_sum(tasks.per_example_loss(self.cfg.task.loss_name, y, p)))
+            n += int(y.shape[0])
+            agg.update(tid.numpy(), p.numpy(), y.numpy())
+        if n == 0:
+            return None
+        track_ids, preds, targets = agg.result()
+        if not np.all(np.isfinite(preds)):
+            raise FloatingPointError('the model produced non-finite validation vectors')
+        m = tasks.latent_metrics(preds, targets, self.cfg.task.recall_k)
+        if not getattr(self, '_k_logged', False) and self.worker.is_chief:
+            log.info('validation: %d tracks; recall@%d of random neighbours would be %.4f', len(track_ids), m['k'],
+                     m['k'] / max(len(track_ids) - 1, 1))
+            self._k_logged = True
+        return {'val_loss': loss_sum / n, 'val_cosine': m['cosine'], 'val_recall_at_k': m['recall_at_k'],
                 'n_tracks': len(track_ids), 'n_windows': n, 'metrics': m}
 
     # ------------------------------------------------------------------ run-dir files
@@ -1020,10 +1073,12 @@ class Trainer:
         if callbacks.stopped:
             log.info('run %s early-stopped at epoch %d; nothing left to train', self.run_dir,
                      int(self.state.epoch.numpy()))
-        log.info('training %s: %d tags, %d replica(s) x %d worker(s), global batch %d, %s input %s',
-                 self.run_dir, len(self.labels), self.replicas // max(self.worker.num_workers, 1),
-                 self.worker.num_workers, self.cfg.input.batch_size, self.info.kind,
-                 self.info.frames or self.info.samples)
+        outputs = (f'{len(self.labels)} tags' if self.cfg.task.kind == 'tags'
+                   else f'latent vectors of dimension {len(self.labels)} ({self.cfg.task.loss_name} loss)')
+        size = getattr(self.info, 'frames', None) or getattr(self.info, 'samples', None)
+        log.info('training %s: %s, %d replica(s) x %d worker(s), global batch %d, %s input%s',
+                 self.run_dir, outputs, self.replicas // max(self.worker.num_workers, 1),
+                 self.worker.num_workers, self.cfg.input.batch_size, self.info.kind, f' {size}' if size else '')
 
     def _train_and_validate(self, epoch: int, tb_train) -> tuple:
         """Train one epoch and validate → (history row, whether there was a validation pass)."""
@@ -1106,9 +1161,11 @@ class Trainer:
                 tf.summary.scalar('steps_per_second', row['steps'] / max(row['train_seconds'], 1e-9))
             tb_train.flush()
         if tb_val is not None and validated:
+            names = (('cosine', 'recall_at_k') if self.cfg.task.kind == 'latent'
+                     else ('roc_auc_macro', 'pr_auc_macro', 'roc_auc_micro', 'pr_auc_micro'))
             with tb_val.as_default(step=epoch):
                 tf.summary.scalar('epoch_loss', row['val_loss'])
-                for k in ('roc_auc_macro', 'pr_auc_macro', 'roc_auc_micro', 'pr_auc_micro'):
+                for k in names:
                     tf.summary.scalar(k, row['val_' + k])
             tb_val.flush()
 
@@ -1193,7 +1250,10 @@ def _hms(seconds: float) -> str:
 
 def _log_epoch_line(epoch, epochs, row) -> None:
     val = ''
-    if row.get('val_loss') is not None:
+    if 'val_cosine' in row:
+        val = (f' | val loss {row["val_loss"]:.4f} cosine {_f4(row.get("val_cosine"))} '
+               f'recall@k {_f4(row.get("val_recall_at_k"))}')
+    elif row.get('val_loss') is not None:
         val = (f' | val loss {row["val_loss"]:.4f} ROC-AUC {_f4(row.get("val_roc_auc_macro"))}/'
                f'{_f4(row.get("val_roc_auc_micro"))} PR-AUC {_f4(row.get("val_pr_auc_macro"))}/'
                f'{_f4(row.get("val_pr_auc_micro"))} (macro/micro)')
