@@ -282,7 +282,8 @@ def test_latent_run_resumes_exactly_after_a_kill(tmp_path):
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), 'trainer', '--config-json',
                              json.dumps(latent_config(**sections)), '--run-dir', str(run),
                              '--block-at-batch', str(BATCHES_PER_EPOCH + 4), '--marker', str(marker)],
-                            env=_subprocess_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env=_subprocess_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     try:
         wait_for(marker, proc, 'epoch 2')
     finally:
