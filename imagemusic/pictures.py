@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from core.errors import MuseTagError
 
 __all__ = ['PictureError', 'Picture', 'REASONS', 'MAX_BYTES', 'MAX_PIXELS', 'SIZE', 'sniff', 'decode', 'normalise',
-           'picture_from_bytes', 'read_image_file', 'embedded_pictures', 'folder_picture', 'read_picture']
+           'picture_from_bytes', 'read_image_bytes', 'read_image_file', 'embedded_pictures', 'folder_picture',
+           'is_folder_picture', 'read_picture']
 
 log = logging.getLogger(__name__)
 
@@ -173,18 +174,24 @@ def picture_from_bytes(data: bytes, *, size: int = SIZE) -> Picture:
     return normalise(data, size=size, source='bytes', origin='')
 
 
-def read_image_file(path, *, size: int = SIZE, source: str = 'file') -> Picture:
-    """The picture file at ``path``: read (size-limited), checked and normalised."""
+def read_image_bytes(path) -> bytes:
+    """The bytes of the picture file at ``path`` (not decoded); :class:`PictureError` ``unreadable`` or
+    ``too-large`` (more than :data:`MAX_BYTES`, refused before reading)."""
     path = os.fspath(path)
     try:
         n = os.path.getsize(path)
         if n > MAX_BYTES:
             raise PictureError('too-large', f'{os.path.basename(path)}: {n} bytes (at most {MAX_BYTES})')
         with open(path, 'rb') as f:
-            data = f.read(MAX_BYTES + 1)
+            return f.read(MAX_BYTES + 1)
     except OSError as e:
         raise PictureError('unreadable', f'{path}: {e.strerror or e}') from e
-    return normalise(data, size=size, source=source, origin=os.path.basename(path))
+
+
+def read_image_file(path, *, size: int = SIZE, source: str = 'file') -> Picture:
+    """The picture file at ``path``: read (size-limited), checked and normalised."""
+    data = read_image_bytes(path)
+    return normalise(data, size=size, source=source, origin=os.path.basename(os.fspath(path)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -241,6 +248,12 @@ def _vorbis_pictures(tags) -> list:
             continue
         out.append((pic.type, bytes(pic.data), f'vorbis:{int(pic.type)}'))
     return out
+
+
+def is_folder_picture(path) -> bool:
+    """True if the file name of ``path`` is one a folder's picture has (``Cover.JPG``, ``folder.png``, …)."""
+    stem, ext = os.path.splitext(os.path.basename(os.fspath(path)).lower())
+    return stem in FOLDER_NAMES and ext in FOLDER_EXTENSIONS
 
 
 def folder_picture(path) -> str | None:

@@ -7,10 +7,16 @@
     What the index holds, which run and layer built it, and when.
 ``musetag index evaluate --index DIR --master master.csv --tags clean_tags.db …``
     Retrieval quality on labelled tracks (:mod:`retrieval.evaluate`).
-``musetag similar --index DIR (--track PATH|ID | --audio FILE | --tags "a, b" | --text "…") [-k 10] …``
-    The tracks nearest a track, a clip, tags or free text (:mod:`retrieval.query`).
-``musetag playlist --index DIR (--from A --to B [--via C …] | --seed A) --length N …``
-    Join-the-dots playlists, or a playlist continuing from a track (:mod:`retrieval.playlist`).
+``musetag index pairs --index DIR [--pairs CSV] --space embedding|tags --out DIR``
+    (image, track) pairs from the index's pictures (or a CSV), split by album, with the index's
+    vectors as targets: the training data of an image run (:mod:`retrieval.pairs`, ``docs/images.md``).
+``musetag similar --index DIR (--track PATH|ID | --audio FILE | --tags "a, b" | --text "…" | --image FILE
+--image-run RUN) [-k 10] …``
+    The tracks nearest a track, a clip, tags, free text or a picture (:mod:`retrieval.query`; pictures
+    are encoded by an image run into the index space it learned: ``docs/images.md``).
+``musetag playlist --index DIR (--from A --to B [--via C …] | --seed A | --image FILE --image-run RUN) --length N``
+    Join-the-dots playlists, or a playlist continuing from a track (:mod:`retrieval.playlist`) or from
+    the track nearest a picture.
 
 Exit codes (``docs/cli.md``): 0 done; 1 done but some files were skipped (each reported with its
 reason); 2 bad arguments, a missing index or an unknown track, a run or layer other than the index's;
@@ -70,7 +76,7 @@ def index_parser(prog=None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, formatter_class=ccli.HelpFormatter, epilog=_INDEX_EPILOG,
                                 description='A vector index of a music library: build (incremental), info, '
                                             'evaluate.')
-    sub = p.add_subparsers(dest='command', required=True, metavar='{build,info,evaluate}')
+    sub = p.add_subparsers(dest='command', required=True, metavar='{build,info,evaluate,pairs}')
 
     b = sub.add_parser('build', prog=f'{prog} build', formatter_class=ccli.HelpFormatter, epilog=_INDEX_EPILOG,
                        help='embed audio folders into the index (or update it)',
@@ -107,7 +113,46 @@ def index_parser(prog=None) -> argparse.ArgumentParser:
 
     from retrieval import cli_evaluate
     cli_evaluate.add_parser(sub, prog, _index_option)
+    _pairs_parser(sub, prog)
     return p
+
+
+def _pairs_parser(sub, prog) -> None:
+    p = sub.add_parser('pairs', prog=f'{prog} pairs', formatter_class=ccli.HelpFormatter,
+                       help='(image, track) pairs with the index vectors as targets, for image runs',
+                       description='Write a pairs folder (docs/images.md): the pictures the index recorded (or '
+                                   'those of --pairs CSV), each with its track, split train/validation/test by '
+                                   "album, and a target table of the tracks' vectors in --space.",
+                       epilog='exit codes: 0 done; 1 done but some --pairs rows were left out (each reported); 2 '
+                              'bad arguments, a missing index, no pair; 3 another job writes --out; 4 disk full.')
+    _index_option(p)
+    p.add_argument('--pairs', default=None, metavar='CSV',
+                   help='a CSV with the columns image (picture file, relative to the CSV) and track (an indexed '
+                        "track's path or id); default: the pictures recorded by index build")
+    p.add_argument('--space', choices=('embedding', 'tags'), default='embedding',
+                   help="the index space the targets come from (the image run learns to predict it)")
+    p.add_argument('--out', required=True, metavar='DIR', help='the pairs folder to write')
+    p.add_argument('--seed', type=int, default=0, metavar='N', help='seed of the split hash')
+    p.add_argument('--fractions', type=_fractions, default=(0.8, 0.1, 0.1), metavar='T,V,E',
+                   help='shares of the albums in train, validation and test (sum 1)')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing --out folder')
+    ccli.add_verbosity(p, progress=False)
+
+
+def _fractions(text: str) -> tuple:
+    try:
+        parts = tuple(float(x) for x in text.split(','))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 0 or abs(sum(parts) - 1) > 1e-6:
+        raise argparse.ArgumentTypeError(f'{text!r}: give three shares >= 0 summing to 1, e.g. 0.8,0.1,0.1')
+    return parts
+
+
+def _image_run_option(p) -> None:
+    p.add_argument('--image-run', default=None, metavar='RUN',
+                   help='with --image: an image run trained on pairs of this index (musetag index pairs; '
+                        'docs/images.md)')
 
 
 def similar_parser(prog=None) -> argparse.ArgumentParser:
@@ -121,8 +166,11 @@ def similar_parser(prog=None) -> argparse.ArgumentParser:
     q.add_argument('--audio', metavar='FILE', help="any audio clip, embedded with the index's run and layer")
     q.add_argument('--tags', metavar='"a, b"', help="tags of the run's vocabulary, separated by commas")
     q.add_argument('--text', metavar='"…"', help="free text, mapped onto the run's tags (multilingual-e5-small)")
+    q.add_argument('--image', metavar='FILE', help='a picture (JPEG, PNG, WebP, GIF, BMP), encoded with --image-run')
+    _image_run_option(p)
     p.add_argument('--space', choices=('embedding', 'tags'), default=None,
-                   help='space to search for --track/--audio (default: embedding; --tags/--text always use tags)')
+                   help='space to search for --track/--audio (default: embedding; --tags/--text always use tags; '
+                        '--image uses the space its image run learned)')
     p.add_argument('-k', type=ccli.positive_int, default=10, help='number of results')
     p.add_argument('--exclude-same-artist', action='store_true', help="leave out tracks of the query's artist")
     p.add_argument('--exclude-same-album', action='store_true', help="leave out tracks of the query's album")
@@ -144,6 +192,10 @@ def playlist_parser(prog=None) -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument('--from', dest='start', metavar='PATH|ID', help='first track (with --to)')
     g.add_argument('--seed', metavar='PATH|ID', help='continue from this track (nearest neighbours, --temperature)')
+    g.add_argument('--image', metavar='FILE',
+                   help='continue from the track nearest this picture (encoded with --image-run, in the space it '
+                        'learned)')
+    _image_run_option(p)
     p.add_argument('--to', dest='end', metavar='PATH|ID', help='last track (with --from)')
     p.add_argument('--via', action='append', default=[], metavar='PATH|ID',
                    help='a track to pass through, in order (repeatable)')
@@ -193,7 +245,7 @@ def index_main(argv=None, prog=None) -> int:
     prog = prog or 'python -m retrieval index'
     args = index_parser(prog).parse_args(argv)
     from retrieval import cli_evaluate
-    body = {'build': _build, 'info': _info, 'evaluate': cli_evaluate.run}[args.command]
+    body = {'build': _build, 'info': _info, 'evaluate': cli_evaluate.run, 'pairs': _pairs}[args.command]
     return ccli.run_command(body, args, f'{prog} {args.command}')
 
 
@@ -218,8 +270,35 @@ def _build(args) -> int:
                           progress=ccli.show_progress(args))
     for path, reason, detail in summary.skipped:
         print(f'skipped {path}: {reason}' + (f' ({detail})' if detail else ''), file=sys.stderr)
+    for path, reason, detail in summary.bad_pictures:
+        print(f'picture skipped {path}: {reason}' + (f' ({detail})' if detail else ''), file=sys.stderr)
     print(f'{args.index}: {summary.line()}', file=sys.stderr)
     return EXIT_PARTIAL if summary.skipped else EXIT_OK
+
+
+def _pairs(args) -> int:
+    if args.pairs is not None and not os.path.isfile(args.pairs):
+        raise MuseTagError(f'--pairs {args.pairs}: no such file')
+    from core import files
+    files.check_output(args.out, args.overwrite, directory=True)
+    from retrieval import pairs as rpairs
+    index = _open_index(args.index)
+    try:
+        if not index.stores:
+            raise MuseTagError(f'{args.index} holds no tracks yet')
+        if args.pairs is None:
+            rows, skipped = rpairs.pairs_from_index(index)
+        else:
+            rows, skipped = rpairs.pairs_from_csv(index, args.pairs)
+        summary = rpairs.write_pairs(args.out, index, rows, space=args.space, seed=args.seed,
+                                     fractions=args.fractions, skipped=skipped,
+                                     source='index' if args.pairs is None else 'csv', overwrite=args.overwrite)
+    finally:
+        index.close()
+    for where, reason, detail in skipped:
+        print(f'left out {where}: {reason}' + (f' ({detail})' if detail else ''), file=sys.stderr)
+    print(summary.line(), file=sys.stderr)
+    return EXIT_PARTIAL if skipped and args.pairs is not None else EXIT_OK
 
 
 def _info(args) -> int:
@@ -239,6 +318,8 @@ def _info(args) -> int:
                                                                          else ''),
              f'layer    {info["layer"]} ({info["pooling"]} pooling, {info["dim"]} dimensions); tags space '
              f'{info["tags_dim"]} tags',
+             f'pictures {info["tracks_with_picture"]} tracks with a picture ({info["pictures"]} distinct), '
+             f'{info["bad_pictures"]} bad',
              f'backend  {info["backend"]}',
              f'roots    {", ".join(info["roots"]) or "-"}',
              f'created  {info["created"]}; updated {info["updated"]}']
@@ -259,6 +340,7 @@ def similar_main(argv=None, prog=None) -> int:
 def _similar(args) -> int:
     if args.audio is not None and not os.path.isfile(args.audio):
         raise MuseTagError(f'--audio {args.audio}: no such file')
+    _check_image_args(args)
     _check_out(args.out, args.overwrite)
     from retrieval import query as rq
     index = _open_index(args.index)
@@ -286,6 +368,8 @@ def _make_query(index, args):
                         album=t.album, describe={'track': t.id, 'path': t.path, 'space': space})
     if args.audio is not None:
         return _audio_query(index, args)
+    if args.image is not None:
+        return _image_query(index, args)
     if args.tags is not None:
         weights = rt.parse_tag_list(args.tags, index.labels)
         describe = {'tags': [[t, w] for t, w in weights], 'space': 'tags'}
@@ -311,6 +395,51 @@ def _audio_query(index, args):
                     describe={'audio': os.path.abspath(args.audio), 'space': space})
 
 
+def _check_image_args(args) -> bytes | None:
+    """The bytes of ``--image`` after the checks that need no model (exit 2 on a bad picture), or None."""
+    if args.image is None:
+        if args.image_run is not None:
+            raise MuseTagError('--image-run goes with --image')
+        return None
+    if args.image_run is None:
+        raise MuseTagError('--image needs --image-run RUN: an image run trained on pairs of this index '
+                           '(musetag index pairs, then musetag train with dataset.kind images; docs/images.md)')
+    if not os.path.isdir(args.image_run):
+        raise MuseTagError(f'--image-run {args.image_run}: no such run directory')
+    from imagemusic.pictures import PictureError, decode, read_image_bytes
+    data = read_image_bytes(args.image)
+    try:
+        decode(data)
+    except PictureError as e:
+        raise PictureError(e.reason, f'--image {args.image}: {e.detail}') from None
+    return data
+
+
+def _image_query(index, args):
+    """The query of ``--image``: the picture encoded by ``--image-run`` into the index space it learned."""
+    import numpy as np
+    from retrieval import query as rq
+    data = _check_image_args(args)
+    from imagemusic import encode as ienc               # the loader imports TensorFlow quietly
+    encoder = ienc.load_image_encoder(args.image_run)
+    space = encoder.space
+    if getattr(args, 'space', None) not in (None, space):
+        raise MuseTagError(f'--space {args.space}: the image run {args.image_run} learned the {space} space')
+    m = index.manifest
+    learned = ((encoder.meta or {}).get('params') or {}).get('run') or {}
+    if learned.get('sha256') and learned['sha256'] != m['run']['sha256']:
+        raise MuseTagError(f'the image run {args.image_run} learned the {space} space of an index built by run '
+                           f'{learned.get("path")}; {args.index} was built by {m["run"]["path"]}: use an image run '
+                           'trained on pairs of this index')
+    dim = m['dim'] if space == 'embedding' else len(m['labels'])
+    vector = np.asarray(encoder.encode(data), dtype=np.float32)
+    if vector.shape != (dim,):
+        raise MuseTagError(f'the image run {args.image_run} predicts {vector.shape[-1]}-dimensional vectors; the '
+                           f'{space} space of {args.index} has {dim}: use an image run trained on pairs of this index')
+    return rq.Query(vector, space=space, describe={'image': os.path.abspath(args.image),
+                                                   'image_run': os.path.abspath(args.image_run), 'space': space})
+
+
 # --------------------------------------------------------------------------------------------------
 # playlist
 # --------------------------------------------------------------------------------------------------
@@ -320,6 +449,15 @@ def _inside_track(index, ref) -> str:
     if not index.inside_roots(t.path):
         raise MuseTagError(f'{ref}: its file {t.path} is no longer inside the indexed roots; update the index')
     return t.id
+
+
+def _nearest_track(index, query) -> str:
+    """The id of the indexed track (inside the roots) nearest ``query``'s point."""
+    from retrieval import query as rq
+    results = rq.search(index, query, k=1)
+    if not results:
+        raise MuseTagError(f'{index.path} holds no track inside its roots to start from')
+    return results[0].id
 
 
 def playlist_main(argv=None, prog=None) -> int:
@@ -332,8 +470,9 @@ def playlist_main(argv=None, prog=None) -> int:
 def _playlist(args) -> int:
     if args.start is not None and args.end is None:
         raise MuseTagError('--from needs --to (or use --seed to continue from one track)')
-    if args.seed is not None and (args.end is not None or args.via):
-        raise MuseTagError('--to and --via go with --from, not --seed')
+    if args.start is None and (args.end is not None or args.via):
+        raise MuseTagError('--to and --via go with --from, not --seed or --image')
+    _check_image_args(args)
     _check_out(args.out, args.overwrite)
     _check_out(args.map, args.overwrite)
     import numpy as np
@@ -343,9 +482,14 @@ def _playlist(args) -> int:
     try:
         if not index.stores:
             raise MuseTagError(f'{args.index} holds no tracks yet')
-        space = rp.StoreSpace(index.stores['embedding'], keep=lambda p: index.inside_roots(p.get('path') or ''))
-        if args.seed is not None:
+        store, query, seed = 'embedding', None, None
+        if args.image is not None:            # the playlist continues, in the image run's space, from the nearest
+            query = _image_query(index, args)
+            store, seed = query.space, _nearest_track(index, query)
+        elif args.seed is not None:
             seed = _inside_track(index, args.seed)
+        space = rp.StoreSpace(index.stores[store], keep=lambda p: index.inside_roots(p.get('path') or ''))
+        if seed is not None:
             ids = rp.continue_from(space, seed, args.length, temperature=args.temperature,
                                    artist_spread=args.artist_spread, rng=np.random.default_rng(args.random_seed))
         else:
@@ -357,8 +501,12 @@ def _playlist(args) -> int:
             draw_map(index, args.map, playlist=ids, method=args.map_method)
     finally:
         index.close()
-    describe = {'from': args.start, 'to': args.end, 'via': args.via} if args.seed is None else \
-        {'seed': args.seed, 'temperature': args.temperature}
+    if query is not None:
+        describe = dict(query.describe, seed=seed, temperature=args.temperature)
+    elif args.seed is None:
+        describe = {'from': args.start, 'to': args.end, 'via': args.via}
+    else:
+        describe = {'seed': args.seed, 'temperature': args.temperature}
     _write(rq.format_results(results, args.format, describe=dict(describe, length=args.length)), args.out)
     print(f'playlist of {len(ids)} tracks' + (f'; map {args.map}' if args.map else ''), file=sys.stderr)
     return EXIT_OK

@@ -9,6 +9,7 @@ Layout of an index directory (``docs/retrieval.md``)::
                       top tags (JSON), tag probabilities (float32 blob, the run's label order)
       embedding/      vector store of the chosen layer's pooled track vectors
       tags/           vector store of the tag-probability vectors
+      pictures/       <sha256>.jpg: the tracks' pictures (cover art), normalised, one file per distinct picture
 
 Both stores hold the same ids with the same payload (``path``, ``duration``, ``tags`` (the top
 predicted tags), ``artist``, ``album``, ``title``): queries and ``index evaluate`` can use either
@@ -25,6 +26,11 @@ Building (:func:`build_index`) is incremental and resumable:
   at most one batch in the stores that the table does not know (or, after deletions, table rows the
   stores lack); the next build removes such ids before it starts, so the index never holds a track
   twice and the killed batch is simply embedded again;
+* each embedded track's picture (:mod:`imagemusic.pictures`: embedded cover art or a ``cover.jpg``
+  beside it) is recorded in the table's ``picture`` column (JSON) and stored in ``pictures/``; a bad
+  picture is recorded with its reason and counted (the track is indexed all the same); tracks of an
+  index built before pictures were recorded get theirs at the next build; pictures no track refers
+  to are deleted at the end of a build (``docs/images.md``);
 * one build at a time (:class:`core.locks.OutputLock` beside the index: exit 3);
 * a build with another run (its files changed) or another layer/pooling than the index records is
   refused (exit 2): ``--overwrite`` starts the index again.
@@ -49,7 +55,7 @@ from core.errors import MuseTagError
 from core.locks import OutputLock
 
 __all__ = ['Index', 'BadIndexError', 'Track', 'BuildSummary', 'build_index', 'run_identity', 'read_file_tags',
-           'MANIFEST', 'TABLE', 'SPACES', 'FORMAT', 'TOP_TAGS', 'COMMIT_EVERY']
+           'MANIFEST', 'TABLE', 'SPACES', 'FORMAT', 'TOP_TAGS', 'COMMIT_EVERY', 'PICTURES']
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +88,13 @@ CREATE TABLE IF NOT EXISTS tracks (
     album TEXT,
     title TEXT,
     tags TEXT NOT NULL,
-    probs BLOB NOT NULL
+    probs BLOB NOT NULL,
+    picture TEXT
 )
 """
+#: Folder of an index holding the tracks' pictures (``<sha256>.jpg``).
+PICTURES = 'pictures'
+
 
 
 class BadIndexError(MuseTagError):
@@ -93,7 +103,9 @@ class BadIndexError(MuseTagError):
 
 @dataclass
 class Track:
-    """One row of the track table: ``probs`` float32 [K] in the run's label order."""
+    """One row of the track table: ``probs`` float32 [K] in the run's label order; ``picture``: the
+    picture record (``docs/images.md``: ``{"sha256", …}``, ``{"none": true}``, ``{"error", "detail"}``)
+    or None when never looked for."""
     id: str
     path: str
     size: int
@@ -104,6 +116,7 @@ class Track:
     title: str | None
     tags: list
     probs: np.ndarray
+    picture: dict | None = None
 
     def payload(self) -> dict:
         """The payload both stores hold for this track."""
@@ -180,6 +193,7 @@ class Index:
 
     def __init__(self, path, manifest: dict, db, stores: dict):
         self.path, self.manifest, self.db, self.stores = os.fspath(path), manifest, db, stores
+        self._select = _select_list(db)
 
     # -------------------------------------------------------------------------------- opening
     @staticmethod
@@ -250,10 +264,10 @@ class Index:
 
     def tracks(self) -> list:
         """Every track, in id order."""
-        return [_track(r) for r in self.db.execute(f'SELECT {_COLUMNS} FROM tracks ORDER BY id')]
+        return [_track(r) for r in self.db.execute(f'SELECT {self._select} FROM tracks ORDER BY id')]
 
     def track(self, track_id: str) -> Track | None:
-        row = self.db.execute(f'SELECT {_COLUMNS} FROM tracks WHERE id = ?', (track_id,)).fetchone()
+        row = self.db.execute(f'SELECT {self._select} FROM tracks WHERE id = ?', (track_id,)).fetchone()
         return _track(row) if row else None
 
     def find(self, ref: str) -> Track:
@@ -262,7 +276,7 @@ class Index:
         if t is not None:
             return t
         for candidate in dict.fromkeys([os.path.abspath(ref), os.path.realpath(ref)]):
-            row = self.db.execute(f'SELECT {_COLUMNS} FROM tracks WHERE path = ?', (candidate,)).fetchone()
+            row = self.db.execute(f'SELECT {self._select} FROM tracks WHERE path = ?', (candidate,)).fetchone()
             if row:
                 return _track(row)
         real = os.path.realpath(ref)
@@ -271,6 +285,11 @@ class Index:
                 return t
         raise BadIndexError(f'{ref}: no such track in the index {self.path} (give a track id or the path of an '
                           'indexed file; `musetag index info` lists the roots)')
+
+    def picture_path(self, track: Track) -> str | None:
+        """The stored picture file of ``track`` (``pictures/<sha256>.jpg``), or None when it has none."""
+        sha = (track.picture or {}).get('sha256')
+        return os.path.join(self.path, PICTURES, f'{sha}.jpg') if sha else None
 
     def inside_roots(self, path: str) -> bool:
         """True when ``path`` lies inside one of the indexed roots (both resolved)."""
@@ -332,7 +351,7 @@ class Index:
             store.flush()
         if hook:
             hook('flushed')
-        self.db.executemany(f'INSERT OR REPLACE INTO tracks ({_COLUMNS}) VALUES ({", ".join("?" * 10)})',
+        self.db.executemany(f'INSERT OR REPLACE INTO tracks ({_COLUMNS}) VALUES ({", ".join("?" * 11)})',
                             [_row(t) for t in tracks])
         self.db.commit()
         self.write_manifest()
@@ -358,14 +377,43 @@ class Index:
         m = self.manifest
         seconds, with_artist, artists = self.db.execute(
             'SELECT COALESCE(SUM(duration), 0), COUNT(artist), COUNT(DISTINCT artist) FROM tracks').fetchone()
+        pictures, distinct, bad = self.picture_counts()
         return {'index': os.path.abspath(self.path), 'tracks': len(self), 'audio_seconds': round(float(seconds), 3),
-                'tracks_with_artist': with_artist, 'artists': artists, 'run': m['run'], 'model': m.get('model'),
+                'tracks_with_artist': with_artist, 'artists': artists, 'tracks_with_picture': pictures,
+                'pictures': distinct, 'bad_pictures': bad, 'run': m['run'], 'model': m.get('model'),
                 'layer': m['layer'], 'pooling': m['pooling'], 'dim': m.get('dim'), 'tags_dim': len(m['labels']),
                 'backend': m['backend'], 'roots': m.get('roots', []), 'created': m.get('created'),
                 'updated': m.get('updated'), 'counts': m.get('counts', {}), 'spaces': list(SPACES)}
 
 
-_COLUMNS = 'id, path, size, mtime_ns, duration, artist, album, title, tags, probs'
+    def picture_counts(self) -> tuple:
+        """``(tracks with a picture, distinct pictures, tracks with a bad picture)``."""
+        if 'NULL AS picture' in self._select:
+            return 0, 0, 0
+        with_picture, distinct, bad = self.db.execute(
+            "SELECT COUNT(json_extract(picture, '$.sha256')), COUNT(DISTINCT json_extract(picture, '$.sha256')), "
+            "COUNT(json_extract(picture, '$.error')) FROM tracks").fetchone()
+        return with_picture, distinct, bad
+
+    def set_pictures(self, records: dict) -> None:
+        """Record ``{track id: picture record}`` in the table (tracks already there)."""
+        self.db.executemany('UPDATE tracks SET picture = ? WHERE id = ?',
+                            [(json.dumps(r), i) for i, r in records.items()])
+        self.db.commit()
+
+    def prune_pictures(self) -> int:
+        """Delete the files of ``pictures/`` that no track refers to; returns how many."""
+        folder = os.path.join(self.path, PICTURES)
+        if not os.path.isdir(folder):
+            return 0
+        used = {r[0] for r in self.db.execute("SELECT DISTINCT json_extract(picture, '$.sha256') FROM tracks")}
+        gone = [n for n in os.listdir(folder) if n.endswith('.jpg') and n[:-4] not in used]
+        for name in gone:
+            files.remove(os.path.join(folder, name))
+        return len(gone)
+
+
+_COLUMNS = 'id, path, size, mtime_ns, duration, artist, album, title, tags, probs, picture'
 
 
 def _connect(path, read_only: bool = False) -> sqlite3.Connection:
@@ -376,18 +424,54 @@ def _connect(path, read_only: bool = False) -> sqlite3.Connection:
     db = sqlite3.connect(path)
     db.execute('PRAGMA journal_mode=DELETE')
     db.execute(_SCHEMA)
+    if 'picture' not in _table_columns(db):          # an index built before pictures were recorded
+        db.execute('ALTER TABLE tracks ADD COLUMN picture TEXT')
     db.commit()
     return db
 
 
+def _table_columns(db) -> set:
+    return {r[1] for r in db.execute('PRAGMA table_info(tracks)')}
+
+
+def _select_list(db) -> str:
+    """The columns to select (``picture`` read as NULL from a read-only index that predates it)."""
+    return _COLUMNS if 'picture' in _table_columns(db) else _COLUMNS.replace('picture', 'NULL AS picture')
+
+
 def _row(t: Track) -> tuple:
     return (t.id, t.path, int(t.size), int(t.mtime_ns), t.duration, t.artist, t.album, t.title, json.dumps(t.tags),
-            np.asarray(t.probs, dtype='<f4').tobytes())
+            np.asarray(t.probs, dtype='<f4').tobytes(), None if t.picture is None else json.dumps(t.picture))
 
 
 def _track(row) -> Track:
     return Track(id=row[0], path=row[1], size=row[2], mtime_ns=row[3], duration=row[4], artist=row[5], album=row[6],
-                 title=row[7], tags=json.loads(row[8]), probs=np.frombuffer(row[9], dtype='<f4').copy())
+                 title=row[7], tags=json.loads(row[8]), probs=np.frombuffer(row[9], dtype='<f4').copy(),
+                 picture=json.loads(row[10]) if row[10] else None)
+
+
+def record_picture(index_dir, path, summary=None) -> dict:
+    """Read the picture of the track at ``path`` (:func:`imagemusic.pictures.read_picture`), store its
+    normalised JPEG in ``index_dir/pictures/<sha256>.jpg`` (once per distinct picture) and return its
+    record for the table; a bad picture gives ``{"error": reason, "detail": …}`` and is appended to
+    ``summary.bad_pictures`` as ``(path, reason, detail)``."""
+    from imagemusic.pictures import PictureError, read_picture
+    try:
+        pic = read_picture(path)
+    except PictureError as e:
+        if summary is not None:
+            summary.bad_pictures.append((path, e.reason, e.detail))
+        log.info('picture skipped %s: %s (%s)', path, e.reason, e.detail)
+        return {'error': e.reason, 'detail': e.detail}
+    if pic is None:
+        return {'none': True}
+    target = os.path.join(os.fspath(index_dir), PICTURES, f'{pic.sha256}.jpg')
+    if not os.path.exists(target):
+        files.make_dir(os.path.dirname(target))
+        files.atomic_write_bytes(target, pic.data)
+    if summary is not None:
+        summary.pictures += 1
+    return pic.record()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -395,12 +479,18 @@ def _track(row) -> Track:
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class BuildSummary:
-    """What one build did: counts, the skipped files ``[(path, reason, detail)]`` and timings."""
+    """What one build did: counts, the skipped files ``[(path, reason, detail)]``, the pictures recorded
+    (``pictures``: good ones; ``bad_pictures``: ``[(path, reason, detail)]``, their tracks indexed all
+    the same; ``picture_files``: folder pictures such as ``cover.jpg`` met by the walk, not audio) and
+    timings."""
     added: int = 0
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
     skipped: list = field(default_factory=list)
+    pictures: int = 0
+    bad_pictures: list = field(default_factory=list)
+    picture_files: int = 0
     hidden: int = 0
     tracks: int = 0
     audio_seconds: float = 0.0
@@ -411,6 +501,8 @@ class BuildSummary:
         return (f'{self.tracks} tracks in the index: {self.added} added, {self.updated} embedded again (changed), '
                 f'{self.unchanged} unchanged, {self.removed} removed, {len(self.skipped)} skipped'
                 + (f', {self.hidden} hidden names not searched' if self.hidden else '')
+                + (f'; {self.pictures} pictures recorded ({len(self.bad_pictures)} bad, skipped)'
+                   if self.pictures or self.bad_pictures else '')
                 + f'; {self.audio_seconds:.0f} s of audio in {self.seconds:.1f} s ({rate:.1f}× real time)')
 
 
@@ -437,11 +529,16 @@ class _Hook:
 
 
 def _plan(index: Index, inputs, roots: list, summary: BuildSummary) -> tuple:
-    """``(to_embed [(InputFile, stat, Track|None)], removed ids)`` from the walk and the table."""
+    """``(to_embed [(InputFile, path, stat, Track|None)], removed ids, unchanged tracks whose picture was
+    never looked for [Track])`` from the walk and the table."""
+    from imagemusic.pictures import is_folder_picture
     known = {t.path: t for t in index.tracks()}
-    found, to_embed = set(), []
+    found, to_embed, no_picture = set(), [], []
     for item in inputs.files:
         path = os.path.abspath(item.path)
+        if is_folder_picture(path) and path not in known:       # a folder's cover art, not a track
+            summary.picture_files += 1
+            continue
         try:
             path.encode('utf-8')
         except UnicodeEncodeError:
@@ -458,12 +555,14 @@ def _plan(index: Index, inputs, roots: list, summary: BuildSummary) -> tuple:
         old = known.get(path)
         if old is not None and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns:
             summary.unchanged += 1
+            if old.picture is None:
+                no_picture.append(old)
             continue
         to_embed.append((item, path, st, old))
     walked = [r.rstrip(os.sep) + os.sep for r in roots]
     removed = [t.id for p, t in known.items()
                if p not in found and (any(p.startswith(r) for r in walked) or not os.path.exists(p))]
-    return to_embed, removed
+    return to_embed, removed, no_picture
 
 
 def _root_of(path: str, roots: list):
@@ -565,12 +664,14 @@ def build_index(index_dir, run, paths: Iterable, *, model: str | None = None, la
             inputs = collect_inputs(roots)
             summary.skipped.extend(inputs.skipped)
             summary.hidden = len(inputs.hidden)
-            to_embed, removed = _plan(index, inputs, roots, summary)
+            to_embed, removed, no_picture = _plan(index, inputs, roots, summary)
             index.remove(removed)
             summary.removed = len(removed)
             _embed_all(index, tagger, to_embed, roots=m['roots'], layer=m['layer'], pooling=m['pooling'],
                        batch_size=batch_size, commit_every=commit_every, commit_seconds=commit_seconds,
                        progress=progress, summary=summary)
+            index.set_pictures({t.id: record_picture(index.path, t.path, summary) for t in no_picture})
+            index.prune_pictures()
             m['counts'] = {'skipped_last_build': len(summary.skipped)}
             index.write_manifest()
             summary.tracks = len(index)
@@ -595,6 +696,7 @@ def _embed_all(index, tagger, to_embed, *, roots, layer, pooling, batch_size, co
             log.warning('skipped %s: %s (%s)', *summary.skipped[-1])
             continue
         track, vector = got
+        track.picture = record_picture(index.path, path, summary)
         if old is not None and old.id != track.id:
             index.remove([old.id])
         batch.append(track)
