@@ -121,7 +121,8 @@ def _rare_csv(rare) -> str:
     return buf.getvalue()
 
 
-def write_targets(out_dir, track_ids, vectors, meta: dict, rare=None, overwrite: bool = False) -> str:
+def write_targets(out_dir, track_ids, vectors, meta: dict, rare=None, overwrite: bool = False,
+                  extra_files: dict | None = None) -> str:
     """Write a target table folder atomically and return its path.
 
     Parameters
@@ -135,6 +136,8 @@ def write_targets(out_dir, track_ids, vectors, meta: dict, rare=None, overwrite:
         ``key`` defaults to ``"track_id"``, ``created`` to now (UTC ISO), ``params``/``source`` to {}.
     rare : iterable of (track_id, count, reason) or dicts with those keys, optional
         Written to ``rare.csv`` when given (even if empty).
+    extra_files : dict file name -> text, optional
+        More files written into the folder with the table (e.g. ``held_out.txt``).
 
     Raises
     ------
@@ -163,6 +166,8 @@ def write_targets(out_dir, track_ids, vectors, meta: dict, rare=None, overwrite:
         atomic_write_text(os.path.join(tmp, JSON_NAME), text)
         if rare is not None:
             atomic_write_text(os.path.join(tmp, RARE_NAME), _rare_csv(rare))
+        for name, content in (extra_files or {}).items():
+            atomic_write_text(os.path.join(tmp, os.path.basename(name)), content)
     log.info('wrote %d target vectors of dimension %d to %s', len(ids), info['dim'], out_dir)
     return out_dir
 

@@ -13,6 +13,7 @@ from core.files import atomic_dir
 from .audio_files import audio_jobs, render_files
 from .h5 import write_h5
 from .lastfm_db import write_lastfm_db
+from .listens import LISTENS_DIR, write_listens
 from .lists import duplicates_text, mismatch_text
 from .plan import plan_corpus
 from .truth import corpus_truth
@@ -81,6 +82,7 @@ def generate_with_summary(out, tracks=300, seconds=30.0, seed=0, workers=None, o
         (tmp / 'sid_mismatches.txt').write_text(mismatch_text(plan), encoding='utf-8')
         (tmp / 'msd_duplicates.txt').write_text(duplicates_text(plan), encoding='utf-8')
         truth = corpus_truth(plan, results)
+        listens = write_listens(tmp / LISTENS_DIR, plan, seed)
         (tmp / 'truth.json').write_text(json.dumps(truth, indent=1, ensure_ascii=False) + '\n', encoding='utf-8')
     if not truth['thresholds_consistent']:
         log.warning('corpus too small for the designed tag-count thresholds (tracks=%d); '
@@ -89,9 +91,11 @@ def generate_with_summary(out, tracks=300, seconds=30.0, seed=0, workers=None, o
     for r in results:
         kinds[r['kind']] = kinds.get(r['kind'], 0) + 1
     summary = ('synth: wrote {}: {} h5 tracks ({} without audio), {} DB-only tids, {} audio files ({}), '
-               '{} tags, {} tag pairs; clean with min_count={} pool_min_count={}; {:.1f} s with {} worker(s)').format(
+               '{} tags, {} tag pairs, {} listening triplets of {} users; clean with min_count={} '
+               'pool_min_count={}; {:.1f} s with {} worker(s)').format(
         out, tracks, len(truth['no_audio']), len(truth['not_in_h5_tids']), len(results),
         ', '.join(f'{k} {v}' for k, v in sorted(kinds.items())), len(plan['all_tags']),
-        sum(len(v) for v in plan['raw_vals'].values()), truth['recommended_clean_args']['min_count'],
+        sum(len(v) for v in plan['raw_vals'].values()), listens['triplets'], listens['users'],
+        truth['recommended_clean_args']['min_count'],
         truth['recommended_clean_args']['pool_min_count'], time.time() - t_start, workers)
     return truth, summary

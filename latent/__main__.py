@@ -1,0 +1,6 @@
+"""``python -m latent``: see :mod:`latent.cli`."""
+import sys
+
+from latent.cli import main
+
+sys.exit(main())
