@@ -392,6 +392,8 @@ def test_feedback_export_maps_to_training_ids_and_counts_unmapped(built, tmp_pat
     code = feedback_main(['export', '--db', str(db), '--index', index, '--master', str(master), '--out', str(out)])
     err = capsys.readouterr().err
     assert code == 1 and '2 not mapped' in err and '1 ties' in err
+    assert f'not mapped: {six} ({lib["b/deep/six.mp3"]} is not in --master)' in err
+    assert 'not mapped: gone-track (not in the index)' in err
     assert out.read_text().splitlines() == ['track_id,weight,likes,dislikes', 'TR1,2.0,2,1', 'TR2,0.0,0,1',
                                             'TR4,0.0,0,1']
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o666 & ~_umask()

@@ -8,7 +8,7 @@
     Per-example training weights (``track_id,weight,likes,dislikes``) for ``dataset.weights``.
 
 Exit codes (``docs/cli.md``): 0 done; 1 (export) some judged items could not be mapped to a training
-track (each counted and listed with -v); 2 bad arguments, a missing run, index or database, an index
+track (each listed with its reason, and counted); 2 bad arguments, a missing run, index or database, an index
 built by another run; 4 disk full; 130 interrupted.
 
 This module imports only the standard library and :mod:`core` at module level: ``--help`` answers
@@ -192,7 +192,7 @@ def _export(args) -> int:
                              dislike_weight=args.dislike_weight, overwrite=args.overwrite)
     for item in summary.unmapped:
         why = 'not in the index' if item not in paths else f'{paths[item]} is not in --master'
-        log.info('not mapped: %s (%s)', item, why)
+        print(f'not mapped: {item} ({why})', file=sys.stderr)
     print(f'{args.out}: {summary.line()}', file=sys.stderr)
     return EXIT_PARTIAL if summary.unmapped else EXIT_OK
 
