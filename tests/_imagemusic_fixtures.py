@@ -98,3 +98,49 @@ def image_config(pairs_dir, *, batch_size: int = 16, epochs: int = 3, seed: int 
                          **dataset),
               input=NS(batch_size=batch_size, validation_batch_size=None, shuffle=True),
               task=NS(kind='latent', targets=None), seed=seed, epochs=epochs)
+
+
+def make_index(index_dir, pairs: dict, root) -> list:
+    """An index (numpy stores) of the pairs' tracks, without audio: embedding = the pairs' target
+    vectors, tag probabilities high (0.9) for a track's class tags; track files ``root/<id>.mp3`` (not
+    written). Returns the labels."""
+    from retrieval.index import Index, Track
+    labels = sorted({t for tags in pairs['tags'].values() for t in tags})
+    rng = np.random.default_rng(1)
+    tracks = []
+    for tid in pairs['ids']:
+        probs = np.where([lab in pairs['tags'][tid] for lab in labels], 0.9, 0.05) + rng.uniform(0, 0.02, len(labels))
+        top = [labels[i] for i in np.argsort(-probs)[:5]]
+        tracks.append(Track(id=tid, path=os.path.join(os.fspath(root), f'{tid}.mp3'), size=1, mtime_ns=0, duration=30.0,
+                            artist=f'artist of {tid}', album=f'album of {tid}', title=tid, tags=top,
+                            probs=probs.astype(np.float32), picture=None))
+    manifest = {'run': {'path': '/nowhere', 'sha256': '0'}, 'model': None, 'layer': 'penultimate', 'pooling': 'mean',
+                'backend': 'numpy', 'store_options': {}, 'labels': labels, 'roots': [os.fspath(root)]}
+    index = Index.create(os.fspath(index_dir), manifest)
+    try:
+        index.commit(tracks, pairs['vectors'])
+    finally:
+        index.close()
+    return labels
+
+
+def make_image_run(run_dir, pairs_dir, *, dim: int = 8, size: int = 32, seed: int = 0):
+    """An untrained image run directory (image_stats, linear output) whose config names ``pairs_dir``:
+    enough for the encoder, the evaluation command and the web route (their plumbing, not quality)."""
+    import keras
+
+    from modeling import InputSpec, build_model
+    keras.utils.set_random_seed(seed)
+    os.makedirs(run_dir, exist_ok=True)
+    model = build_model('image_stats', dim, InputSpec(kind='image', image_size=(size, size)),
+                        output_activation='linear', hidden=16)
+    model.save(os.path.join(run_dir, 'model.keras'))
+    files = {'config.json': {'dataset': {'kind': 'images', 'dir': os.path.abspath(pairs_dir)},
+                             'task': {'kind': 'latent', 'loss': 'cosine', 'targets': None},
+                             'model': {'name': 'image_stats', 'hparams': {'hidden': 16}}},
+             'labels.json': [f'dim_{i:03d}' for i in range(dim)],
+             'features.json': {'input': 'image', 'kind': 'image', 'image_size': [size, size]}}
+    for name, content in files.items():
+        with open(os.path.join(run_dir, name), 'w', encoding='utf-8') as fh:
+            json.dump(content, fh)
+    return run_dir
