@@ -19,6 +19,12 @@ and the top ``k`` are scored:
 ``same_artist_at_k`` share of the top k by the query's artist (``same_album_at_k``: release)
 ``artist_hit_rate``  share of queries with at least one track of their artist in the top k, over the
                      queries whose artist has another labelled track (``album_hit_rate`` likewise)
+
+Cold start (:func:`cold_start_evaluate`, ``docs/latent.md``): the tracks held out of a track2vec
+target table query every other indexed track; a result is right when it is one of the query's *true
+co-listening neighbours* (at least ``min_common`` users or playlists have both, counted over all the
+listening data). Rows: each index's output space (``predicted-latent`` for a latent run,
+``tag-probability`` for a tagger) and embedding space, and ``random``.
 """
 from __future__ import annotations
 
@@ -29,7 +35,8 @@ import numpy as np
 
 from core.errors import MuseTagError
 
-__all__ = ['evaluate_index', 'format_report', 'ranking_metrics', 'labelled_tracks']
+__all__ = ['evaluate_index', 'format_report', 'ranking_metrics', 'labelled_tracks', 'cold_start_evaluate',
+           'format_cold_start', 'co_listeners', 'is_latent_index']
 
 log = logging.getLogger(__name__)
 
@@ -167,4 +174,133 @@ def format_report(report: dict) -> str:
     rows.append(f'{report["n_queries"]} labelled queries of {report["n_index_tracks"]} index tracks '
                 f'({report["n_unmatched"]} not in the master table)'
                 + (f', split {report["split"]}' if report['split'] else ''))
+    return '\n'.join(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# cold start: held-out tracks against their true co-listening neighbours (docs/latent.md)
+# --------------------------------------------------------------------------------------------------
+def co_listeners(listening, held_out) -> dict:
+    """``{held-out track: {other track: number of users (playlists) with both}}`` over one pass of
+    ``listening`` (a :class:`latent.track2vec.ListeningSource` read *without* a hold-out: the truth
+    uses every listen)."""
+    held = set(held_out)
+    common = {h: {} for h in held}
+    for _, tracks in listening:
+        ids = [t for t, _ in tracks]
+        for h in (t for t in ids if t in held):
+            row = common[h]
+            for t in ids:
+                if t != h:
+                    row[t] = row.get(t, 0) + 1
+    return common
+
+
+def is_latent_index(index) -> bool:
+    """True when the index's run is a latent run (its outputs are named ``dim_000``, ``dim_001``, …)."""
+    labels = index.manifest.get('labels') or []
+    return bool(labels) and all(str(x).startswith('dim_') for x in labels)
+
+
+def _index_track_ids(index, by_path) -> dict:
+    """``{track_id: index id}`` of the index tracks that have a master row (first one wins)."""
+    out = {}
+    for t in index.tracks():
+        row = by_path.get(os.path.realpath(t.path))
+        if row is not None:
+            out.setdefault(row[0], t.id)
+    return out
+
+
+def _space_rows(index, name: str) -> list:
+    """``[(row label, store name)]`` of one index: its output space and its embedding space."""
+    output = 'predicted-latent' if is_latent_index(index) else 'tag-probability'
+    return [(f'{output} ({name})', 'tags'), (f'embedding ({name})', 'embedding')]
+
+
+def _precision(neighbours, candidates, truth_sets) -> tuple:
+    """(mean precision@k, share of queries with a hit) of ``neighbours`` [q, k] (indices into
+    ``candidates``) against each query's set of true neighbour track ids."""
+    prec, hits = [], []
+    for row, truth in zip(neighbours, truth_sets):
+        got = sum(candidates[j] in truth for j in row)
+        prec.append(got / len(row))
+        hits.append(got > 0)
+    return float(np.mean(prec)), float(np.mean(hits))
+
+
+def _ranked(vectors: np.ndarray, queries: list, k: int) -> np.ndarray:
+    """Indices [len(queries), k] of each query row's k nearest other rows by cosine."""
+    v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    scores = v[queries] @ v.T
+    scores[np.arange(len(queries)), queries] = -np.inf
+    return np.argsort(-scores, axis=1, kind='stable')[:, :k]
+
+
+def cold_start_evaluate(indexes, *, master, listening, held_out, k: int = 10, min_common: int = 2,
+                        seed: int = 0) -> dict:
+    """Precision@k of held-out tracks' neighbours against their true co-listening neighbours.
+
+    Parameters
+    ----------
+    indexes : list of (name, Index)
+        The first is the index evaluated; more (``--compare-index``) are scored on the same tracks.
+    master : master.csv (index tracks -> track ids by audio path).
+    listening : :class:`latent.track2vec.ListeningSource` without hold-out.
+    held_out : track ids held out of the latent targets (``held_out.txt``).
+    min_common : a track is a true neighbour of a held-out track when at least this many users
+        (playlists) have both.
+
+    Candidates are the tracks every index holds (matched through master.csv); queries are the held-out
+    candidates with at least one true neighbour among the candidates. Every space ranks all other
+    candidates by cosine to the query; ``random`` ranks them by a seeded permutation.
+    """
+    by_path = _master_paths(master)
+    maps = [_index_track_ids(index, by_path) for _, index in indexes]
+    candidates = sorted(set.intersection(*(set(m) for m in maps)))
+    if len(candidates) < 2:
+        raise MuseTagError(f'only {len(candidates)} track(s) of {master} are in every index; nothing to evaluate')
+    position = {t: i for i, t in enumerate(candidates)}
+    held = [t for t in dict.fromkeys(held_out) if t in position]
+    common = co_listeners(listening, held)
+    truth, queries = [], []
+    for h in held:
+        n = {t for t, c in common[h].items() if c >= min_common and t in position}
+        if n:
+            queries.append(position[h])
+            truth.append(n)
+    if not queries:
+        raise MuseTagError(f'none of the {len(held)} held-out track(s) found in the index has a co-listening '
+                           f'neighbour (>= {min_common} common users) among the indexed tracks; index more tracks '
+                           'or lower --min-common')
+    k = min(k, len(candidates) - 1)
+    report = {'k': k, 'min_common': min_common, 'n_candidates': len(candidates), 'n_held_out': len(held_out),
+              'n_held_out_indexed': len(held), 'n_queries': len(queries), 'seed': seed,
+              'mean_true_neighbours': float(np.mean([len(n) for n in truth])),
+              'listening': listening.report.as_dict(),
+              'indexes': {name: os.path.abspath(index.path) for name, index in indexes}, 'spaces': {}}
+    for (name, index), ids in zip(indexes, maps):
+        for label, store in _space_rows(index, name):
+            vectors, _ = index.stores[store].get([ids[t] for t in candidates])
+            nb = _ranked(np.asarray(vectors, dtype=np.float64), queries, k)
+            p, hit = _precision(nb, candidates, truth)
+            report['spaces'][label] = {'precision_at_k': p, 'hit_rate': hit}
+    rng = np.random.default_rng(seed)
+    nb = np.array([rng.permutation(np.delete(np.arange(len(candidates)), q))[:k] for q in queries])
+    p, hit = _precision(nb, candidates, truth)
+    report['spaces']['random'] = {'precision_at_k': p, 'hit_rate': hit}
+    return report
+
+
+def format_cold_start(report: dict) -> str:
+    """A table: one row per space (precision@k and hit rate)."""
+    k = report['k']
+    width = max(len(s) for s in report['spaces']) + 2
+    rows = [f'{"space":<{width}} {"P@" + str(k):>7} {"hit@" + str(k):>7}']
+    for space, m in report['spaces'].items():
+        rows.append(f'{space:<{width}} {m["precision_at_k"]:>7.3f} {m["hit_rate"]:>7.3f}')
+    rows.append(f'cold start: {report["n_queries"]} held-out queries ({report["n_held_out_indexed"]} of '
+                f'{report["n_held_out"]} held-out tracks indexed) among {report["n_candidates"]} tracks; true '
+                f'neighbours: >= {report["min_common"]} common listeners (mean {report["mean_true_neighbours"]:.1f} '
+                'per query)')
     return '\n'.join(rows)
