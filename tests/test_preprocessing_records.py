@@ -70,10 +70,24 @@ def test_serialize_example_equals_tensorflow(tf, case):
     assert list(parsed['tags'].int64_list.value) == tags
 
 
-def test_records_module_uses_crcmod_c_extension_and_no_tensorflow():
+def test_records_module_uses_a_native_crc_and_no_tensorflow():
     code = ('import sys; from preprocessing import records; '
+            'assert records.crc32c_backend() == "google-crc32c", records.crc32c_backend(); '
             'assert records.crc32c_is_native(), "crcmod runs its pure-Python CRC"; '
             'assert "tensorflow" not in sys.modules, "preprocessing.records imported TensorFlow"; '
             'import preprocessing.encode; assert "tensorflow" not in sys.modules, "encode imported TensorFlow"')
     r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_crcmod_fallback_frames_the_same_bytes():
+    """Without google-crc32c the writer falls back to crcmod's C extension, with identical output."""
+    data = np.random.default_rng(5).integers(0, 256, 70_001, dtype=np.uint8).tobytes()
+    code = ('import sys; sys.modules["google_crc32c"] = None; from preprocessing import records; '
+            'assert records.crc32c_backend() == "crcmod", records.crc32c_backend(); '
+            'assert records.crc32c_is_native(); '
+            'sys.stdout.buffer.write(records.frame_record([sys.stdin.buffer.read()]))')
+    r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, input=data, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout == records.frame_record(data)
+    assert records.crc32c_backend() == 'google-crc32c'
