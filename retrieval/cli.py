@@ -10,6 +10,8 @@
 ``musetag index pairs --index DIR [--pairs CSV] --space embedding|tags --out DIR``
     (image, track) pairs from the index's pictures (or a CSV), split by album, with the index's
     vectors as targets: the training data of an image run (:mod:`retrieval.pairs`, ``docs/images.md``).
+``musetag index evaluate-image --index DIR --pairs DIR --image-run RUN …``
+    An image run's held-out retrieval against a colour histogram and chance (:mod:`retrieval.cli_evaluate_image`).
 ``musetag similar --index DIR (--track PATH|ID | --audio FILE | --tags "a, b" | --text "…" | --image FILE
 --image-run RUN) [-k 10] …``
     The tracks nearest a track, a clip, tags, free text or a picture (:mod:`retrieval.query`; pictures
@@ -75,8 +77,8 @@ def index_parser(prog=None) -> argparse.ArgumentParser:
     prog = prog or 'python -m retrieval index'
     p = argparse.ArgumentParser(prog=prog, formatter_class=ccli.HelpFormatter, epilog=_INDEX_EPILOG,
                                 description='A vector index of a music library: build (incremental), info, '
-                                            'evaluate.')
-    sub = p.add_subparsers(dest='command', required=True, metavar='{build,info,evaluate,pairs}')
+                                            'evaluate, (image, track) pairs, evaluate an image run.')
+    sub = p.add_subparsers(dest='command', required=True, metavar='{build,info,evaluate,pairs,evaluate-image}')
 
     b = sub.add_parser('build', prog=f'{prog} build', formatter_class=ccli.HelpFormatter, epilog=_INDEX_EPILOG,
                        help='embed audio folders into the index (or update it)',
@@ -114,6 +116,8 @@ def index_parser(prog=None) -> argparse.ArgumentParser:
     from retrieval import cli_evaluate
     cli_evaluate.add_parser(sub, prog, _index_option)
     _pairs_parser(sub, prog)
+    from retrieval import cli_evaluate_image
+    cli_evaluate_image.add_parser(sub, prog, _index_option)
     return p
 
 
@@ -244,8 +248,9 @@ def index_main(argv=None, prog=None) -> int:
     """``musetag index``; returns the exit code (module docstring)."""
     prog = prog or 'python -m retrieval index'
     args = index_parser(prog).parse_args(argv)
-    from retrieval import cli_evaluate
-    body = {'build': _build, 'info': _info, 'evaluate': cli_evaluate.run, 'pairs': _pairs}[args.command]
+    from retrieval import cli_evaluate, cli_evaluate_image
+    body = {'build': _build, 'info': _info, 'evaluate': cli_evaluate.run, 'pairs': _pairs,
+            'evaluate-image': cli_evaluate_image.run}[args.command]
     return ccli.run_command(body, args, f'{prog} {args.command}')
 
 

@@ -133,7 +133,8 @@ def test_a_run_of_another_index_or_dimension_is_refused(setup, capsys):
 
 @pytest.mark.slow
 def test_a_real_image_run_trained_on_index_pairs_answers_by_image(tmp_path):
-    """index pairs → the trainer (dataset.kind images) → similar/playlist --image with the trained run."""
+    """index pairs → the trainer (dataset.kind images) → similar/playlist --image and index evaluate-image
+    with the trained run."""
     from retrieval.cli import index_main
     from tests._pictures_fixtures import write_mp3
     colours = [(220, 30, 30), (30, 30, 220), (30, 200, 40), (230, 220, 40)]
@@ -169,3 +170,9 @@ def test_a_real_image_run_trained_on_index_pairs_answers_by_image(tmp_path):
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(json.loads(out.stdout)['results']) == 6
+    cmd = [sys.executable, '-m', 'retrieval', 'index', 'evaluate-image', '--index', str(tmp_path / 'idx'),
+           '--pairs', str(tmp_path / 'pairs'), '--image-run', str(run), '--split', 'validation', '-k', '3',
+           '--json', str(tmp_path / 'eval.json')]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / 'eval.json').is_file()

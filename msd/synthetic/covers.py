@@ -22,8 +22,10 @@ corrupt JPEG, the second a non-image (an HTML page), when the corpus has at leas
 from __future__ import annotations
 
 import colorsys
+import functools
 import hashlib
 import io
+import json
 
 import numpy as np
 
@@ -190,5 +192,11 @@ def cover_plan(plan: dict) -> dict:
 def cover_bytes(entry: dict) -> bytes:
     """The picture bytes of a :func:`cover_plan` entry (a JPEG, or the broken picture of its kind)."""
     if entry['kind'] == 'ok':
-        return cover_jpeg(entry['labels'], entry['seed'])
+        return _album_cover(json.dumps(entry['labels'], sort_keys=True), entry['seed'])
     return broken_cover(entry['kind'], entry['seed'])
+
+
+@functools.lru_cache(maxsize=1024)
+def _album_cover(labels_json: str, seed: int) -> bytes:
+    """:func:`cover_jpeg` drawn once per album and process (about 8 KB each)."""
+    return cover_jpeg(json.loads(labels_json), seed)
