@@ -181,3 +181,23 @@ def test_unreadable_and_non_image_files(tmp_path):
     with pytest.raises(pic.PictureError) as e:
         pic.read_image_file(tmp_path / 'x.jpg')
     assert e.value.reason == 'not-image'
+
+
+@pytest.mark.parametrize('fmt', ['JPEG', 'PNG', 'GIF', 'BMP', 'WEBP'])
+def test_damaged_pictures_only_ever_raise_picture_error(fmt):
+    """Random byte changes and cuts of a good picture: normalised, or refused with PictureError (nothing else)."""
+    rng = np.random.default_rng(7)
+    good = _image_bytes(fmt, (50, 40))
+    refused = 0
+    for _ in range(200):
+        data = bytearray(good)
+        for _ in range(int(rng.integers(1, 8))):
+            data[int(rng.integers(0, min(len(data), 200)))] = int(rng.integers(0, 256))
+        if rng.random() < 0.3:
+            data = data[:int(rng.integers(8, len(data)))]
+        try:
+            pic.normalise(bytes(data))
+        except pic.PictureError as e:
+            assert e.reason in pic.REASONS
+            refused += 1
+    assert refused > 0
