@@ -21,7 +21,9 @@ Figures
   of ``preprocess write`` with ``--workers`` processes, and ``….vs_floor``: local / floor (target
   >= 0.8 for waveform, whose per-track work is the floor; log-mel adds the spectrogram);
   ``….encode_floor``: tracks/s of the writer's per-track work alone and ``….vs_encode_floor``, local /
-  that: what the writing itself costs; ``….beam``: tracks/s of ``--engine beam`` (the
+  that: what the writing itself costs; ``….local_marginal``: the writer's tracks/s once running (the
+  quarter tree's write subtracted from the full tree's; ``fixed_seconds``: its start-up, table reading
+  and planning) and ``….vs_floor_marginal``, that over the floor; ``….beam``: tracks/s of ``--engine beam`` (the
   in-process FnApiRunner with ``--workers`` threads) on the same input, and ``….beam_vs_local``.
   ``identical`` says whether the Beam shards equal the local ones byte for byte.
 * ``datasets.encode.long_file.peak_memory``: peak memory (MiB of the allocations ``tracemalloc``
@@ -115,11 +117,11 @@ def _rows(kind, tree):
 
 
 def bench_adapter(kind, trees, workdir, workers):
-    """Adapter rows/s and peak RSS on each tree (small, then full); returns the full tree's output."""
-    rss = []
-    out = None
+    """Adapter rows/s and peak RSS on each tree (small, then full); returns each tree's output folder."""
+    rss, outs = [], []
     for tree in trees:
         out = os.path.join(workdir, 'out', os.path.basename(tree))
+        outs.append(out)
         rows = _rows(kind, tree)
         code, seconds, peak, err = _run_measured(_adapter_args(kind, tree, out, workers), workdir)
         if code not in (0, 1):
@@ -131,7 +133,7 @@ def bench_adapter(kind, trees, workdir, workers):
     if len(rss) == 2:
         emit(BENCH, f'adapter.{kind}.rss_growth', rss[1] / rss[0], 'x', sizes=[_rows(kind, t) for t in trees],
              note='full tree peak RSS / quarter tree peak RSS (flat: ~1)')
-    return out
+    return outs
 
 
 # --------------------------------------------------------------------------------------- writing
@@ -197,36 +199,87 @@ def _write(adapter_out, out, engine, workers, shards, fmt):
     return summary, time.perf_counter() - t0
 
 
-def bench_write(kind, adapter_out, workdir, workers, shards, formats):
-    """Floor, then per format the encode floor, the local writer and the Beam writer (tracks/s)."""
+def bench_write(kind, adapter_outs, workdir, workers, shards, formats, repeats=1):
+    """Floor, then per format the encode floor, the local writer and the Beam writer (tracks/s).
+
+    ``adapter_outs``: the adapter outputs of the quarter and the full tree; the local writer also
+    writes the quarter tree, so its fixed cost (worker start-up and imports, reading the tables,
+    planning) can be told apart from its rate once running (``….local_marginal``). With ``repeats``
+    > 1 the floor and the local writes alternate ``repeats`` times, and the ratios are the median
+    of the paired ratios (each listed): on a shared machine only pairs measured together compare.
+    """
     import functools
-    import shutil
+    import statistics
+    adapter_out = adapter_outs[-1]
     paths = _planned_paths(adapter_out)
-    floor = _floor(paths, workers)
-    emit(BENCH, f'write.{kind}.floor', floor, 'tracks/s', tracks=len(paths), workers=workers, load_avg_1m=_load())
     for fmt in formats:
         name = f'write.{kind}.{fmt}'
         encode = _floor(paths, workers, functools.partial(_encode_one, fmt=fmt))
         emit(BENCH, f'{name}.encode_floor', encode, 'tracks/s', tracks=len(paths), workers=workers,
              load_avg_1m=_load(), note=f'the per-track work of the {fmt} writer alone (decode, resample'
                                        f'{", log-mel" if fmt == "log-mel" else ""}, nothing written)')
-        rates, digests = {}, {}
-        for engine in ('local', 'beam'):
-            out = os.path.join(workdir, 'tfrecords', f'{kind}-{fmt}-{engine}')
-            shutil.rmtree(out, ignore_errors=True)
-            summary, seconds = _write(adapter_out, out, engine, workers, shards, fmt)
-            n = summary['tracks_written'] + sum(summary['tracks_skipped'].values())
-            rates[engine] = n / seconds
-            digests[engine] = _shard_digest(out)
-            emit(BENCH, f'{name}.{engine}', rates[engine], 'tracks/s', tracks=n, seconds=round(seconds, 2),
+        out = os.path.join(workdir, 'tfrecords', f'{kind}-{fmt}-local')
+        pairs = []                      # (floor tracks/s, local (tracks, s), quarter local (tracks, s) or None)
+        for _ in range(repeats):
+            floor = _floor(paths, workers)
+            emit(BENCH, f'write.{kind}.floor', floor, 'tracks/s', tracks=len(paths), workers=workers,
+                 load_avg_1m=_load())
+            full = _timed_write(adapter_out, out, 'local', workers, shards, fmt)
+            emit(BENCH, f'{name}.local', full[0] / full[1], 'tracks/s', tracks=full[0], seconds=round(full[1], 2),
                  workers=workers, shards_per_split=shards, load_avg_1m=_load())
-        emit(BENCH, f'{name}.vs_floor', rates['local'] / floor, 'x', target=0.8 if fmt == 'waveform' else None,
-             note='local writer tracks/s / decode+resample tracks/s, same files, same workers' +
+            small = (_timed_write(adapter_outs[0], os.path.join(workdir, 'tfrecords', f'small-{fmt}-local'),
+                                  'local', workers, shards, fmt) if len(adapter_outs) > 1 else None)
+            pairs.append((floor, full, small))
+        ratios = [full[0] / full[1] / floor for floor, full, _ in pairs]
+        emit(BENCH, f'{name}.vs_floor', statistics.median(ratios), 'x', target=0.8 if fmt == 'waveform' else None,
+             paired=[round(r, 3) for r in ratios],
+             note='local writer tracks/s (start-up included) / decode+resample tracks/s (start-up excluded), '
+                  'same files, same workers; median of the paired runs' +
                   ('' if fmt == 'waveform' else ' (log-mel adds the spectrogram: compare with vs_encode_floor)'))
-        emit(BENCH, f'{name}.vs_encode_floor', rates['local'] / encode, 'x',
+        local = pairs[-1][1][0] / pairs[-1][1][1]
+        emit(BENCH, f'{name}.vs_encode_floor', local / encode, 'x',
              note='local writer tracks/s / its per-track work alone: the cost of the writing itself')
-        emit(BENCH, f'{name}.beam_vs_local', rates['beam'] / rates['local'], 'x',
-             identical=digests['beam'] == digests['local'])
+        if all(small is not None for _, _, small in pairs):
+            _marginal(name, pairs, fmt)
+        beam = _timed_write(adapter_out, os.path.join(workdir, 'tfrecords', f'{kind}-{fmt}-beam'), 'beam', workers,
+                            shards, fmt)
+        emit(BENCH, f'{name}.beam', beam[0] / beam[1], 'tracks/s', tracks=beam[0], seconds=round(beam[1], 2),
+             workers=workers, shards_per_split=shards, load_avg_1m=_load())
+        emit(BENCH, f'{name}.beam_vs_local', beam[0] / beam[1] / local, 'x',
+             identical=_shard_digest(out) == _shard_digest(os.path.join(workdir, 'tfrecords',
+                                                                          f'{kind}-{fmt}-beam')))
+
+
+def _timed_write(adapter_out, out, engine, workers, shards, fmt):
+    """(tracks, seconds) of one write of ``adapter_out`` into a fresh ``out``."""
+    import shutil
+    shutil.rmtree(out, ignore_errors=True)
+    summary, seconds = _write(adapter_out, out, engine, workers, shards, fmt)
+    return summary['tracks_written'] + sum(summary['tracks_skipped'].values()), seconds
+
+
+def _marginal(name, pairs, fmt):
+    """The local writer's rate once running and its fixed cost, from the quarter tree's write subtracted
+    from the full tree's in each pair: (full tracks - quarter tracks) / (full seconds - quarter seconds)."""
+    import statistics
+    rates, ratios, fixed = [], [], []
+    for floor, full, small in pairs:
+        extra_tracks, extra_seconds = full[0] - small[0], full[1] - small[1]
+        if extra_tracks <= 0 or extra_seconds <= 0:
+            continue
+        rates.append(extra_tracks / extra_seconds)
+        ratios.append(rates[-1] / floor)
+        fixed.append(small[1] - small[0] / rates[-1])
+    if not rates:
+        return
+    emit(BENCH, f'{name}.local_marginal', statistics.median(rates), 'tracks/s', tracks=[pairs[0][2][0], pairs[0][1][0]],
+         fixed_seconds=round(statistics.median(fixed), 2), load_avg_1m=_load(),
+         note='the writer once running: the quarter tree\'s write subtracted from the full tree\'s (what a '
+              '55k-track dataset sees); fixed_seconds: start-up, tables, planning')
+    emit(BENCH, f'{name}.vs_floor_marginal', statistics.median(ratios), 'x',
+         target=0.8 if fmt == 'waveform' else None, paired=[round(r, 3) for r in ratios],
+         note='local_marginal / floor, median of the paired runs: the per-track cost of writing against '
+              'decode+resample alone')
 
 
 _ENCODE_PEAK = """
@@ -285,12 +338,14 @@ def parse_args(argv=None):
     ap.add_argument('--skip-write', action='store_true', help='the adapters only (no TFRecord writing)')
     ap.add_argument('--formats', nargs='+', choices=['waveform', 'log-mel'], default=['waveform', 'log-mel'],
                     help='TFRecord formats written (waveform: the per-track work is decode + resample, the floor)')
+    ap.add_argument('--repeats', type=int, default=3,
+                    help='floor / local writer pairs per format (their paired ratios give the medians)')
     ap.add_argument('--tiny', action='store_true',
                     help='a run under a minute: 32 clips, 8 Jamendo tracks of 6-9 s, 1 worker')
     args = ap.parse_args(argv)
     if args.tiny:
         args.mtat_clips, args.jamendo_tracks, args.jamendo_minutes = 32, 8, (0.1, 0.15)
-        args.workers, args.shards_per_split = 1, 1
+        args.workers, args.shards_per_split, args.repeats = 1, 1, 1
     return args
 
 
@@ -306,12 +361,13 @@ def main(argv=None):
             continue
         small = min(sizes[kind], max(8, sizes[kind] // 4))     # a few rows at least: the sources plant defects
         trees = [_tree(args.workdir, kind, n, args) for n in sorted({small, sizes[kind]})]
-        adapter_out = bench_adapter(kind, trees, args.workdir, args.workers)
+        adapter_outs = bench_adapter(kind, trees, args.workdir, args.workers)
         if args.skip_write:
             continue
-        bench_write(kind, adapter_out, args.workdir, args.workers, args.shards_per_split, args.formats)
+        bench_write(kind, adapter_outs, args.workdir, args.workers, args.shards_per_split, args.formats,
+                    repeats=args.repeats)
         if kind == 'jamendo':
-            bench_long_file(_planned_paths(adapter_out))
+            bench_long_file(_planned_paths(adapter_outs[-1]))
     return 0
 
 
