@@ -85,6 +85,13 @@ class ImageEncoder:
     dim: int
     meta: dict
 
+    def __post_init__(self):
+        import tensorflow as tf
+        size = int(self.image_size)
+        # one compiled graph for every batch size (an eager call re-runs Python per layer)
+        self._forward = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True,
+                                    input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+
     def prepare(self, image_bytes: bytes) -> np.ndarray:
         """Picture bytes -> model input float32 [S, S, 3]; PictureError for a bad picture."""
         return picture_array(picture_from_bytes(bytes(image_bytes)).data, self.image_size)
@@ -92,7 +99,7 @@ class ImageEncoder:
     def encode_arrays(self, pictures, batch_size: int = 64) -> np.ndarray:
         """Prepared pictures float32 [n, S, S, 3] -> vectors float32 [n, dim]."""
         pictures = np.asarray(pictures, np.float32)
-        out = [np.asarray(self.model(pictures[i:i + batch_size], training=False), np.float32)
+        out = [np.asarray(self._forward(pictures[i:i + batch_size]), np.float32)
                for i in range(0, len(pictures), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
