@@ -340,10 +340,13 @@ def test_serve_binds_localhost_by_default(built, monkeypatch, tmp_path):
     seen = {}
 
     def fake_run(self):
-        seen.update(host=self.config.host, port=self.config.port)
+        seen.update(host=self.config.host, port=self.config.port, image_run=self.config.app.state.image_run)
     monkeypatch.setattr(uvicorn.Server, 'run', fake_run)
     assert serve_main(['--run', run, '--index', index, '--feedback', str(tmp_path / 'f.sqlite'), '-q']) == 0
-    assert seen == {'host': '127.0.0.1', 'port': 8000}
+    assert seen == {'host': '127.0.0.1', 'port': 8000, 'image_run': None}
+    assert serve_main(['--run', run, '--index', index, '--feedback', str(tmp_path / 'f.sqlite'), '-q',
+                       '--image-run', run, '--host', '0.0.0.0', '--port', '8123']) == 0
+    assert seen == {'host': '0.0.0.0', 'port': 8123, 'image_run': run}
 
 
 def test_serve_errors_are_exit_2(built, tmp_path, capsys):
@@ -351,6 +354,8 @@ def test_serve_errors_are_exit_2(built, tmp_path, capsys):
     _, run, _, index = built
     assert serve_main(['--run', run, '--index', str(tmp_path / 'nope')]) == 2
     assert 'not an index' in capsys.readouterr().err
+    assert serve_main(['--run', run, '--index', index, '--image-run', str(tmp_path / 'nope')]) == 2
+    assert 'does not exist' in capsys.readouterr().err
     other = tmp_path / 'other'
     from tests._retrieval_index_fixtures import make_run
     make_run(other, seed=5)

@@ -20,16 +20,23 @@ TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope='module')
-def site(tmp_path_factory):
-    """``(base URL, service, library, mic WAV path)`` with a browser launched on the fake microphone."""
+def served(tmp_path_factory):
+    """``(app, library, mic WAV path)``: the app over a tiny index, and the fake microphone's WAV."""
     from webapp.app import create_app
     base = tmp_path_factory.mktemp('browser')
     run, lib, index = build_index(base)
     mic = str(write_wav(base / 'mic.wav', chord(10, 48000), 48000))
     app = create_app(run, index, base / 'feedback.sqlite')
+    yield app, lib, mic
+    app.state.service.close()
+
+
+@pytest.fixture(scope='module')
+def site(served):
+    """``(base URL, service, library, mic WAV path)`` of the app served by uvicorn on 127.0.0.1."""
+    app, lib, mic = served
     with live_server(app) as url:
         yield url, app.state.service, lib, mic
-    app.state.service.close()
 
 
 @pytest.fixture(scope='module')
@@ -162,3 +169,45 @@ def test_microphone_tags_update_while_listening(page, site):
     assert shown[0][1] == pytest.approx(want[0][1], abs=0.05)
     assert [t for t, _ in shown[:3]] == [t for t, _ in want]
     assert int(page.get_attribute('#taggram', 'data-windows')) >= 2
+
+
+class _FakeEncoder:
+    """Stands in for an image run's encoder: every picture maps to one stored track's vector."""
+    space = 'embedding'
+
+    def __init__(self, vector):
+        self.vector = vector
+
+    def encode(self, data):
+        return self.vector
+
+
+def test_picture_drop_zone_renders_the_image_route_track_list(page, served, site, tmp_path):
+    """With an image run the page shows the drop zone; a chosen picture is POSTed as multipart
+    ``image`` + ``length`` to /api/image/playlist and the answer renders like every track list."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from playwright.sync_api import expect
+    from retrieval.index import Index
+    service = site[1]
+    with Index.open(service.index.path) as idx:
+        first = idx.tracks()[0]
+        vector = np.asarray(idx.stores['embedding'].get([first.id])[0][0], np.float32)
+    state = served[0].state
+    state.image_run, state.image_encoder = 'fake-image-run', _FakeEncoder(vector)
+    try:
+        page.reload()
+        page.wait_for_selector('body[data-ready="1"]')
+        expect(page.locator('#image-zone')).to_be_visible()
+        buf = io.BytesIO()
+        Image.new('RGB', (32, 24), (200, 40, 40)).save(buf, format='PNG')
+        (tmp_path / 'red.png').write_bytes(buf.getvalue())
+        page.fill('#playlist-length', '4')
+        page.set_input_files('#image-file', str(tmp_path / 'red.png'))
+        expect(page.locator('#results-title')).to_have_text('music for red.png', timeout=TIMEOUT_MS)
+        expect(page.locator('#results li')).to_have_count(4, timeout=TIMEOUT_MS)
+        assert _result_ids(page)[0] == first.id
+    finally:
+        state.image_run = state.image_encoder = None

@@ -147,8 +147,9 @@ class Service:
         self.run = os.path.abspath(os.fspath(run))
         self.max_upload_bytes = int(max_upload_bytes)
         self._index_thread = ThreadPoolExecutor(1, thread_name_prefix='musetag-index')
-        self.index = self._index_thread.submit(Index.open, os.fspath(index)).result()
+        self.index = self.feedback = self._pool = None
         try:
+            self.index = self._index_thread.submit(Index.open, os.fspath(index)).result()
             self.index.check_run(self.run)
             self.feedback = FeedbackStore(feedback_db)
             self.tagger = Tagger.from_run(self.run)
@@ -157,7 +158,6 @@ class Service:
             raise
         self.layer, self.pooling = self.index.manifest['layer'], self.index.manifest['pooling']
         self.workers = int(workers)
-        self._slots = asyncio.Semaphore(self.workers)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix='musetag-tagger')
         self._warm_up()
 
@@ -169,14 +169,16 @@ class Service:
         self.tagger.embed_array(noise, self.tagger.sr, layer=self.layer, pooling=self.pooling)
 
     def close(self) -> None:
-        if getattr(self, 'index', None) is not None:
+        if self.index is not None:
             self._index_thread.submit(self.index.close).result()
             self.index = None
         self._index_thread.shutdown()
-        if getattr(self, 'feedback', None) is not None:
+        if self.feedback is not None:
             self.feedback.close()
-        if getattr(self, '_pool', None) is not None:
+            self.feedback = None
+        if self._pool is not None:
             self._pool.shutdown()
+            self._pool = None
 
     # ---------------------------------------------------------------- threads
     async def on_index(self, fn, *args, **kwargs):
@@ -185,10 +187,10 @@ class Service:
         return await asyncio.wrap_future(self._index_thread.submit(call))
 
     async def on_model(self, fn, *args, **kwargs):
-        """``fn(tagger, *args, **kwargs)`` in a worker thread, at most ``workers`` at a time."""
-        async with self._slots:
-            call = functools.partial(fn, self.tagger, *args, **kwargs)
-            return await asyncio.wrap_future(self._pool.submit(call))
+        """``fn(tagger, *args, **kwargs)`` in a worker thread: at most ``workers`` run at a time, the
+        others wait in the pool's queue."""
+        call = functools.partial(fn, self.tagger, *args, **kwargs)
+        return await asyncio.wrap_future(self._pool.submit(call))
 
     # ---------------------------------------------------------------- listeners
     def listener(self, request: Request, response: Response) -> str:
@@ -278,7 +280,7 @@ def _http_error(exc: BaseException) -> HTTPException:
 # the application
 # --------------------------------------------------------------------------------------------------
 def create_app(run, index, feedback_db=None, *, max_upload_mb: float = 50.0, workers: int = DEFAULT_WORKERS,
-               service: Service | None = None) -> FastAPI:
+               image_run=None, service: Service | None = None) -> FastAPI:
     """The FastAPI application serving ``run``'s model over ``index`` (module docstring).
 
     Parameters
@@ -291,6 +293,9 @@ def create_app(run, index, feedback_db=None, *, max_upload_mb: float = 50.0, wor
         Largest request body accepted, megabytes (10^6 bytes); larger ones get 413.
     workers : int
         Uploads tagged or embedded at the same time.
+    image_run : path or None
+        An image run trained on pairs of this index (``docs/images.md``): the picture route
+        (``webapp/routes_image.py``) encodes uploaded pictures with it.
     service : Service or None
         An already loaded :class:`Service` (tests share one between apps).
     """
@@ -300,17 +305,18 @@ def create_app(run, index, feedback_db=None, *, max_upload_mb: float = 50.0, wor
     app = FastAPI(title='MuseTag', version='1', description='Tag audio, search an index of music, playlists and '
                   'feedback (docs/webapp.md).')
     app.state.service = service
+    app.state.image_run = os.fspath(image_run) if image_run is not None else None
     _add_error_handlers(app)
     _add_headers(app)
     _add_tag_routes(app, service)
     _add_search_routes(app, service)
     _add_track_routes(app, service)
     _add_feedback_routes(app, service)
-    image = importlib.util.find_spec('webapp.routes_image') is not None
-    if image:
+    app.state.image_route = importlib.util.find_spec('webapp.routes_image') is not None
+    if app.state.image_route:
         from webapp import routes_image
         app.include_router(routes_image.router)
-    _add_page(app, service, image)
+    _add_page(app)
     app.add_middleware(security.BodyLimit, max_bytes=service.max_upload_bytes)
     return app
 
@@ -504,7 +510,8 @@ def _add_track_routes(app, service: Service) -> None:
         tagger = service.tagger
         return {'labels': tagger.labels, 'sample_rate': tagger.sr, 'window_seconds': tagger.info.window_seconds,
                 'tracks': await service.on_index(len), 'layer': service.layer, 'run': service.run,
-                'max_upload_bytes': service.max_upload_bytes, 'image_search': app.state.image_search}
+                'max_upload_bytes': service.max_upload_bytes,
+                'image_search': bool(app.state.image_route and app.state.image_run)}
 
 
 def _add_feedback_routes(app, service: Service) -> None:
@@ -526,8 +533,7 @@ def _add_feedback_routes(app, service: Service) -> None:
         return {'listener': listener, 'liked': sorted(v.liked), 'disliked': sorted(v.disliked)}
 
 
-def _add_page(app, service: Service, image: bool) -> None:
-    app.state.image_search = image
+def _add_page(app) -> None:
     app.mount('/static', StaticFiles(directory=STATIC), name='static')
 
     @app.get('/', include_in_schema=False)

@@ -1,6 +1,6 @@
 """The web app's commands: ``musetag serve`` and ``musetag feedback``.
 
-``musetag serve (--run RUN | --model NAME) --index DIR [--host 127.0.0.1] [--port 8000] [--feedback DB]``
+``musetag serve (--run RUN | --model NAME) --index DIR [--host 127.0.0.1] [--port 8000] [--image-run RUN] …``
     The web page and its JSON API (``docs/webapp.md``) on http://HOST:PORT/, until Ctrl-C.
 ``musetag feedback show --db DB [--json] [--listener NAME]``
     The stored likes and dislikes.
@@ -67,6 +67,9 @@ def serve_parser(prog=None) -> argparse.ArgumentParser:
                    help='largest upload accepted, megabytes (larger ones get HTTP 413)')
     p.add_argument('--workers', type=ccli.positive_int, default=2, metavar='N',
                    help='uploads tagged or embedded at the same time (threads sharing one model)')
+    p.add_argument('--image-run', default=None, metavar='RUN',
+                   help='an image run trained on pairs of this index (docs/images.md): the page then finds music '
+                        'for a dropped picture')
     ccli.add_verbosity(p, progress=False)
     return p
 
@@ -114,8 +117,9 @@ def serve_main(argv=None, prog=None) -> int:
 
 def _serve(args) -> int:
     from modeling.rundir import check_run_dir
-    if args.run is not None:
-        check_run_dir(args.run)
+    for run_dir in (args.run, args.image_run):
+        if run_dir is not None:
+            check_run_dir(run_dir)
     from retrieval.index import Index
     if not Index.exists(args.index):
         raise MuseTagError(f'--index {args.index}: not an index (index.json missing); build one with '
@@ -130,7 +134,8 @@ def _serve(args) -> int:
     import uvicorn
 
     from webapp.app import create_app
-    app = create_app(run, args.index, args.feedback, max_upload_mb=args.max_upload_mb, workers=args.workers)
+    app = create_app(run, args.index, args.feedback, max_upload_mb=args.max_upload_mb, workers=args.workers,
+                     image_run=args.image_run)
     try:
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level='warning' if args.quiet else 'info',
                                 log_config=None)
