@@ -110,7 +110,9 @@ def _open_checked(data: bytes, max_pixels: int):
             im = Image.open(io.BytesIO(data), formats=[fmt])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise PictureError('bomb', str(e)) from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+    except UnidentifiedImageError as e:
+        raise PictureError('corrupt', f'the {fmt} data cannot be decoded') from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise PictureError('truncated' if _is_truncation(e) else 'corrupt', f'{fmt}: {e}') from e
     width, height = im.size
     if width * height > max_pixels:

@@ -22,6 +22,7 @@ import csv
 import datetime
 import hashlib
 import io
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -48,7 +49,6 @@ SPLITS = ('train', 'validation', 'test')
 #: Default share of the groups in each split (train, validation, test).
 FRACTIONS = (0.8, 0.1, 0.1)
 COLUMNS = ('image', 'track_id', 'split', 'group', 'artist', 'album', 'title')
-_SEP = '\x1f'
 
 
 @dataclass
@@ -91,8 +91,9 @@ def split_of(group: str, seed: int = 0, fractions=FRACTIONS) -> str:
 
 
 def _group(track, sha: str) -> str:
+    """``album:["<artist>", "<album>"]`` (JSON) when the track has an album tag, else ``image:<sha256>``."""
     if track.album:
-        return f'album:{track.artist or ""}{_SEP}{track.album}'
+        return 'album:' + json.dumps([track.artist or '', track.album], ensure_ascii=False)
     return f'image:{sha}'
 
 

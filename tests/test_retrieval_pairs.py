@@ -42,7 +42,7 @@ def test_pairs_from_the_index(tmp_path, indexed, capsys):
         assert (out / r['image']).is_file() and r['image'].startswith('images/')
     red = [r for r in rows if ids[r['track_id']].startswith('red')]
     assert red[0]['image'] == red[1]['image'] and red[0]['split'] == red[1]['split']
-    assert red[0]['group'] == 'album:Ann\x1fRed'
+    assert red[0]['group'] == 'album:["Ann", "Red"]'
     targets = read_targets(out / 'targets')
     assert targets.meta['key'] == 'index_id' and targets.meta['kind'] == 'index-space'
     assert targets.meta['params']['space'] == 'embedding' and targets.meta['params']['index'] == str(idx)
@@ -69,7 +69,7 @@ def test_tags_space_targets_are_the_tag_probabilities(tmp_path, indexed):
 
 
 def test_split_of_is_seeded_stable_and_follows_the_fractions():
-    groups = [f'album:a\x1f{i}' for i in range(3000)]
+    groups = [f'album:["a", "{i}"]' for i in range(3000)]
     splits = [rp.split_of(g, 0) for g in groups]
     share = {s: splits.count(s) / len(groups) for s in rp.SPLITS}
     assert share['train'] == pytest.approx(0.8, abs=0.03) and share['test'] == pytest.approx(0.1, abs=0.02)

@@ -47,11 +47,13 @@ def _render_job(job):
             if kind == 'gappy':
                 y[~_gap_mask(len(y), sr, clip)] = 0.0
         # the clip's ID3 tag (title, artist, album, the album's cover art) first, as the previews carry one
+        # and an Info frame with the exact length (not on clips about to be truncated: it would contradict them)
         picture = cover_bytes(job['cover']) if job.get('cover') else None
-        data = (id3_tag(job.get('title'), job.get('artist'), job.get('album'), picture=picture)
-                + with_info_frame(encode_mp3(y, sr, job['bitrate'])))
-        if kind == 'truncated':
-            cut = int(len(data) * rng.uniform(0.3, 0.55))
+        frames = encode_mp3(y, sr, job['bitrate'])
+        tag = id3_tag(job.get('title'), job.get('artist'), job.get('album'), picture=picture)
+        data = tag + (frames if kind == 'truncated' else with_info_frame(frames))
+        if kind == 'truncated':            # cut inside the audio frames, whatever the size of the tag
+            cut = len(tag) + int(len(frames) * rng.uniform(0.3, 0.55))
             while data[cut:cut + 1] == b'\xff':  # never cut exactly at a frame header
                 cut += 1
             data = data[:cut]
