@@ -114,3 +114,22 @@ def _umask():
     old = os.umask(0)
     os.umask(old)
     return old
+
+
+def test_index_build_command_reports_bad_pictures_and_counts_them(tmp_path, monkeypatch, capsys):
+    """`musetag index build` prints each bad picture and the count; bad pictures alone keep exit 0."""
+    import functools
+
+    import retrieval.index as ri
+    from retrieval.cli import index_main
+    lib = make_picture_library(tmp_path / 'lib')
+    (tmp_path / 'run').mkdir()
+    monkeypatch.setattr('modeling.rundir.check_run_dir', lambda run: None)
+    monkeypatch.setattr('core.logs.import_tensorflow', lambda: None)
+    monkeypatch.setattr(ri, 'build_index', functools.partial(ri.build_index, tagger=FakeTagger()))
+    code = index_main(['build', '--run', str(tmp_path / 'run'), str(tmp_path / 'lib'), '--index', str(tmp_path / 'idx'),
+                       '--backend', 'numpy', '--no-progress'])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert f'picture skipped {lib["bad"]}: corrupt' in err
+    assert '4 pictures recorded (1 bad, skipped)' in err and '0 skipped' in err
