@@ -333,20 +333,35 @@ def test_info(client, service):
 
 
 # ------------------------------------------------------------------------------------------ commands
-def test_serve_binds_localhost_by_default(built, monkeypatch, tmp_path):
+def test_serve_binds_localhost_by_default(built, monkeypatch, tmp_path, capsys):
     import uvicorn
     from webapp.cli import serve_main
     _, run, _, index = built
     seen = {}
 
-    def fake_run(self):
-        seen.update(host=self.config.host, port=self.config.port, image_run=self.config.app.state.image_run)
+    def fake_run(self, sockets=None):
+        host, port = sockets[0].getsockname()[:2]
+        seen.update(host=host, port=port, image_run=self.config.app.state.image_run)
+        sockets[0].close()
     monkeypatch.setattr(uvicorn.Server, 'run', fake_run)
     assert serve_main(['--run', run, '--index', index, '--feedback', str(tmp_path / 'f.sqlite'), '-q']) == 0
     assert seen == {'host': '127.0.0.1', 'port': 8000, 'image_run': None}
     assert serve_main(['--run', run, '--index', index, '--feedback', str(tmp_path / 'f.sqlite'), '-q',
-                       '--image-run', run, '--host', '0.0.0.0', '--port', '8123']) == 0
-    assert seen == {'host': '0.0.0.0', 'port': 8123, 'image_run': run}
+                       '--image-run', run, '--host', '0.0.0.0', '--port', '0']) == 0
+    assert seen['host'] == '0.0.0.0' and seen['port'] > 0 and seen['image_run'] == run
+    assert f'http://0.0.0.0:{seen["port"]}/' in capsys.readouterr().err
+
+
+def test_serve_port_in_use_is_exit_2(built, tmp_path, capsys):
+    import socket
+    from webapp.cli import serve_main
+    _, run, _, index = built
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert serve_main(['--run', run, '--index', index, '--port', str(port), '-q']) == 2
+    assert f'cannot listen on 127.0.0.1:{port}' in capsys.readouterr().err
 
 
 def test_serve_errors_are_exit_2(built, tmp_path, capsys):

@@ -60,7 +60,8 @@ def serve_parser(prog=None) -> argparse.ArgumentParser:
     p.add_argument('--index', required=True, metavar='DIR', help='the index directory (built by this run)')
     p.add_argument('--host', default='127.0.0.1',
                    help='address to bind (0.0.0.0 exposes the unauthenticated API to the network)')
-    p.add_argument('--port', type=ccli.nonneg_int, default=8000, help='TCP port (0: any free port, printed)')
+    p.add_argument('--port', type=ccli.nonneg_int, default=8000,
+                   help='TCP port (0: any free port; the address is printed)')
     p.add_argument('--feedback', default=None, metavar='DB',
                    help='SQLite file of likes and dislikes (default: DIR/feedback.sqlite)')
     p.add_argument('--max-upload-mb', type=ccli.positive_float, default=50.0, metavar='MB',
@@ -127,24 +128,45 @@ def _serve(args) -> int:
     if args.host not in ('127.0.0.1', 'localhost', '::1'):
         log.warning('binding %s: the API has no authentication; anyone who reaches this address can use it',
                     args.host)
-    from modeling.pretrained import run_or_model
-    run = run_or_model(args.run, args.model)
-    from core.logs import import_tensorflow
-    import_tensorflow()
-    import uvicorn
-
-    from webapp.app import create_app
-    app = create_app(run, args.index, args.feedback, max_upload_mb=args.max_upload_mb, workers=args.workers,
-                     image_run=args.image_run)
+    sock = _bind(args.host, args.port)              # before loading anything: a taken port fails at once
     try:
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_level='warning' if args.quiet else 'info',
+        from modeling.pretrained import run_or_model
+        run = run_or_model(args.run, args.model)
+        from core.logs import import_tensorflow
+        import_tensorflow()
+        import uvicorn
+
+        from webapp.app import create_app
+        app = create_app(run, args.index, args.feedback, max_upload_mb=args.max_upload_mb, workers=args.workers,
+                         image_run=args.image_run)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(app, host=args.host, port=port, log_level='warning' if args.quiet else 'info',
                                 log_config=None)
-        server = uvicorn.Server(config)
-        print(f'serving {args.index} on http://{_url_host(args.host)}:{args.port}/ (Ctrl-C stops)', file=sys.stderr)
-        server.run()
+        print(f'serving {args.index} on http://{_url_host(args.host)}:{port}/ (Ctrl-C stops)', file=sys.stderr)
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
+        sock.close()
         app.state.service.close()
     return EXIT_OK
+
+
+def _bind(host: str, port: int):
+    """A listening-ready TCP socket bound to ``host:port`` (port 0: a free port), or a MuseTagError."""
+    import socket
+    family = socket.AF_INET6 if ':' in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise MuseTagError(f'cannot listen on {host}:{port} ({e.strerror or e}); choose another --port or --host') \
+            from None
+    return sock
 
 
 def _url_host(host: str) -> str:
