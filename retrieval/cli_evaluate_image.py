@@ -30,7 +30,7 @@ def add_parser(sub, prog: str, index_option) -> None:
                    help='master.csv: with --tags, true tags from the clean tag DB (else the index\'s predicted tags)')
     e.add_argument('--tags', default=None, type=ccli.existing_file, metavar='DB',
                    help='clean tag DB (the truth, with --master)')
-    e.add_argument('--top-tags', type=ccli.positive_int, default=3,
+    e.add_argument('--top-tags', type=ccli.positive_int, default=3, metavar='N',
                    help='without --master/--tags: the number of most probable predicted tags that count as true')
     e.add_argument('--seed', type=int, default=0, help='seed of the random baseline')
     e.add_argument('--json', dest='json_out', default=None, metavar='FILE', help='also write the figures as JSON')

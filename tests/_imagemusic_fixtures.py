@@ -45,11 +45,25 @@ def cover(cls: str, rng, size: int = 64) -> bytes:
     return buf.getvalue()
 
 
+#: class -> the synthetic corpus's genre whose covers stand for it (``designer='corpus'``)
+CORPUS_GENRES = {'metal': 'metal', 'ambient': 'ambient', 'pop': 'pop', 'folk': 'reggae'}
+
+
+def corpus_cover(cls: str, rng) -> bytes:
+    """A cover drawn by the synthetic corpus's designer (msd.synthetic.covers) for class ``cls``."""
+    from msd.synthetic.covers import cover_jpeg
+    labels = {'genre': CORPUS_GENRES[cls], 'ballad': bool(rng.random() < 0.2), 'decade': '90s',
+              'tempo': float(rng.uniform(80, 160))}
+    return cover_jpeg(labels, int(rng.integers(2 ** 31)), size=96)
+
+
 def make_pairs(root, *, per_class: int = 12, dim: int = 8, seed: int = 0, size: int = 64,
-               splits=(('train', 0.6), ('validation', 0.2), ('test', 0.2)), space: str = 'embedding') -> dict:
+               splits=(('train', 0.6), ('validation', 0.2), ('test', 0.2)), space: str = 'embedding',
+               designer: str = 'fixture') -> dict:
     """Write a pairs folder under ``root``; returns ``{"dir", "ids", "classes", "tags", "vectors"}``.
 
-    ``per_class`` tracks per class, each with its own cover; the first ``share`` of each class's
+    ``per_class`` tracks per class, each with its own cover (drawn by :func:`cover`, or by the
+    synthetic corpus's designer with ``designer='corpus'``); the first ``share`` of each class's
     tracks go to the first split, etc.
     """
     rng = np.random.default_rng(seed)
@@ -64,7 +78,7 @@ def make_pairs(root, *, per_class: int = 12, dim: int = 8, seed: int = 0, size: 
             split = splits[int(np.searchsorted(bounds, i, side='right'))][0]
             name = f'images/{tid}.jpg'
             with open(os.path.join(root, name), 'wb') as fh:
-                fh.write(cover(cls, rng, size))
+                fh.write(cover(cls, rng, size) if designer == 'fixture' else corpus_cover(cls, rng))
             rows.append({'image': name, 'track_id': tid, 'split': split, 'group': f'image:{tid}',
                          'artist': '', 'album': '', 'title': tid})
             ids.append(tid)
