@@ -89,6 +89,8 @@ def export_spec(tagger, *, fmt: str, hop_seconds=None, layer=None, source=None) 
         ``hop_seconds``), ``embedding`` (``layer``, ``pooling``), ``outputs``, ``source``, ``created``.
     """
     info = tagger.info
+    if info.kind not in ('log-mel', 'waveform'):
+        raise MuseTagError(f'{info.run_dir}: an export takes audio; this run\'s input is {info.kind!r}')
     length, hop = tagger.window_units(None, hop_seconds)
     unit_samples = info.params.hop_length if info.kind == 'log-mel' else 1
     layer = tagger.check_embedding(layer)
