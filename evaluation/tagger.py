@@ -33,8 +33,16 @@ vector (``mean``, ``meanstd`` = mean then standard deviation, or ``max`` over th
 tags of the same forward pass (a Keras model with two outputs, the tags and the layer, built once
 per layer and window length). The layer names (:meth:`Tagger.embedding_layers`) are described in
 ``docs/embeddings.md``: ``penultimate`` (the input of the final classification layer, any model),
-``taggram`` (the tag probabilities) and, where the model has them, musicnn's extractor names
-``mean_pool``, ``max_pool`` (musicnn and orpheus backends) and ``pool5`` (the VGG baseline).
+``taggram`` (the tag probabilities), ``output`` (the model output: the same as ``taggram`` for a
+tagger, the predicted vector of a latent run) and, where the model has them, musicnn's extractor
+names ``mean_pool``, ``max_pool`` (musicnn and orpheus backends) and ``pool5`` (the VGG baseline).
+
+Latent runs
+-----------
+A run trained with ``task.kind = latent`` (``docs/training.md``) regresses a vector per track: its
+labels are ``dim_000`` … and its "tags" are the predicted vector (linear, not probabilities; the
+track's is the mean over windows). Tagging works unchanged; its default embedding layer is
+``output``, the predicted vector (:attr:`Tagger.is_latent`).
 """
 from __future__ import annotations
 
@@ -57,6 +65,9 @@ __all__ = ['TagResult', 'Tagger', 'window_starts', 'WindowCutter', 'SILENT_PEAK'
            'Embedding', 'POOLINGS', 'pool_windows', 'UnknownLayerError']
 
 log = logging.getLogger(__name__)
+
+#: Embedding layer names that are the model output itself (no second output needed).
+_OUTPUT_LAYERS = ('taggram', 'output')
 
 #: A track whose loudest sample is below this amplitude (-80 dBFS: a few 16-bit steps) is ``silent``.
 SILENT_PEAK = 1e-4
@@ -478,10 +489,10 @@ class Tagger:
     def _infer_fn(self, length: int, layer: str | None = None):
         """The model as a ``tf.function`` for windows of ``length`` units, traced once.
 
-        ``layer`` None or ``'taggram'``: returns the probabilities [B, K]; another embedding layer:
-        returns ``(probabilities [B, K], layer output [B, …])`` from one forward pass.
+        ``layer`` None, ``'taggram'`` or ``'output'``: returns the model output [B, K]; another
+        embedding layer: returns ``(output [B, K], layer output [B, …])`` from one forward pass.
         """
-        key = (None if layer == 'taggram' else layer, length)
+        key = (None if layer in _OUTPUT_LAYERS else layer, length)
         fn = self._fns.get(key)
         if fn is None:
             import tensorflow as tf
@@ -537,11 +548,18 @@ class Tagger:
 
         ``penultimate`` (the input of the final classification layer; every registry model has
         one), then those of :data:`NAMED_LAYERS` the model has (``mean_pool``, ``max_pool``,
-        ``pool5``), then ``taggram`` (the tag probabilities).
+        ``pool5``), then ``taggram`` (the tag probabilities). A latent run lists ``output`` (its
+        predicted vector) first, its default; every run accepts ``output`` (the model output, for a
+        tagger the same values as ``taggram``).
         """
         names = ['penultimate'] if self._penultimate_tensor() is not None else []
         names += [n for n in NAMED_LAYERS if self._named_tensor(n) is not None]
-        return names + ['taggram']
+        return (['output'] if self.is_latent else []) + names + ['taggram']
+
+    @property
+    def is_latent(self) -> bool:
+        """Whether the run regresses latent vectors (``task.kind = latent``; labels ``dim_000`` …)."""
+        return getattr(self.info, 'task', 'tags') == 'latent'
 
     def check_embedding(self, layer: str | None = None, pooling: str = 'mean') -> str:
         """Check ``layer`` and ``pooling`` before any audio is read; return the layer name (the
@@ -559,7 +577,7 @@ class Tagger:
         names = self.embedding_layers()
         if layer is None:
             return names[0]
-        if layer not in names:
+        if layer not in names and layer != 'output':
             raise UnknownLayerError(self._unknown_layer_message(layer))
         return layer
 
@@ -688,7 +706,7 @@ class Tagger:
         unit = self._unit_seconds()
         source, warnings = self._open_source(open_blocks, self._min_samples(length), length * unit)
         fn = self._infer_fn(length, layer)
-        two_outputs = layer is not None and layer != 'taggram'
+        two_outputs = layer is not None and layer not in _OUTPUT_LAYERS
         starts_all, probs, vectors = [], [], []
         for starts, batch in self.iter_window_batches(source, length, hop, batch_size):
             out = fn(batch)

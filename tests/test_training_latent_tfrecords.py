@@ -70,7 +70,7 @@ def test_targets_come_by_track_id_and_tracks_without_one_are_left_out(records, t
     assert trainer.labels == [f'dim_{i:03d}' for i in range(DIM)]
     assert trainer.data.steps_hint() == (len(train) - 1) // 2
     seen = set()
-    for x, y, tid in trainer.data.validation_dataset():
+    for _x, y, tid in trainer.data.validation_dataset():
         for vector, t in zip(y.numpy(), tid.numpy()):
             np.testing.assert_allclose(vector, table[t.decode()], rtol=1e-6)
             seen.add(t.decode())
