@@ -113,8 +113,20 @@ def _check_track2vec(args) -> None:
         raise MuseTagError(f'--hold-out-fraction must be in [0, 1), got {args.hold_out_fraction}')
 
 
+def _job_lock(out):
+    """The lock a whole job holds on ``--out`` (a second job is refused at once, exit 3); the table's own
+    write takes the output's plain lock."""
+    from core.locks import OutputLock
+    return OutputLock(out, suffix='.job')
+
+
 def _doc2vec(args) -> int:
     files.check_output(args.out, args.overwrite, directory=True)
+    with _job_lock(args.out):
+        return _run_doc2vec(args)
+
+
+def _run_doc2vec(args) -> int:
     from .doc2vec import Doc2VecParams, train_doc2vec
     track_ids, source = None, {}
     if args.master:
@@ -136,6 +148,11 @@ def _doc2vec(args) -> int:
 def _track2vec(args) -> int:
     _check_track2vec(args)
     files.check_output(args.out, args.overwrite, directory=True)
+    with _job_lock(args.out):
+        return _run_track2vec(args)
+
+
+def _run_track2vec(args) -> int:
     from .track2vec import HashHoldOut, ListeningSource, Track2VecParams, SetHoldOut, read_held_out, train_track2vec
     if args.hold_out:
         held = SetHoldOut(read_held_out(args.hold_out))

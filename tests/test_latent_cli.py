@@ -86,3 +86,13 @@ def test_doc2vec_end_to_end(tmp_path, capsys):
 def read_targets_ids(db):
     from latent.doc2vec import read_tag_documents
     return read_tag_documents(db)
+
+
+def test_a_second_job_on_the_same_output_is_refused(corpus, tmp_path, capsys):
+    from core.locks import OutputLock
+    out = tmp_path / 't'
+    with OutputLock(out, suffix='.job', command='musetag latent track2vec (the first job)'):
+        code = main(['track2vec', '--listens', str(corpus['triplets']), '--unique-tracks',
+                     str(corpus['unique_tracks']), '--out', str(out), '--dim', '4', '--epochs', '1', '-q'])
+    assert code == 3
+    assert 'the first job' in capsys.readouterr().err and not out.exists()
