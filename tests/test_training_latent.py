@@ -157,7 +157,7 @@ def test_latent_run_learns_and_records_its_task(tmp_path):
     assert result.monitor == 'val_cosine'
     assert json.loads((run / 'labels.json').read_text()) == [f'dim_{i:03d}' for i in range(DIM)]
     cfg = json.loads((run / 'config.json').read_text())
-    assert cfg['task']['kind'] == 'latent'
+    assert cfg['task']['kind'] == 'latent' and cfg['task']['targets'] == os.path.abspath('unused-in-memory-data')
     assert load_run_info(run).task == 'latent'
     header = (run / 'history.csv').read_text().splitlines()[0].split(',')
     assert header[-2:] == ['val_cosine', 'val_recall_at_k']

@@ -11,6 +11,8 @@ reports config errors at once):
 - :mod:`training.recipe`       multi-optimizer recipes (``optimization.phases``): which phase trains an epoch
 - :mod:`training.augment`      SpecAugment, mixup, random gain (training step only, stateless seeds)
 - :mod:`training.data`         TFRecord (``preprocessing.dataset``) and in-memory data sources
+- :mod:`training.tasks`        what a run learns: tags or latent vectors (losses, linear head, cosine/recall@k)
+- :mod:`training.targets`      per-track values by track id in tf.data: target vectors, example weights
 - :mod:`training.finetune`     initialise from another run dir, freeze the frontend
 - :mod:`training.strategy`     strategy selection, chief/worker roles
 - ``musetag train`` (:mod:`training.__main__`) and ``musetag lr-find`` (:mod:`training.lr_find`)

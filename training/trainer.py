@@ -6,8 +6,10 @@ Orpheus' two diverging paths (a custom loop and ``fit``) had different loss scal
 resume bugs. Here one loop serves ``MirroredStrategy`` (1..n local replicas), ``OneDeviceStrategy``
 and ``MultiWorkerMirroredStrategy``.
 
-Per step: binary cross-entropy per example (mean over tags), summed and divided by the GLOBAL
-batch size (``tf.nn.compute_average_loss``), plus ``weight_decay * sum(0.5 ||W||^2)`` over kernels
+Per step: the task's loss per example (:mod:`training.tasks`: binary cross-entropy, mean over tags,
+for ``task.kind = tags``; 1 - cosine or MSE against the target vector for ``latent``), times the
+example's weight when the data source yields ``(x, y, w)`` (``dataset.weights``), summed and divided
+by the GLOBAL batch size (``tf.nn.compute_average_loss``), plus ``weight_decay * sum(0.5 ||W||^2)`` over kernels
 and any ``model.losses``, both scaled by ``1 / num_replicas`` (``tf.nn.scale_regularization_loss``)
 because replica gradients are summed. Partial last batches are dropped, so every step sees exactly
 the global batch. Before the forward pass the ``augment`` options transform the replica's batch
@@ -22,7 +24,8 @@ restores it and meets the next switch as an uninterrupted run does.
 
 Per epoch (:meth:`Trainer.fit`, one named step each): train (mean train loss); validate: every
 window of every validation track (mean BCE over windows = ``val_loss``) and EXACT ROC-AUC / PR-AUC,
-macro and micro, on whole-track scores (mean over windows) from ``evaluation.metrics``; update
+macro and micro, on whole-track scores (mean over windows) from ``evaluation.metrics`` (a latent
+task: mean loss over windows, ``val_cosine`` and ``val_recall_at_k`` on track vectors); update
 early stopping and reduce-on-plateau; save the checkpoint ``checkpoints/ckpt-<epoch>`` (keep
 ``logging.keep_checkpoints``), then, when the monitored value improved, keep it as
 ``checkpoints/best/``; then log the epoch (``history.csv``, TensorBoard ``tensorboard/{train,
@@ -948,12 +951,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ run-dir files
     def _write_run_files(self, tb_train) -> None:
-        """config.json (dataset.dir made absolute), labels.json, features.json; config to TensorBoard."""
+        """config.json (dataset.dir, task.targets, dataset.weights made absolute), labels.json, features.json;
+        config to TensorBoard."""
         if not self.worker.is_chief:
             return
         resolved = config_to_dict(self.cfg)
         resolved['logging']['run_dir'] = self.run_dir
         resolved['dataset']['dir'] = _absolute(resolved['dataset']['dir'])
+        for section, key in (('task', 'targets'), ('dataset', 'weights')):
+            if resolved[section][key]:
+                resolved[section][key] = _absolute(resolved[section][key])
         write_run_files(self.run_dir, config=resolved, labels=self.labels, features=self.info.features_json())
         if tb_train is not None:
             with tb_train.as_default(step=int(self.state.epoch.numpy())):
