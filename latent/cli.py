@@ -8,6 +8,8 @@
     playlist as a sentence); rare tracks listed in rare.csv, held-out tracks in held_out.txt.
 ``musetag latent info DIR [--json]``
     What a target table holds.
+``musetag latent held-out DIR --master master.csv``
+    The audio files of the held-out tracks, one per line (to index just the cold-start tracks).
 
 This module imports only the standard library and :mod:`core` at module level: ``--help`` and
 argument errors answer at once; gensim and NumPy are imported by the commands that run.
@@ -55,7 +57,7 @@ def build_parser(prog=None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, formatter_class=ccli.HelpFormatter, epilog=_EPILOG,
                                 description='Target tables (one vector per track) that a latent model learns to '
                                             'predict from audio: from tags (doc2vec) or listening data (track2vec).')
-    sub = p.add_subparsers(dest='command', required=True, metavar='{doc2vec,track2vec,info}')
+    sub = p.add_subparsers(dest='command', required=True, metavar='{doc2vec,track2vec,info,held-out}')
 
     d = sub.add_parser('doc2vec', prog=f'{prog} doc2vec', formatter_class=ccli.HelpFormatter, epilog=_EPILOG,
                        help='vectors from each track\'s clean tags (gensim Doc2Vec)',
@@ -101,6 +103,15 @@ def build_parser(prog=None) -> argparse.ArgumentParser:
     i.add_argument('targets', metavar='DIR', help='the target table folder')
     i.add_argument('--json', action='store_true', help='print targets.json as JSON')
     ccli.add_verbosity(i, progress=False)
+
+    h = sub.add_parser('held-out', prog=f'{prog} held-out', formatter_class=ccli.HelpFormatter,
+                       help='audio files of the held-out tracks (to index them)',
+                       description='Print the audio file of each held-out track of a track2vec table (one path '
+                                   'per line, from master.csv: file_path under its audio root, else audio_path), '
+                                   'e.g. to index only the cold-start tracks.')
+    h.add_argument('targets', metavar='DIR', help='the track2vec target table folder (holding held_out.txt)')
+    h.add_argument('--master', required=True, type=ccli.existing_file, metavar='CSV', help='master.csv')
+    ccli.add_verbosity(h, progress=False)
     return p
 
 
@@ -193,7 +204,34 @@ def _info(args) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {'doc2vec': _doc2vec, 'track2vec': _track2vec, 'info': _info}
+def _held_out_paths(args) -> int:
+    import os
+
+    from msd.tables import read_master
+
+    from .track2vec import HELD_OUT_NAME, read_held_out
+    path = os.path.join(args.targets, HELD_OUT_NAME)
+    if not os.path.isfile(path):
+        raise MuseTagError(f'{args.targets}: no {HELD_OUT_NAME} (a track2vec table made with --hold-out or '
+                           '--hold-out-fraction holds one)')
+    table = read_master(args.master)
+    df, root = table.frame, table.audio_root
+    audio = {}
+    for i, tid in enumerate(df['track_id']):
+        rel = df['file_path'].iloc[i] if 'file_path' in df.columns else None
+        if root and isinstance(rel, str) and rel:
+            audio[tid] = os.path.join(root, rel)
+        elif 'audio_path' in df.columns and isinstance(df['audio_path'].iloc[i], str):
+            audio[tid] = df['audio_path'].iloc[i]
+    held = read_held_out(path)
+    found = [audio[t] for t in held if t in audio]
+    for f in found:
+        print(f)
+    log.info('%d of %d held-out track(s) have an audio file in %s', len(found), len(held), args.master)
+    return EXIT_OK
+
+
+_COMMANDS = {'doc2vec': _doc2vec, 'track2vec': _track2vec, 'info': _info, 'held-out': _held_out_paths}
 
 
 def main(argv=None, prog=None) -> int:

@@ -96,3 +96,21 @@ def test_a_second_job_on_the_same_output_is_refused(corpus, tmp_path, capsys):
                      str(corpus['unique_tracks']), '--out', str(out), '--dim', '4', '--epochs', '1', '-q'])
     assert code == 3
     assert 'the first job' in capsys.readouterr().err and not out.exists()
+
+
+def test_held_out_audio_paths(corpus, tmp_path, capsys):
+    import pandas as pd
+
+    from msd.tables import write_master
+    out = tmp_path / 't'
+    assert main(['track2vec', '--listens', str(corpus['triplets']), '--unique-tracks', str(corpus['unique_tracks']),
+                 '--out', str(out), '--dim', '4', '--epochs', '1', '--hold-out-fraction', '0.3', '-q']) == 0
+    held = (out / 'held_out.txt').read_text().split()
+    ids = held[:-1] + ['TROTHER']                      # the last held-out track has no row
+    write_master(pd.DataFrame({'track_id': ids, 'file_path': [f'x/{t}.mp3' for t in ids]}), tmp_path / 'm.csv',
+                 meta={'audio_root': str(tmp_path / 'audio')})
+    capsys.readouterr()
+    assert main(['held-out', str(out), '--master', str(tmp_path / 'm.csv')]) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / 'audio' / 'x' / f'{t}.mp3') for t in held[:-1]]
+    assert main(['held-out', str(tmp_path), '--master', str(tmp_path / 'm.csv')]) == 2
+    assert 'held_out.txt' in capsys.readouterr().err
