@@ -189,6 +189,41 @@ def test_tags_history_has_no_latent_columns(tmp_path):
     assert (tmp_path / 'history.csv').read_text().splitlines()[0] == ','.join(HISTORY_COLUMNS)
 
 
+def test_latent_mixed_precision_path(tmp_path, monkeypatch):
+    """The mixed_float16 code path (GPU check forced on): float16 compute, a float32 linear output, the
+    cosine loss in float32, scaled by the LossScaleOptimizer; the run learns."""
+    import keras
+
+    import training.trainer as trainer_module
+    monkeypatch.setattr(trainer_module, '_gpu_available', lambda: True)
+    trainer = make_trainer(tmp_path / 'run', distribution={'strategy': 'one_device'},
+                           optimization={'epochs': 2, 'mixed_precision': True})
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert trainer.model.get_layer('hidden').compute_dtype == 'float16'
+    out = trainer.model.get_layer('tags')
+    assert out.compute_dtype == 'float32' and out.activation.__name__ == 'linear'
+    result = trainer.fit()
+    assert result.history[1]['train_loss'] < result.history[0]['train_loss']
+    assert np.isfinite(result.history[1]['val_cosine'])
+
+
+def test_registry_model_gets_a_linear_head(tmp_path):
+    """A registry model (sigmoid output ``tags``) trained on the latent task exports a linear output that
+    the run directory loads back."""
+    from modeling.rundir import load_run_model
+    from training.config import parse_config
+    from training.trainer import Trainer
+    cfg = parse_config(latent_config(model={'name': 'musicnn+gru', 'hparams': {}},
+                                     distribution={'strategy': 'one_device'}, optimization={'epochs': 1}))
+    trainer = Trainer(cfg, run_dir=str(tmp_path / 'run'), data=latent_source(16))
+    assert trainer.model.get_layer('tags').activation.__name__ == 'linear'
+    trainer.fit()
+    model, _ = load_run_model(tmp_path / 'run')
+    x = latent_arrays()['x_val'][:4]
+    np.testing.assert_allclose(model(x).numpy(), trainer.model(x).numpy(), rtol=1e-4, atol=1e-5)
+    assert model.get_layer('tags').activation.__name__ == 'linear'
+
+
 # ------------------------------------------------------------------------------------------ image dispatch
 class _ImageInfo:
     kind = 'image'
