@@ -30,8 +30,9 @@ from _modeling_fixtures import synth_music  # noqa: E402
 
 TOL = 1e-4
 
-#: Runs in a fresh interpreter: drops every way to MuseTag, then runs each SavedModel on each clip.
-_PLAIN_TF = r'''
+#: First lines of a script that must not reach MuseTag: drops its editable install's import hooks
+#: and the repository from ``sys.path``, then checks that its packages cannot be imported.
+_NO_MUSETAG = r'''
 import sys
 repo = sys.argv[1]
 sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]
@@ -45,6 +46,9 @@ for name in ('modeling', 'evaluation', 'preprocessing', 'core'):
     except ImportError:
         continue
     raise SystemExit(f'MuseTag package {name} is importable')
+'''
+#: Runs each SavedModel on each clip with TensorFlow alone.
+_PLAIN_TF = _NO_MUSETAG + r'''
 import numpy as np
 import tensorflow as tf
 dest, jobs = sys.argv[2], sys.argv[3:]
@@ -62,6 +66,17 @@ for job in jobs:
         out[model_dir + '|asset_labels'] = np.array(f.read().splitlines())
 np.savez(dest, **out)
 '''
+#: Loads an exported model.keras with Keras and the shipped musetag_layers.py only.
+_PLAIN_KERAS = _NO_MUSETAG + r'''
+import numpy as np
+import keras
+dest, folder, clip = sys.argv[2:5]
+sys.path.insert(0, folder)
+import musetag_layers  # noqa: F401
+model = keras.saving.load_model(folder + '/model.keras')
+got = model(np.load(clip)[None])
+np.savez(dest, tags=np.asarray(got['tags'])[0], embedding=np.asarray(got['embedding'])[0])
+'''
 
 
 def _clean_env():
@@ -70,10 +85,10 @@ def _clean_env():
     return env
 
 
-def _run_plain_tf(tmp, jobs):
-    """Run :data:`_PLAIN_TF` outside the repository; returns its outputs {key: array}."""
+def _run_plain_tf(tmp, jobs, script=_PLAIN_TF):
+    """Run ``script`` outside the repository; returns its outputs {key: array}."""
     dest = tmp / 'plain_tf.npz'
-    proc = subprocess.run([sys.executable, '-c', _PLAIN_TF, str(ROOT), str(dest), *jobs], cwd=str(tmp),
+    proc = subprocess.run([sys.executable, '-c', script, str(ROOT), str(dest), *jobs], cwd=str(tmp),
                           env=_clean_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with np.load(dest, allow_pickle=True) as z:
@@ -164,19 +179,19 @@ def test_tflite_runs_in_the_interpreter_and_agrees_with_tagger(exported, kind):
         np.testing.assert_allclose(got['embedding'], emb.vector, atol=TOL, rtol=0)
 
 
-def test_keras_model_takes_raw_audio_and_carries_its_description(exported):
-    import keras
+@pytest.mark.parametrize('kind', ['log-mel', 'waveform'])
+def test_keras_model_loads_without_musetag_and_agrees_with_tagger(exported, kind, tmp_path):
     _root, runs, outs, clips, _plain = exported
-    path = outs['log-mel', 'keras'] / 'model.keras'
+    path = outs[kind, 'keras'] / 'model.keras'
     with zipfile.ZipFile(path) as zf:
         spec = json.loads(zf.read(KERAS_METADATA))
     assert spec['labels'] == LABELS and spec['format'] == 'keras'
-    model = keras.saving.load_model(path)
     audio = clips['long'][:spec['window']['samples']]
-    got = model(audio[None])
-    emb = Tagger.from_run(runs['log-mel']).embed_array(audio, 16000)
-    np.testing.assert_allclose(np.asarray(got['tags'])[0], emb.tags.mean, atol=TOL, rtol=0)
-    np.testing.assert_allclose(np.asarray(got['embedding'])[0], emb.vector, atol=TOL, rtol=0)
+    np.save(tmp_path / 'window.npy', audio)
+    got = _run_plain_tf(tmp_path, [str(outs[kind, 'keras']), str(tmp_path / 'window.npy')], _PLAIN_KERAS)
+    emb = Tagger.from_run(runs[kind]).embed_array(audio, 16000)
+    np.testing.assert_allclose(got['tags'], emb.tags.mean, atol=TOL, rtol=0)
+    np.testing.assert_allclose(got['embedding'], emb.vector, atol=TOL, rtol=0)
 
 
 def test_outputs_have_normal_permissions_and_a_readme(exported):
@@ -219,7 +234,7 @@ def test_musicnn_exports_agree_with_tagger(tmp_path):
     """The imported MTT_musicnn (float16-rounded log-mel front end) exported in-graph."""
     import tensorflow as tf
     from modeling.pretrained import cached_run
-    outs = {fmt: tmp_path / fmt for fmt in ('savedmodel', 'tflite')}
+    outs = {fmt: tmp_path / fmt for fmt in ('savedmodel', 'tflite', 'keras')}
     for fmt, out in outs.items():
         assert main(['--model', 'MTT_musicnn', '--format', fmt, '--out', str(out), '-q']) == 0
     spec = json.loads((outs['savedmodel'] / EXPORT_JSON).read_text())
@@ -238,5 +253,9 @@ def test_musicnn_exports_agree_with_tagger(tmp_path):
     window = tf.lite.Interpreter(str(outs['tflite'] / 'model.tflite')).get_signature_runner('window')
     one = audio[:spec['window']['samples']]
     got, ref = window(audio=one), tagger.embed_array(one, 16000)
+    np.testing.assert_allclose(got['tags'], ref.tags.mean, atol=TOL, rtol=0)
+    np.testing.assert_allclose(got['embedding'], ref.vector, atol=TOL, rtol=0)
+    np.save(tmp_path / 'window.npy', one)             # musicnn's own layers (MonoConv2D, Stack, …) without MuseTag
+    got = _run_plain_tf(tmp_path, [str(outs['keras']), str(tmp_path / 'window.npy')], _PLAIN_KERAS)
     np.testing.assert_allclose(got['tags'], ref.tags.mean, atol=TOL, rtol=0)
     np.testing.assert_allclose(got['embedding'], ref.vector, atol=TOL, rtol=0)
