@@ -122,7 +122,7 @@ def export_spec(tagger, *, fmt: str, hop_seconds=None, layer=None, source=None) 
 def _net(tagger, layer: str):
     """Keras model window batch -> ``(tags [B, K], embedding [B, d])`` (the embedding flattened)."""
     import keras
-    if layer == 'taggram':
+    if layer in ('taggram', 'output'):            # the model output itself (a latent run's vector)
         return keras.Model(tagger.model.inputs, [tagger.model.outputs[0], tagger.model.outputs[0]])
     two = tagger._two_output_model(layer)          # shares the weights (Tagger's own embed model)
     tags, emb = two.outputs

@@ -259,3 +259,17 @@ def test_musicnn_exports_agree_with_tagger(tmp_path):
     got = _run_plain_tf(tmp_path, [str(outs['keras']), str(tmp_path / 'window.npy')], _PLAIN_KERAS)
     np.testing.assert_allclose(got['tags'], ref.tags.mean, atol=TOL, rtol=0)
     np.testing.assert_allclose(got['embedding'], ref.vector, atol=TOL, rtol=0)
+
+
+def test_layer_output_embeds_the_model_output(tmp_path, exported):
+    """``--layer output`` (a latent run's default: its predicted vector) exports the model output."""
+    import tensorflow as tf
+    _root, runs, _outs, clips, _plain = exported
+    out = tmp_path / 'output-layer'
+    assert _export(runs['waveform'], out, 'tflite', '--layer', 'output') == 0
+    assert json.loads((out / EXPORT_JSON).read_text())['embedding']['layer'] == 'output'
+    window = tf.lite.Interpreter(str(out / 'model.tflite')).get_signature_runner('window')
+    got = window(audio=clips['long'][:48000])
+    np.testing.assert_array_equal(got['embedding'], got['tags'])
+    ref = Tagger.from_run(runs['waveform']).embed_array(clips['long'][:48000], 16000, layer='output')
+    np.testing.assert_allclose(got['embedding'], ref.vector, atol=TOL, rtol=0)
