@@ -224,6 +224,20 @@ def test_registry_model_gets_a_linear_head(tmp_path):
     assert model.get_layer('tags').activation.__name__ == 'linear'
 
 
+def test_command_line_trains_a_latent_run_and_sums_it_up(tmp_path, monkeypatch, capsys):
+    import training.trainer
+    from tests._training_fixtures import tiny_model_fn
+    from training.__main__ import main
+    monkeypatch.setattr(training.trainer, 'TFRecordSource', lambda cfg: latent_source(cfg.input.batch_size))
+    monkeypatch.setattr(training.trainer, 'registry_model_fn', lambda model_cfg: tiny_model_fn())
+    config = tmp_path / 'latent.json'
+    config.write_text(json.dumps(latent_config(distribution={'strategy': 'one_device'}, optimization={'epochs': 1})))
+    assert main(['--config', str(config), '--run', str(tmp_path / 'run'), '-q', '--no-progress'],
+                prog='musetag train') == 0
+    out = capsys.readouterr().out
+    assert 'val cosine 0.' in out and 'recall@k' in out and 'ROC-AUC' not in out
+
+
 # ------------------------------------------------------------------------------------------ image dispatch
 class _ImageInfo:
     kind = 'image'

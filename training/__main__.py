@@ -1,8 +1,11 @@
-"""``musetag train`` / ``python -m training``: train a tagger from a JSON config.
+"""``musetag train`` / ``python -m training``: train a tagger (or, with ``task.kind = latent``, an audio
+model regressing a target space) from a JSON config.
 
 Examples
 --------
 musetag train --config configs/demo.json
+musetag train --config configs/demo.json --set task.kind=latent --set task.targets=data/targets/doc2vec
+musetag train --config configs/demo.json --set model.init_from=runs/demo --set dataset.weights=feedback.csv
 musetag train --config configs/msd_logmel.json --set optimization.epochs=5 --run runs/try1
 musetag train --config configs/msd_logmel.json --run runs/try1 --resume
 musetag train --print-default-config > my.json      # documented template
@@ -50,7 +53,8 @@ DEFAULT_PROG = 'python -m training'
 def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, formatter_class=HelpFormatter,
-        description='Train a MuseTag auto-tagger (one custom tf.distribute loop for every model).',
+        description='Train a MuseTag auto-tagger, or with task.kind=latent a model regressing a target space '
+                    '(one custom tf.distribute loop for every model and task).',
         epilog='Config errors name the offending key, e.g. "config error: optimization.schedule.max_lr: '
                'expected number, got "abc"". See --explain for every key. Exit codes: 0 done, 1 non-finite '
                'loss, 2 bad arguments/config, 3 run directory locked by another job, 4 disk full, 130 '
@@ -172,10 +176,14 @@ def _train(cfg, args, run_dir: str, lock, prog: str) -> int:
 def _summary(result) -> str:
     last = result.history[-1] if result.history else {}
     best = next((r for r in result.history if r.get('epoch') == result.best_epoch), {})
+    if 'val_cosine' in best:   # a latent run
+        scores = f'val cosine {_f(best.get("val_cosine"))}, recall@k {_f(best.get("val_recall_at_k"))}'
+    else:
+        scores = (f'val ROC-AUC macro {_f(best.get("val_roc_auc_macro"))}, PR-AUC macro '
+                  f'{_f(best.get("val_pr_auc_macro"))} (micro {_f(best.get("val_roc_auc_micro"))}/'
+                  f'{_f(best.get("val_pr_auc_micro"))})')
     return (f'training: {result.epochs_completed} epoch(s){" (early-stopped)" if result.stopped_early else ""}, '
-            f'best epoch {result.best_epoch}: val ROC-AUC macro {_f(best.get("val_roc_auc_macro"))}, '
-            f'PR-AUC macro {_f(best.get("val_pr_auc_macro"))} (micro {_f(best.get("val_roc_auc_micro"))}/'
-            f'{_f(best.get("val_pr_auc_micro"))}); last train loss {_f(last.get("train_loss"))}; '
+            f'best epoch {result.best_epoch}: {scores}; last train loss {_f(last.get("train_loss"))}; '
             f'{result.seconds:.0f} s; run dir {result.run_dir}')
 
 
