@@ -238,6 +238,17 @@ def test_command_line_trains_a_latent_run_and_sums_it_up(tmp_path, monkeypatch, 
     assert 'val cosine 0.' in out and 'recall@k' in out and 'ROC-AUC' not in out
 
 
+def test_lr_range_test_on_a_latent_task(tmp_path):
+    from tests._training_fixtures import tiny_model_fn
+    from training.config import parse_config
+    from training.lr_find import lr_range_test
+    cfg = parse_config(latent_config(distribution={'strategy': 'one_device'}))
+    res = lr_range_test(cfg, run_dir=str(tmp_path / 'lr'), data=latent_source(16), model_fn=tiny_model_fn(),
+                        min_lr=1e-5, max_lr=1.0, steps=24)
+    assert len(res['loss']) > 5 and all(0 <= v <= 2.0 for v in res['loss'][:5])   # 1 - cosine lies in [0, 2]
+    assert (tmp_path / 'lr' / 'lr_find.png').exists()
+
+
 # ------------------------------------------------------------------------------------------ image dispatch
 class _ImageInfo:
     kind = 'image'

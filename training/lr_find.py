@@ -95,11 +95,11 @@ def lr_range_test(cfg, *, run_dir, min_lr=1e-7, max_lr=10.0, steps=200, stop_fac
             settings = {'min_lr': min_lr, 'max_lr': max_lr, 'steps': steps, 'steps_run': len(lrs),
                         'stop_factor': stop_factor, 'smoothing_beta': beta,
                         'rule': f'stop when smoothed loss > {stop_factor} x its minimum, or non-finite'}
-            result['files'] = _write_outputs(run_dir, result, settings)
+            result['files'] = _write_outputs(run_dir, result, settings, cfg.task.loss_name)
     return result
 
 
-def _write_outputs(run_dir, result: dict, settings: dict) -> dict:
+def _write_outputs(run_dir, result: dict, settings: dict, loss: str = 'bce') -> dict:
     """lr_find.csv, lr_find.png and lr_find.json in ``run_dir`` → their paths."""
     from core.files import atomic_write_text, write_json
     paths = {ext: os.path.join(run_dir, f'lr_find.{ext}') for ext in ('csv', 'png', 'json')}
@@ -109,7 +109,7 @@ def _write_outputs(run_dir, result: dict, settings: dict) -> dict:
         buf.write(f'{i},{a!r},{b!r},{c!r}\n')
     atomic_write_text(paths['csv'], buf.getvalue())
     _plot(paths['png'], result['lr'], result['loss'], result['smoothed'], result['suggestion'],
-          os.path.basename(os.path.normpath(run_dir)))
+          os.path.basename(os.path.normpath(run_dir)), loss)
     summary = {k: v for k, v in result.items() if k not in ('lr', 'loss', 'smoothed')}
     summary.update(settings)
     write_json(paths['json'], _finite(summary))
@@ -147,7 +147,7 @@ def _finite(obj):
     return obj
 
 
-def _plot(path, lrs, losses, smoothed, suggestion, title):
+def _plot(path, lrs, losses, smoothed, suggestion, title, loss: str = 'bce'):
     """Loss and smoothed loss against the LR (log x axis), suggestions marked, as a PNG at ``path``."""
     import matplotlib
     import numpy as np
@@ -166,7 +166,7 @@ def _plot(path, lrs, losses, smoothed, suggestion, title):
             ax.axvline(suggestion[key], color=color, ls='--', lw=1, label=f'{key} = {suggestion[key]:.2g}')
     ax.set_xscale('log')
     ax.set_xlabel('learning rate (log scale)')
-    ax.set_ylabel('training loss (BCE)')
+    ax.set_ylabel(f'training loss ({loss})')
     finite = sm_a[np.isfinite(sm_a)]
     raw = loss_a[np.isfinite(loss_a)]
     if finite.size:
