@@ -57,13 +57,13 @@ def latent_config(**sections):
     return cfg
 
 
-def make_trainer(run_dir, *, resume=False, source=None, **sections):
+def make_trainer(run_dir, *, resume=False, source=None, model_fn=None, **sections):
     from tests._training_fixtures import tiny_model_fn
     from training.config import parse_config
     from training.trainer import Trainer
     cfg = parse_config(latent_config(**sections))
     return Trainer(cfg, run_dir=str(run_dir), resume=resume, export=False,
-                   data=source or latent_source(cfg.input.batch_size), model_fn=tiny_model_fn())
+                   data=source or latent_source(cfg.input.batch_size), model_fn=model_fn or tiny_model_fn())
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -247,6 +247,14 @@ def test_lr_range_test_on_a_latent_task(tmp_path):
                         min_lr=1e-5, max_lr=1.0, steps=24)
     assert len(res['loss']) > 5 and all(0 <= v <= 2.0 for v in res['loss'][:5])   # 1 - cosine lies in [0, 2]
     assert (tmp_path / 'lr' / 'lr_find.png').exists()
+
+
+def test_a_model_of_another_output_size_is_refused(tmp_path):
+    from tests._training_fixtures import tiny_model_fn
+    from training.config import ConfigError
+    with pytest.raises(ConfigError) as e:
+        make_trainer(tmp_path / 'run', source=latent_source(16), model_fn=lambda n, info: tiny_model_fn()(3, info))
+    assert e.value.key == 'model.name' and 'target vectors of task.targets have dimension 6' in str(e.value)
 
 
 # ------------------------------------------------------------------------------------------ image dispatch

@@ -530,8 +530,9 @@ class Trainer:
             log.info('batch-norm momentum %.3g in %d layer(s)', cfg.model.batchnorm_momentum, n_bn)
         n_out = int(self.model.outputs[0].shape[-1]) if getattr(self.model, 'outputs', None) else None
         if n_out is not None and n_out != len(self.labels):
-            raise ConfigError('model.name', f'the model has {n_out} outputs but {len(self.labels)} labels '
-                                            'were selected')
+            wanted = (f'the target vectors of task.targets have dimension {len(self.labels)}'
+                      if cfg.task.kind == 'latent' else f'{len(self.labels)} labels were selected')
+            raise ConfigError('model.name', f'the model has {n_out} outputs but {wanted}')
         self.finetune_report = None
         if cfg.model.init_from and not self._latest:
             self.finetune_report = finetune.init_from_run(
