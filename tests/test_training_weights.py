@@ -119,3 +119,20 @@ def test_weight_lookup_defaults_to_one():
     lookup = WeightLookup({'A': 0.0, 'B': 2.5})
     np.testing.assert_array_equal(lookup(tf.constant(['B', 'C', 'A'])).numpy(), [2.5, 1.0, 0.0])
     np.testing.assert_array_equal(WeightLookup({})(tf.constant(['A'])).numpy(), [1.0])
+
+
+def test_in_memory_source_weights(tmp_path):
+    """ArraySource(weights=...) yields (x, y, w): weights of 3 triple the first step's loss."""
+    from tests._training_fixtures import TAGS, base_config, input_info, make_arrays, tiny_model_fn
+    from training.config import parse_config
+    from training.data import ArraySource
+    from training.trainer import Trainer
+    a = make_arrays()
+    cfg = parse_config(base_config(distribution={'strategy': 'one_device'}))
+    first = []
+    for name, weights in (('plain', None), ('triple', np.full(len(a['x_train']), 3.0))):
+        src = ArraySource(a['x_train'], a['y_train'], TAGS, input_info(), 16, shuffle=False, weights=weights)
+        assert len(next(iter(src.train_dataset(0, False)))) == (2 if weights is None else 3)
+        with Trainer(cfg, run_dir=str(tmp_path / name), export=False, data=src, model_fn=tiny_model_fn()) as t:
+            first.append(next(t.train_steps()))
+    assert first[1] == pytest.approx(3 * first[0], rel=1e-6)
