@@ -273,3 +273,53 @@ def test_layer_output_embeds_the_model_output(tmp_path, exported):
     np.testing.assert_array_equal(got['embedding'], got['tags'])
     ref = Tagger.from_run(runs['waveform']).embed_array(clips['long'][:48000], 16000, layer='output')
     np.testing.assert_allclose(got['embedding'], ref.vector, atol=TOL, rtol=0)
+
+
+#: Registry models whose layers the tiny fixtures lack: (input kind, window length, hyper-parameters).
+#: orpheus_logmel: the top_db clip of the whole track; hcnn: the learnable harmonic front end;
+#: attention: PrependToken; short: the torchaudio-style mel front end.
+REGISTRY_CASES = {'orpheus_logmel': ('log-mel', 94, {}), 'hcnn': ('waveform', 80000, {}),
+                  'attention': ('waveform', 80000, {'n_channels': 4}), 'short': ('waveform', 59049, {})}
+
+
+def _registry_run(path, name):
+    from modeling import InputSpec, build_model
+    from modeling.rundir import write_run_files
+    from preprocessing.features import get_params
+    kind, n, hparams = REGISTRY_CASES[name]
+    if kind == 'waveform':
+        spec = InputSpec(kind='waveform', sr=16000, samples=n)
+        feats = {'input': 'waveform', 'sr': 16000, 'params': None, 'window_seconds': n / 16000,
+                 'input_frames': None, 'input_samples': n}
+    else:
+        params = get_params('orpheus')
+        spec = InputSpec(kind='log-mel', n_mels=params.n_mels, frames=n)
+        feats = {'input': 'log-mel', 'sr': 16000, 'params': params.to_dict(),
+                 'window_seconds': n * params.hop_length / 16000, 'input_frames': n, 'input_samples': None}
+    path.mkdir()
+    build_model(name, len(LABELS), spec, **hparams).save(path / 'model.keras')
+    write_run_files(path, config={'model': {'name': name}}, labels=LABELS, features=feats)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', sorted(REGISTRY_CASES))
+def test_registry_models_export_and_agree_without_musetag(tmp_path, name):
+    run = _registry_run(tmp_path / 'run', name)
+    for fmt in ('savedmodel', 'keras'):
+        assert _export(run, tmp_path / fmt, fmt) == 0
+    spec = json.loads((tmp_path / 'keras' / EXPORT_JSON).read_text())
+    audio = _clip(11.0, seed=4)
+    one = audio[:spec['window']['samples']]
+    np.save(tmp_path / 'clip.npy', audio)
+    np.save(tmp_path / 'window.npy', one)
+    tagger = Tagger.from_run(run)
+    emb, ref = tagger.embed_array(audio, 16000), tagger.embed_array(one, 16000)
+    plain = _run_plain_tf(tmp_path, [f'{tmp_path / "savedmodel"}={tmp_path / "clip.npy"}'])
+    key = f'{tmp_path / "savedmodel"}|{tmp_path / "clip.npy"}'
+    np.testing.assert_allclose(plain[key + '|window_tags'], emb.tags.taggram, atol=TOL, rtol=0)
+    np.testing.assert_allclose(plain[key + '|embedding'], emb.vector, atol=TOL * max(1.0, np.abs(emb.vector).max()),
+                               rtol=0)
+    got = _run_plain_tf(tmp_path, [str(tmp_path / 'keras'), str(tmp_path / 'window.npy')], _PLAIN_KERAS)
+    np.testing.assert_allclose(got['tags'], ref.tags.mean, atol=TOL, rtol=0)
+    np.testing.assert_allclose(got['embedding'], ref.vector, atol=TOL * max(1.0, np.abs(ref.vector).max()), rtol=0)
