@@ -1,7 +1,7 @@
 """Benchmark the exported models: SavedModel and TFLite windows per second against ``Tagger``.
 
 A published musicnn model (``--model``, imported into the work folder's cache) or a run (``--run``)
-is exported with ``modeling.export.export_run`` as a SavedModel and as TFLite, then the same audio
+is exported with ``evaluation.export.export_run`` as a SavedModel and as TFLite, then the same audio
 (``--windows`` non-overlapping windows of a clip synthesised by :mod:`msd.synthetic`, 22.05 kHz
 resampled to the model's rate) is tagged, in this process, by:
 
@@ -59,7 +59,7 @@ def main(argv=None):
     import numpy as np
 
     from evaluation.tagger import Tagger
-    from modeling.export import export_run
+    from evaluation.export import export_run
     from modeling.pretrained import cached_run
     run = args.run or str(cached_run(args.model, cache_dir=work / 'cache'))
     specs = {fmt: export_run(run, work / fmt, fmt, overwrite=True) for fmt in ('savedmodel', 'tflite')}

@@ -28,7 +28,7 @@ COMMANDS = {
     'similar': ('retrieval.cli', 'similar_main', 'tracks like a track, a clip, tags or free text'),
     'playlist': ('retrieval.cli', 'playlist_main', "join-the-dots playlists between tracks, or from a seed"),
     'latent': ('latent.cli', 'main', 'latent targets for cold start: doc2vec over tags, word2vec over listening'),
-    'export': ('modeling.export', 'main', 'a self-contained model (SavedModel, TFLite, Keras): audio in, tags out'),
+    'export': ('evaluation.export', 'main', 'a self-contained model (SavedModel, TFLite, Keras): audio in, tags out'),
     'serve': ('webapp.cli', 'serve_main', 'the web app: tag, record, search, playlists, like and dislike'),
     'feedback': ('webapp.cli', 'feedback_main', "listeners' likes and dislikes: show, export as training weights"),
     'listen': ('evaluation.listen', 'main', 'a rolling taggram of the microphone in the terminal'),

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from evaluation.tagger import Tagger
-from modeling.export import EXPORT_JSON, KERAS_METADATA, main
+from evaluation.export import EXPORT_JSON, KERAS_METADATA, main
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

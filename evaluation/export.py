@@ -455,7 +455,7 @@ def export_run(run_dir, out, fmt: str = 'savedmodel', *, checkpoint=None, hop_se
 def build_parser(prog=None) -> argparse.ArgumentParser:
     """The ``musetag export`` parser."""
     p = argparse.ArgumentParser(
-        prog=prog or 'python -m modeling.export', formatter_class=HelpFormatter,
+        prog=prog or 'python -m evaluation.export', formatter_class=HelpFormatter,
         description='Export a run\'s model with its front end inside: raw mono audio in, "tags" and '
                     '"embedding" out, labels and parameters inside the artefact (docs/export.md).')
     add_run_options(p)
@@ -486,7 +486,7 @@ def _body(args) -> int:
 
 def main(argv=None, prog=None) -> int:
     """``musetag export``: see :func:`build_parser`. Returns the exit code."""
-    prog = prog or 'python -m modeling.export'
+    prog = prog or 'python -m evaluation.export'
     args = build_parser(prog).parse_args(argv)
     return run_command(_body, args, prog)
 
