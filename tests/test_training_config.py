@@ -136,6 +136,9 @@ def _input_info(cfg):
     from preprocessing.features import get_params
     from training.data import InputInfo
     kind = modeling.model_info(cfg.model.name)['input_kind']
+    if kind == 'image':   # an image encoder (dataset.kind images): the image source's input
+        from imagemusic.data import ImageInfo, ImageOptions
+        return ImageInfo(ImageOptions.from_config(cfg).image_size)
     params = get_params('musicnn').to_dict()
     if kind == 'waveform':
         return InputInfo('waveform', 16000, cfg.input.window_seconds, samples=round(cfg.input.window_seconds * 16000))

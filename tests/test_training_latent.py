@@ -88,6 +88,7 @@ def test_latent_config_defaults_and_combinations():
            ({'callbacks': {'reduce_on_plateau': {'monitor': 'val_cosine'}}}, 'callbacks.reduce_on_plateau.monitor'),
            ({'dataset': {'kind': 'images'}}, 'dataset.kind'),
            ({'dataset': {'weights': ''}}, 'dataset.weights'),
+           ({'dataset': {'images': {'image_size': 64}}}, 'dataset.images'),
            ({'task': {'kind': 'latent', 'targets': 't', 'recall_k': 0}}, 'task.recall_k')]
     for data, key in bad:
         with pytest.raises(ConfigError) as e:
@@ -95,6 +96,8 @@ def test_latent_config_defaults_and_combinations():
         assert e.value.key == key, (data, str(e.value))
     # an image run may take its targets from its pairs folder
     assert parse_config({'dataset': {'kind': 'images'}, 'task': {'kind': 'latent'}}).task.targets is None
+    images = parse_config({'dataset': {'kind': 'images', 'images': {'image_size': 64}}, 'task': {'kind': 'latent'}})
+    assert images.dataset.images == {'image_size': 64}
 
 
 def test_monitor_directions():

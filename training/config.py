@@ -104,6 +104,9 @@ class DatasetConfig:
     kind: Literal['tfrecords', 'images'] = field(default='tfrecords', metadata=_doc(
         'tfrecords = audio TFRecords (dir holds manifest.json); images = (picture, track) pairs read by '
         'imagemusic.data.ImageSource (dir is a pairs folder; needs task.kind latent)'))
+    images: Optional[dict] = field(default=None, metadata=_doc(
+        'dataset.kind images: options of the image input pipeline, e.g. {"image_size": 96, "copies": 8, '
+        '"augment": {...}} (checked by imagemusic.data.ImageOptions, docs/images.md); null = its defaults'))
     weights: Optional[str] = field(default=None, metadata=_doc(
         'per-example weights: a UTF-8 CSV with header track_id,weight (extra columns ignored; weight a '
         'finite number >= 0; tracks not listed weigh 1), e.g. from `musetag feedback export`; each '
@@ -606,6 +609,8 @@ def _validate_task(cfg: Config) -> None:
     if cfg.dataset.kind == 'images' and task.kind != 'latent':
         raise ConfigError('dataset.kind', '"images" trains an image model into a music space: set task.kind '
                                           'to "latent"')
+    if cfg.dataset.images is not None and cfg.dataset.kind != 'images':
+        raise ConfigError('dataset.images', 'only used by dataset.kind "images"')
     if cfg.dataset.weights is not None and not cfg.dataset.weights:
         raise ConfigError('dataset.weights', 'expected a CSV path or null, got ""')
 

@@ -86,7 +86,8 @@ ModelFn = Callable[[int, InputInfo], keras.Model]
 _ONLY_FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA
 #: Keys that must not change when a run is resumed (the checkpoint would not fit otherwise).
 _FROZEN_ON_RESUME = (('model', 'name'), ('model', 'hparams'), ('dataset', 'tags'), ('input', 'window_seconds'),
-                     ('input', 'feature_params'), ('optimization', 'phases'), ('task', 'kind'), ('dataset', 'kind'))
+                     ('input', 'feature_params'), ('optimization', 'phases'), ('task', 'kind'), ('dataset', 'kind'),
+                     ('dataset', 'images'))
 _MISSING = object()   # a key absent from an older run's config.json (not compared on resume)
 _CKPT, _BEST = 'ckpt', 'best'   # checkpoint name prefixes in checkpoints/ and checkpoints/best/
 
