@@ -12,9 +12,11 @@ Two registry models take ``InputSpec(kind='image')``: float32 ``[B, H, W, 3]`` R
     histograms, colour moments, gradient energy at three scales) followed by an MLP. It has no
     convolution to learn, so it trains in seconds and is hard to overfit on a few hundred pictures.
 
-No pretrained weights are used (none can be downloaded here). The output layer is added by
-:func:`modeling.registry.build_model`: ``output_activation='linear'`` (or ``'l2'``) for a regression
-towards a target space with a cosine loss.
+No pretrained weights are used (none can be downloaded here). Batch normalisation is synchronised
+across replicas (``synchronized=True``): the statistics of a multi-replica step are those of the
+global batch, so 1 and N replicas train the same (without dropout; dropout masks differ per replica).
+The output layer is added by :func:`modeling.registry.build_model`: ``output_activation='linear'``
+(or ``'l2'``) for a regression towards a target space with a cosine loss.
 """
 from __future__ import annotations
 
@@ -120,7 +122,7 @@ def image_cnn(x, spec, n_outputs, *, filters: int = 32, blocks: int = 4, dense: 
     for i in range(blocks):
         width = filters * 2 ** min(i, 3)
         h = keras.layers.Conv2D(width, 3, padding='same', use_bias=False, name=f'conv{i + 1}')(h)
-        h = keras.layers.BatchNormalization(name=f'bn{i + 1}')(h)
+        h = keras.layers.BatchNormalization(synchronized=True, name=f'bn{i + 1}')(h)
         h = keras.layers.ReLU(name=f'relu{i + 1}')(h)
         h = keras.layers.MaxPooling2D(2, padding='same', name=f'pool{i + 1}')(h)
     pooled = keras.layers.Concatenate(name='global_pool')([
@@ -143,7 +145,7 @@ def image_stats(x, spec, n_outputs, *, bins: int = 8, hidden: int = 128, layers:
     if bins < 2 or hidden < 1 or layers < 0:
         raise ValueError('image_stats: bins must be at least 2, hidden positive, layers not negative')
     h = ColourStats(bins, name='colour_stats')(x)
-    h = keras.layers.BatchNormalization(name='stats_norm')(h)
+    h = keras.layers.BatchNormalization(synchronized=True, name='stats_norm')(h)
     for i in range(layers):
         h = keras.layers.Dense(hidden, activation='relu', name=f'dense{i + 1}')(h)
         h = keras.layers.Dropout(dropout, name=f'dropout{i + 1}')(h)
