@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Optional
@@ -35,6 +34,8 @@ import numpy as np
 
 from core.errors import MuseTagError
 from core.records import dataclass_from_dict
+
+from latent.targets import latent_labels
 
 from .augment import AugmentParams
 
@@ -135,11 +136,6 @@ class Pair:
     split: str
 
 
-def latent_labels(dim: int) -> list:
-    """Output names of a run regressing ``dim``-dimensional vectors: ``dim_000``, ``dim_001``, …"""
-    return [f'dim_{i:03d}' for i in range(int(dim))]
-
-
 def read_pairs(pairs_dir) -> list:
     """The pairs of a pairs folder, in file order.
 
@@ -178,26 +174,13 @@ def picture_array(data: bytes, size: int) -> np.ndarray:
 
 
 def read_example_weights(path) -> dict:
-    """A per-example weights CSV (header ``track_id,weight``, extra columns ignored; weight a finite
-    number >= 0) -> ``{track_id: weight}``; a bad file is a MuseTagError naming the file and line."""
+    """``latent.targets.read_weights`` (the one weights CSV format); a bad file is a MuseTagError
+    on ``dataset.weights`` naming the file and line."""
+    from latent.targets import WeightsError, read_weights
     try:
-        with open(path, encoding='utf-8', newline='') as fh:
-            reader = csv.DictReader(fh)
-            if not {'track_id', 'weight'} <= set(reader.fieldnames or []):
-                raise MuseTagError(f'dataset.weights: {path} needs the columns track_id,weight')
-            out = {}
-            for line, row in enumerate(reader, start=2):
-                raw = (row['weight'] or '').strip()
-                try:
-                    value = float(raw)
-                except ValueError:
-                    value = math.nan
-                if not (row['track_id'] or '').strip() or not math.isfinite(value) or value < 0:
-                    raise MuseTagError(f'dataset.weights: {path} line {line}: needs a track id and a weight >= 0')
-                out[row['track_id'].strip()] = value
-    except OSError as exc:
-        raise MuseTagError(f'dataset.weights: cannot read {path}: {exc.strerror or exc}') from None
-    return out
+        return read_weights(path)
+    except WeightsError as exc:
+        raise MuseTagError(f'dataset.weights: {exc}') from None
 
 
 def _load_pictures(paths: list, size: int) -> tuple:

@@ -10,6 +10,10 @@ A target table is a folder::
 
 It is written whole or not at all (a temporary folder renamed into place, under an
 :class:`~core.locks.OutputLock`), and read with :func:`read_targets`. Format details: ``docs/latent.md``.
+
+This module also owns the two small contracts every model trained towards a target space shares:
+the output names of a latent run (:func:`latent_labels`) and the per-example weights CSV
+(:func:`read_weights`, header ``track_id,weight``; ``musetag feedback export`` writes it).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import csv
 import datetime
 import io
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -26,7 +31,8 @@ from core.errors import MuseTagError
 from core.files import atomic_dir, atomic_write_text, json_text, read_json
 from core.locks import OutputLock
 
-__all__ = ['TargetTable', 'write_targets', 'read_targets', 'read_rare', 'RARE_COLUMNS',
+__all__ = ['TargetTable', 'write_targets', 'read_targets', 'read_rare', 'latent_labels', 'read_weights',
+           'WeightsError', 'RARE_COLUMNS',
            'NPZ_NAME', 'JSON_NAME', 'RARE_NAME']
 
 log = logging.getLogger(__name__)
@@ -221,3 +227,54 @@ def read_rare(path) -> list:
     with open(f, newline='', encoding='utf-8') as fh:
         return [{'track_id': r['track_id'], 'count': int(r['count']), 'reason': r['reason']}
                 for r in csv.DictReader(fh)]
+
+
+def latent_labels(dim: int) -> list:
+    """Output names of a run regressing ``dim``-dimensional vectors: ``['dim_000', 'dim_001', …]``
+    (``dim_1000`` past 999). The run directory's ``labels.json`` of a latent or image run."""
+    return [f'dim_{i:03d}' for i in range(int(dim))]
+
+
+class WeightsError(MuseTagError, ValueError):
+    """A per-example weights CSV that cannot be used; the message names the file and the line."""
+
+
+def read_weights(path: str) -> dict:
+    """Read a per-example weights CSV → ``{track_id: weight}``.
+
+    The header has ``track_id`` and ``weight`` (extra columns are ignored); a weight is a finite
+    number >= 0; tracks not listed weigh 1.0 where the weights are used.
+
+    Raises
+    ------
+    WeightsError
+        Naming the file (and line): unreadable or not UTF-8, no ``track_id``/``weight`` column, an
+        empty id, a weight that is not a finite number >= 0, or an id listed twice.
+    """
+    try:
+        with open(path, encoding='utf-8', newline='') as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in ('track_id', 'weight') if c not in (reader.fieldnames or [])]
+            if missing:
+                raise WeightsError(f'{path} has no {" and no ".join(missing)} column '
+                                   f'(header: {",".join(reader.fieldnames or [])}); expected track_id,weight')
+            weights = {}
+            for line, row in enumerate(reader, start=2):
+                tid = (row.get('track_id') or '').strip()
+                if not tid:
+                    raise WeightsError(f'{path} line {line}: empty track_id')
+                if tid in weights:
+                    raise WeightsError(f'{path} line {line}: track {tid} is listed twice')
+                raw = (row.get('weight') or '').strip()
+                try:
+                    value = float(raw)
+                except ValueError:
+                    value = math.nan
+                if not math.isfinite(value) or value < 0:
+                    raise WeightsError(f'{path} line {line}: weight {raw!r} is not a finite number >= 0')
+                weights[tid] = value
+    except OSError as exc:
+        raise WeightsError(f'cannot read {path}: {exc.strerror or exc}') from None
+    except UnicodeDecodeError as exc:
+        raise WeightsError(f'{path} is not UTF-8 text: {exc.reason}') from None
+    return weights

@@ -4,7 +4,8 @@ The writer's worker processes build each record completely (:func:`serialize_exa
 :func:`frame_record`), so the process writing a shard only appends ready bytes to the file. This
 module imports only the standard library and a CRC-32C extension, never TensorFlow: ``google-crc32c``
 (hardware CRC instructions, SSE4.2 / ARMv8: about 0.06 ms per MiB) when its C extension is present,
-else ``crcmod`` (table-driven C: about 3 ms per MiB; Beam's ``[tfrecord]`` extra brings it anyway). Its output equals TensorFlow's byte for byte (``tests/test_preprocessing_records.py``).
+else ``crcmod`` (table-driven C: about 3 ms per MiB; Beam's ``[tfrecord]`` extra brings it anyway).
+Its output equals TensorFlow's byte for byte (``tests/test_preprocessing_records.py``).
 
 Protocol buffer encoding: https://protobuf.dev/programming-guides/encoding/ (the messages are
 ``tensorflow/core/example/example.proto`` and ``feature.proto``). TFRecord framing:

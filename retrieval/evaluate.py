@@ -35,15 +35,15 @@ import numpy as np
 
 from core.errors import MuseTagError
 
-__all__ = ['evaluate_index', 'format_report', 'ranking_metrics', 'labelled_tracks', 'cold_start_evaluate',
-           'format_cold_start', 'co_listeners', 'is_latent_index']
+__all__ = ['evaluate_index', 'master_paths', 'format_report', 'ranking_metrics', 'labelled_tracks',
+           'cold_start_evaluate', 'format_cold_start', 'co_listeners', 'is_latent_index']
 
 log = logging.getLogger(__name__)
 
 SPACES = ('embedding', 'tags', 'random')
 
 
-def _master_paths(master) -> dict:
+def master_paths(master) -> dict:
     """``{resolved audio path: (track_id, artist, album)}`` from ``master.csv``."""
     from msd.tables import read_master
     table = read_master(master)
@@ -78,7 +78,7 @@ def labelled_tracks(index, *, master, tags_db, splits=None, split='test') -> tup
     """``(tracks, labels, n_unmatched)``: the index tracks with a master row and true tags (in
     ``split`` when ``splits`` is given), and per track ``(set of tag numbers, artist, album)``."""
     from msd.lastfm import load_clean_tags
-    by_path = _master_paths(master)
+    by_path = master_paths(master)
     truth = load_clean_tags(tags_db).by_track
     keep = _split_ids(splits, split) if splits else None
     tracks, labels, unmatched = [], [], 0
@@ -255,7 +255,7 @@ def cold_start_evaluate(indexes, *, master, listening, held_out, k: int = 10, mi
     candidates with at least one true neighbour among the candidates. Every space ranks all other
     candidates by cosine to the query; ``random`` ranks them by a seeded permutation.
     """
-    by_path = _master_paths(master)
+    by_path = master_paths(master)
     maps = [_index_track_ids(index, by_path) for _, index in indexes]
     candidates = sorted(set.intersection(*(set(m) for m in maps)))
     if len(candidates) < 2:

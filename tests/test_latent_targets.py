@@ -95,3 +95,42 @@ def test_bad_folders_are_named(tmp_path):
     (out / 'targets.npz').write_bytes(b'garbage')
     with pytest.raises(MuseTagError, match='not a readable target table'):
         read_targets(out)
+
+
+def test_latent_labels_name_each_dimension():
+    from latent.targets import latent_labels
+    assert latent_labels(3) == ['dim_000', 'dim_001', 'dim_002']
+    assert latent_labels(1001)[-1] == 'dim_1000'
+
+
+@pytest.mark.parametrize('text, needle', [
+    ('id,weight\nA,1\n', 'no track_id column'),
+    ('track_id,weight\n,1\n', 'line 2: empty track_id'),
+    ('track_id,weight\nA,1\nA,2\n', 'line 3: track A is listed twice'),
+    ('track_id,weight\nA,-1\n', "line 2: weight '-1' is not a finite number >= 0"),
+    ('track_id,weight\nA,nan\n', "weight 'nan'"),
+])
+def test_weights_csv_bad_files_are_named(tmp_path, text, needle):
+    from latent.targets import WeightsError, read_weights
+    path = tmp_path / 'w.csv'
+    path.write_text(text, encoding='utf-8')
+    with pytest.raises(WeightsError, match=needle.replace('(', r'\(')) as info:
+        read_weights(str(path))
+    assert str(path) in str(info.value)
+
+
+def test_weights_csv_one_format_for_every_consumer(tmp_path):
+    """The trainer's and the image source's readers are the same format with their own error kind."""
+    from imagemusic.data import read_example_weights
+    from latent.targets import read_weights
+    from training.config import ConfigError
+    from training.targets import read_weights as training_read
+    path = tmp_path / 'w.csv'
+    path.write_text('track_id,weight,note\nA,0.5,liked\nB,0,disliked\n', encoding='utf-8')
+    assert read_weights(str(path)) == training_read(str(path)) == read_example_weights(str(path)) \
+        == {'A': 0.5, 'B': 0.0}
+    path.write_text('track_id,weight\nA,x\n', encoding='utf-8')
+    with pytest.raises(ConfigError, match='dataset.weights'):
+        training_read(str(path))
+    with pytest.raises(MuseTagError, match='dataset.weights: .*line 2'):
+        read_example_weights(str(path))

@@ -14,9 +14,7 @@ Both are described in ``docs/training.md``.
 """
 from __future__ import annotations
 
-import csv
 import logging
-import math
 import numpy as np
 import tensorflow as tf
 
@@ -29,50 +27,13 @@ log = logging.getLogger(__name__)
 
 
 def read_weights(path: str) -> dict:
-    """Read a per-example weights CSV → ``{track_id: weight}``.
-
-    Raises
-    ------
-    ConfigError
-        (key ``dataset.weights``) naming the file and line: unreadable file, no ``track_id``/``weight``
-        columns, an empty id, a weight that is not a finite number >= 0, or an id listed twice.
-    """
+    """``latent.targets.read_weights(path)``; a bad file is a :class:`ConfigError` on ``dataset.weights``."""
+    from latent.targets import WeightsError
+    from latent.targets import read_weights as _read
     try:
-        with open(path, encoding='utf-8', newline='') as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in ('track_id', 'weight') if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ConfigError('dataset.weights', f'{path} has no {" and no ".join(missing)} column '
-                                                     f'(header: {",".join(reader.fieldnames or [])}); '
-                                                     'expected track_id,weight')
-            weights = {}
-            for line, row in enumerate(reader, start=2):
-                weights[_weight_id(row, path, line, weights)] = _weight_value(row, path, line)
-    except OSError as exc:
-        raise ConfigError('dataset.weights', f'cannot read {path}: {exc.strerror or exc}') from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError('dataset.weights', f'{path} is not UTF-8 text: {exc.reason}') from None
-    return weights
-
-
-def _weight_id(row: dict, path: str, line: int, seen: dict) -> str:
-    tid = (row.get('track_id') or '').strip()
-    if not tid:
-        raise ConfigError('dataset.weights', f'{path} line {line}: empty track_id')
-    if tid in seen:
-        raise ConfigError('dataset.weights', f'{path} line {line}: track {tid} is listed twice')
-    return tid
-
-
-def _weight_value(row: dict, path: str, line: int) -> float:
-    raw = (row.get('weight') or '').strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError('dataset.weights', f'{path} line {line}: weight {raw!r} is not a finite number >= 0')
-    return value
+        return _read(path)
+    except WeightsError as exc:
+        raise ConfigError('dataset.weights', str(exc)) from None
 
 
 def load_target_table(path: str):

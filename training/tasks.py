@@ -21,15 +21,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from latent.targets import latent_labels
+
 __all__ = ['latent_labels', 'per_example_loss', 'task_model_fn', 'linear_head', 'LatentAggregator',
            'latent_metrics']
 
 log = logging.getLogger(__name__)
-
-
-def latent_labels(dim: int) -> list:
-    """Output names of a latent run: ``['dim_000', 'dim_001', …]`` (``dim_1000`` past 999)."""
-    return [f'dim_{i:03d}' for i in range(int(dim))]
 
 
 def per_example_loss(loss: str, y: tf.Tensor, pred: tf.Tensor) -> tf.Tensor:

@@ -229,8 +229,8 @@ def _id_map(paths: dict, master):
     index id itself without a master table (None for an id the index no longer holds)."""
     if master is None:
         return lambda item: item if item in paths else None
-    from retrieval.evaluate import _master_paths
-    by_path = _master_paths(master)
+    from retrieval.evaluate import master_paths
+    by_path = master_paths(master)
 
     def lookup(item):
         path = paths.get(item)
