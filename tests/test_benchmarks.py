@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     'bench_cli.py': ['--rounds', '1'],
     'bench_datasets.py': ['--tiny'],
+    'bench_export.py': ['--tiny'],
     'bench_frontend.py': ['--files', '1'],
     'bench_index.py': ['--clips', '2', '--seconds', '5', '--rounds', '1'],
     'bench_models.py': ['--models', 'short', '--batch', '2', '--seconds', '0.2', '--min-steps', '1', '--tracks', '2',
@@ -25,6 +26,7 @@ TINY = {
                           '--write-rounds', '1'],
     'bench_predict.py': ['--tiny'],
     'bench_retrieval.py': ['--sizes', '500', '--queries', '10'],
+    'bench_serve.py': ['--tiny'],
     'bench_synthetic.py': ['--tracks', '4', '--seconds', '3', '--workers', '1'],
     'bench_training.py': ['--models', 'musicnn', '--seconds', '0.2', '--min-steps', '1', '--tracks', '48',
                           '--passes', '1'],
@@ -39,7 +41,7 @@ def test_every_benchmark_has_a_tiny_size():
 @pytest.mark.parametrize('script', sorted(TINY))
 def test_benchmark_runs_at_a_tiny_size(script, tmp_path):
     args = list(TINY[script])
-    if script in ('bench_predict.py', 'bench_datasets.py'):
+    if script in ('bench_predict.py', 'bench_datasets.py', 'bench_serve.py'):
         args += ['--workdir', str(tmp_path / 'work')]
     env = {**os.environ, 'TMPDIR': str(tmp_path)}
     proc = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / script), *args], cwd=str(tmp_path),

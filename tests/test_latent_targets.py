@@ -103,24 +103,9 @@ def test_latent_labels_name_each_dimension():
     assert latent_labels(1001)[-1] == 'dim_1000'
 
 
-@pytest.mark.parametrize('text, needle', [
-    ('id,weight\nA,1\n', 'no track_id column'),
-    ('track_id,weight\n,1\n', 'line 2: empty track_id'),
-    ('track_id,weight\nA,1\nA,2\n', 'line 3: track A is listed twice'),
-    ('track_id,weight\nA,-1\n', "line 2: weight '-1' is not a finite number >= 0"),
-    ('track_id,weight\nA,nan\n', "weight 'nan'"),
-])
-def test_weights_csv_bad_files_are_named(tmp_path, text, needle):
-    from latent.targets import WeightsError, read_weights
-    path = tmp_path / 'w.csv'
-    path.write_text(text, encoding='utf-8')
-    with pytest.raises(WeightsError, match=needle.replace('(', r'\(')) as info:
-        read_weights(str(path))
-    assert str(path) in str(info.value)
-
-
 def test_weights_csv_one_format_for_every_consumer(tmp_path):
-    """The trainer's and the image source's readers are the same format with their own error kind."""
+    """The trainer's and the image source's readers are the same format with their own error kind
+    (the bad lines themselves: tests/test_training_weights.py)."""
     from imagemusic.data import read_example_weights
     from latent.targets import read_weights
     from training.config import ConfigError
