@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 
-from preprocessing.encode import encode_item
+from preprocessing.encode import encode_item, shard_items
 
 __all__ = ['DEFAULT_RUNNER', 'IN_PROCESS_RUNNERS', 'import_beam', 'pipeline_options', 'run_beam']
 
@@ -86,10 +86,10 @@ def write_one_shard(shard, out, features, compression, token):
     """
     from threadpoolctl import threadpool_limits
 
-    from preprocessing.tfrecords import _shard_items, _write_shard
+    from preprocessing.tfrecords import _write_shard
     _import_tensorflow_once()
     with threadpool_limits(limits=1, user_api='blas'):
-        results = map(encode_item, _shard_items(shard, features, compression))
+        results = map(encode_item, shard_items(shard, features, compression))
         info = _write_shard(shard, out, results, _progress_for(token), compression)
     log.debug('wrote %s (%d tracks)', shard['name'], info['examples'])
     return info

@@ -42,7 +42,8 @@ import numpy as np
 from core import files
 from core.errors import NoSpaceError, OutputExistsError, is_no_space
 from core.locks import OutputLock
-from preprocessing.encode import encode_item, encode_track, init_worker  # noqa: F401  (encode_track: public API)
+from preprocessing.encode import (ShardFile, encode_item, encode_track, fill_shard, init_worker,  # noqa: F401
+                                  shard_items, write_shard_task)   # (encode_track: public API)
 from preprocessing.features import FeatureParams, frames_per_second, get_params
 from preprocessing.inputs import INPUT_PROBLEMS, read_inputs
 from preprocessing.records import serialize_example  # noqa: F401  (public API)
@@ -194,13 +195,6 @@ def _shard_done(out, name):
     return files.exists(files.join(out, name)) and files.exists(files.join(out, _STATE, name + '.json'))
 
 
-def _shard_items(shard, features, compression):
-    """:func:`encode_item` tasks for the shard's tracks: framed records unless the file is compressed
-    (then TensorFlow's writer frames and compresses them)."""
-    framed = not compression
-    return [(tid, artist, path, tags, features, framed) for tid, artist, path, tags in shard['tracks']]
-
-
 def _results(todo, features, pool, compression):
     """:func:`encode_item` results for every track of the shards ``todo``, in order.
 
@@ -214,15 +208,15 @@ def _results(todo, features, pool, compression):
         from threadpoolctl import threadpool_limits
         with threadpool_limits(limits=1, user_api='blas'):
             for shard in todo:
-                yield from map(encode_item, _shard_items(shard, features, compression))
+                yield from map(encode_item, shard_items(shard, features, compression))
         return
     queued = collections.deque()
     rest = iter(todo)
     for shard in itertools.islice(rest, 1):
-        queued.append(pool.imap(encode_item, _shard_items(shard, features, compression), chunksize=1))
+        queued.append(pool.imap(encode_item, shard_items(shard, features, compression), chunksize=1))
     while queued:
         for shard in itertools.islice(rest, 1):
-            queued.append(pool.imap(encode_item, _shard_items(shard, features, compression), chunksize=1))
+            queued.append(pool.imap(encode_item, shard_items(shard, features, compression), chunksize=1))
         yield from queued.popleft()
 
 
@@ -242,69 +236,33 @@ class _Progress:
             self.bar.update(1)
         _pause_point(self.done)
 
+    def advance_to(self, done: int):
+        """Tracks counted elsewhere (the workers of whole-shard tasks): catch up to ``done``."""
+        while self.done < done:
+            self.update()
+
     def close(self):
         if self.bar is not None:
             self.bar.close()
 
 
-def _fill_shard(writer, shard, results, progress):
-    """Write the shard's tracks from ``results``; returns (counts, skipped rows)."""
-    tag_counts, skipped, n_ok, seconds, min_length = Counter(), [], 0, 0.0, None
-    for tid, _, path, tags in shard['tracks']:
-        res = next(results)
-        if res[0] == 'ok':
-            _, record, shape, duration = res
-            writer.write(record)
-            tag_counts.update(tags)
-            n_ok += 1
-            seconds += duration
-            min_length = shape[0] if min_length is None else min(min_length, shape[0])
-        else:
-            skipped.append({'track_id': tid, 'split': shard['split'], 'file': path, 'reason': res[1],
-                            'detail': res[2]})
-        progress.update()
-    return {'examples': n_ok, 'seconds': round(seconds, 3), 'min_length': min_length,
-            'tag_counts': {str(k): v for k, v in sorted(tag_counts.items())}}, skipped
-
-
-class _RecordFile:
-    """An uncompressed shard written with plain buffered file I/O: the records come framed from the
-    workers (:func:`preprocessing.records.frame_record`), so writing is appending bytes, and the
-    SHA-256 is updated on the way (the file is not read back)."""
-
-    def __init__(self, path):
-        opener = files.gfile().GFile if files.is_url(path) else open
-        self.file = opener(path, 'wb')
-        self.sha = hashlib.sha256()
-
-    def write(self, record):
-        self.file.write(record)
-        self.sha.update(record)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.file.close()
-
-
 def _fill_file(tmp, shard, results, progress, compression):
     """Write the shard's records to ``tmp``; returns (counts, skipped rows, sha256 hex of the file)."""
     if not compression:
-        with _RecordFile(tmp) as writer:
-            counts, skipped = _fill_shard(writer, shard, results, progress)
+        with ShardFile(tmp, files.gfile().GFile if files.is_url(tmp) else open) as writer:
+            counts, skipped = fill_shard(writer, shard, results, progress)
         return counts, skipped, writer.sha.hexdigest()
     from core.logs import import_tensorflow
     tf = import_tensorflow()           # without its C++ start-up noise
     options = tf.io.TFRecordOptions(compression_type=compression, compression_level=1)
     with tf.io.TFRecordWriter(tmp, options=options) as writer:
-        counts, skipped = _fill_shard(writer, shard, results, progress)
+        counts, skipped = fill_shard(writer, shard, results, progress)
     return counts, skipped, _sha256_of(tmp)
 
 
 def _write_shard(shard, out, results, progress, compression):
     """Write one shard from ``results`` (:func:`encode_item` results in track order, made with
-    ``_shard_items(shard, features, compression)``).
+    ``shard_items(shard, features, compression)``).
 
     The records go to a temporary file unique to this process, renamed into place when complete;
     on any error (a full disk included) the temporary file is removed.
@@ -331,8 +289,44 @@ def _no_space(e, out, finished):
                         'run the same command again to resume')
 
 
-def _write_shards(todo, out, features, pool, progress, compression):
-    """Write every shard of ``todo``; a full disk becomes :class:`~core.errors.NoSpaceError`."""
+#: the parallel writer gives whole shards to its workers when the longest-first assignment of the
+#: shards (by track count) keeps every worker busy until at most this much past the even share
+SHARD_TASK_BALANCE = 1.1
+
+
+def _shard_makespan(todo, workers) -> float:
+    """Longest-first (LPT) assignment of the shards to ``workers``: the busiest worker's tracks over
+    the even share (1.0 = perfectly balanced)."""
+    loads = [0] * workers
+    for n in sorted((len(s['tracks']) for s in todo), reverse=True):
+        loads[loads.index(min(loads))] += n
+    total = sum(loads)
+    return max(loads) * workers / total if total else 1.0
+
+
+def _task_kind(todo, out, workers, compression) -> str:
+    """How the local writer shares the work: ``'serial'`` (one worker: this process), ``'shards'``
+    (each worker writes whole shards, :func:`_write_shards_parallel`) or ``'tracks'`` (the workers
+    encode tracks and stream their records to this process, which writes them, :func:`_results`).
+
+    Whole shards move no audio between processes: a waveform record is ~1 MB per 30 s clip, and
+    pickling it through the pool's pipe, unpickling it and writing it here cost this process about
+    as much CPU as a worker's decoding (2 workers on 2 cores reached 0.4x the decode floor; whole
+    shards about 0.7x, ``benchmarks/bench_datasets.py``). They need a local, uncompressed output
+    (the workers have no TensorFlow) and enough shards to keep every worker busy to the end.
+    """
+    if workers <= 1:
+        return 'serial'
+    if compression or files.is_url(out) or len(todo) < workers or _shard_makespan(todo, workers) > SHARD_TASK_BALANCE:
+        return 'tracks'
+    return 'shards'
+
+
+def _write_shards(todo, out, features, pool, progress, compression, tasks='serial', tracks_done=None):
+    """Write every shard of ``todo`` (``pool``: the workers, or None; ``tasks``: :func:`_task_kind`);
+    a full disk becomes :class:`~core.errors.NoSpaceError`."""
+    if tasks == 'shards':
+        return _write_shards_parallel(todo, out, features, pool, progress, tracks_done)
     infos = []
     results = _results(todo, features, pool, compression)
     try:
@@ -345,6 +339,45 @@ def _write_shards(todo, out, features, pool, progress, compression):
     finally:
         results.close()  # ends the serial path's BLAS thread limit now, even after an error
     return infos
+
+
+def _write_shards_parallel(todo, out, features, pool, progress, tracks_done):
+    """Each worker writes whole shards (:func:`preprocessing.encode.write_shard_task`), the longest
+    first; this process renames each finished file into place, records it and keeps the progress.
+
+    The bytes are those of the streaming path (the same records in the same order per shard). On
+    any error or interruption the pool is stopped and every unfinished temporary file removed.
+    """
+    temps = {i: files.temp_name(files.join(out, _STATE, shard['name']), 'partial') for i, shard in enumerate(todo)}
+    tasks = [(i, todo[i], temps[i], features) for i in sorted(temps, key=lambda i: -len(todo[i]['tracks']))]
+    infos = {}
+    results = pool.imap_unordered(write_shard_task, tasks, chunksize=1)
+    try:
+        while len(infos) < len(tasks):
+            try:
+                i, counts, skipped, sha256 = results.next(timeout=0.25)
+            except multiprocessing.TimeoutError:
+                if tracks_done is not None:
+                    progress.advance_to(tracks_done.value)
+                continue
+            shard = todo[i]
+            files.rename(temps[i], files.join(out, shard['name']))
+            info = {'name': shard['name'], 'split': shard['split'], **counts, 'sha256': sha256, 'skipped': skipped}
+            files.write_json(files.join(out, _STATE, shard['name'] + '.json'), info)
+            infos[i] = info
+            if tracks_done is not None:
+                progress.advance_to(tracks_done.value)
+    except BaseException as e:
+        pool.terminate()              # no worker goes on writing a temporary file after this
+        pool.join()
+        for i, tmp in temps.items():
+            if i not in infos and os.path.exists(tmp):
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+        if isinstance(e, Exception) and is_no_space(e):
+            raise _no_space(e, out, len(infos)) from e
+        raise
+    return [infos[i] for i in sorted(infos)]
 
 
 def _write_shards_beam(todo, out, features, engine, progress, compression):
@@ -458,11 +491,16 @@ def _output_lock(out, num_hosts, host_index, command):
 
 
 def _start_pool(workers, owner):
-    # spawn: workers import NumPy/soundfile only (preprocessing.encode), never a forked TensorFlow
-    # runtime; each ends when this process dies (core.procs.exit_with_parent in init_worker)
+    """``(pool, tracks_done)``: the worker pool (None for one worker) and its shared track counter.
+
+    spawn: workers import NumPy/soundfile only (preprocessing.encode), never a forked TensorFlow
+    runtime; each ends when this process dies (core.procs.exit_with_parent in init_worker).
+    """
     if workers <= 1:
-        return None
-    return multiprocessing.get_context('spawn').Pool(workers, initializer=init_worker, initargs=(owner,))
+        return None, None
+    ctx = multiprocessing.get_context('spawn')
+    tracks_done = ctx.Value('q', 0)
+    return ctx.Pool(workers, initializer=init_worker, initargs=(owner, tracks_done)), tracks_done
 
 
 def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', preset='orpheus', sr=16000,
@@ -501,7 +539,9 @@ def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', p
     dict with ``shards_total``, ``shards_written``, ``shards_already_done``, ``tracks_written``,
     ``tracks_skipped`` (audio that could not be read in this run, by reason), ``excluded`` (tracks
     not planned, by reason), ``input_problems`` (the part of ``excluded`` that are problems of the
-    inputs), ``seconds``, ``manifest`` (whether this call completed the dataset), ….
+    inputs), ``seconds``, ``manifest`` (whether this call completed the dataset), ``tasks`` (how the
+    work was shared: ``serial``, ``shards`` — each worker writes whole shards —, ``tracks`` — the
+    workers stream records to this process —, or ``beam``), ….
 
     Raises
     ------
@@ -519,7 +559,7 @@ def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', p
     t0 = time.perf_counter()
     with _output_lock(out, num_hosts, host_index, command):
         # the worker processes start first, so their start-up (imports) overlaps with the planning
-        pool = _start_pool(workers, os.getpid()) if engine == 'local' else None
+        pool, tracks_done = _start_pool(workers, os.getpid()) if engine == 'local' else (None, None)
         try:
             inputs = read_inputs(master_csv, splits_csv, tags_db, audio_root)
             shards = plan_shards(inputs.tracks, shards_per_split)
@@ -538,9 +578,13 @@ def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', p
             todo = [s for s in mine if not _shard_done(out, s['name'])]
             n_tracks = sum(len(s['tracks']) for s in todo)
             bar = _Progress(n_tracks, f'write {format}', progress)
+            tasks = _task_kind(todo, out, workers if pool is not None else 1, compression)
+            if engine == 'local' and tasks != 'serial':
+                log.info('%d workers: %s', workers, 'each writes whole shards' if tasks == 'shards' else
+                         'they encode tracks, this process writes the shards')
             try:
                 if engine == 'local':
-                    infos = _write_shards(todo, out, features, pool, bar, compression)
+                    infos = _write_shards(todo, out, features, pool, bar, compression, tasks, tracks_done)
                 else:
                     infos = _write_shards_beam(todo, out, features, engine_spec, bar, compression)
             finally:
@@ -561,4 +605,5 @@ def write_tfrecords(master_csv, tags_db, splits_csv, out, *, format='log-mel', p
                                if k in INPUT_PROBLEMS},
             'audio_root': inputs.audio_root, 'seconds': round(elapsed, 2),
             'tracks_per_s': round(n_tracks / elapsed, 2) if elapsed > 0 and n_tracks else None,
+            'tasks': tasks if engine == 'local' else 'beam',
             'manifest': manifest is not None}

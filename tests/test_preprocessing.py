@@ -401,11 +401,34 @@ def test_rewrite_with_other_params_refused(corpus, logmel_dir):
                         preset='orpheus', shards_per_split=2, progress=False)
 
 
-def test_parallel_workers_same_bytes(corpus, logmel_dir, tmp_path):
+@pytest.mark.parametrize('tasks, balance', [('shards', 100.0), ('tracks', 0.0)])
+def test_parallel_workers_same_bytes(corpus, logmel_dir, tmp_path, monkeypatch, tasks, balance):
+    # both ways of sharing the work: workers writing whole shards, or streaming records to the writer
+    import preprocessing.tfrecords as tfr
+    monkeypatch.setattr(tfr, 'SHARD_TASK_BALANCE', balance)
     out = str(tmp_path / 'par')
-    write_tfrecords(corpus['master'], corpus['tags_db'], corpus['splits'], out, format='log-mel', preset='musicnn',
-                    shards_per_split=2, workers=2, progress=False)
+    summary = write_tfrecords(corpus['master'], corpus['tags_db'], corpus['splits'], out, format='log-mel',
+                              preset='musicnn', shards_per_split=2, workers=2, progress=False)
+    assert summary['tasks'] == tasks
     assert _shard_bytes(out) == _shard_bytes(logmel_dir)
+    assert load_manifest(out)['splits'] == load_manifest(logmel_dir)['splits']
+    assert not [n for n in os.listdir(os.path.join(out, '_shards')) if n.startswith('.')]
+
+
+def test_whole_shard_tasks_only_when_the_workers_stay_busy():
+    from preprocessing.tfrecords import _shard_makespan, _task_kind
+
+    def plan(*sizes):
+        return [{'tracks': [None] * n} for n in sizes]
+    assert _shard_makespan(plan(10, 10, 10, 10), 2) == 1.0
+    assert _shard_makespan(plan(30, 10), 2) == 1.5                  # one worker idles half the time
+    assert _shard_makespan(plan(30, 10, 10, 10), 2) == 1.0          # longest first: 30 | 10+10+10
+    assert _task_kind(plan(10, 10, 10, 10), '/tmp/x', 2, '') == 'shards'
+    assert _task_kind(plan(30, 10), '/tmp/x', 2, '') == 'tracks'
+    assert _task_kind(plan(10), '/tmp/x', 2, '') == 'tracks'         # fewer shards than workers
+    assert _task_kind(plan(10, 10), '/tmp/x', 2, 'GZIP') == 'tracks'  # TensorFlow compresses, here
+    assert _task_kind(plan(10, 10), 's3://b/x', 2, '') == 'tracks'    # the workers have no gfile
+    assert _task_kind(plan(10, 10), '/tmp/x', 1, '') == 'serial'
 
 
 def _blas_threads(limit_first):
@@ -424,6 +447,34 @@ def test_writer_workers_run_one_blas_thread():
     if default == 1:
         pytest.skip('BLAS already runs one thread here (one core or OPENBLAS_NUM_THREADS=1)')
     assert limited == 1
+
+
+_CHURN = """
+import resource, sys
+import numpy as np
+if sys.argv[1] == 'worker':
+    from preprocessing.encode import init_worker
+    init_worker()
+def track():   # what a waveform track allocates: float32 samples, an int16 copy, the record bytes
+    a = np.ones(470_000, np.float32); b = (a * 3).astype(np.int16); c = b.tobytes(); del a, b, c
+track()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    track()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc malloc tuning')
+def test_writer_workers_reuse_freed_memory_instead_of_page_faulting():
+    # glibc hands each track's few MB back to the kernel and faults them in again (~1 ms per track)
+    def faults(mode):
+        r = subprocess.run([sys.executable, '-c', _CHURN, mode], capture_output=True, text=True, check=True)
+        return int(r.stdout.split()[-1])
+    plain, worker = faults('plain'), faults('worker')
+    if plain < 20 * 100:
+        pytest.skip(f'this allocator keeps freed memory anyway ({plain} faults)')
+    assert worker < plain / 20, (plain, worker)
 
 
 def _fail_second_record(monkeypatch):

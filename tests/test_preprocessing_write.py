@@ -198,6 +198,35 @@ def test_full_disk_removes_the_partial_shard_exits_4_and_resumes(corpus, tmp_pat
     assert _shard_bytes(out) == _shard_bytes(reference)
 
 
+
+def test_full_disk_in_whole_shard_workers_exits_4_leaves_no_temp_and_resumes(corpus, tmp_path):
+    # the workers write whole shards (forced: the small corpus would not balance), and hit the limit
+    # (inherited from the writer) in their own processes
+    shards = (6, 1, 1)
+    reference = tmp_path / 'reference'
+    _write(corpus, reference, shards_per_split=dict(zip(('train', 'validation', 'test'), shards)))
+    limit = os.path.getsize(reference / _shards_in_write_order(reference)[0])     # a one-track shard
+    out = tmp_path / 'out'
+    script = ('import sys, preprocessing.tfrecords as t; t.SHARD_TASK_BALANCE = 100.0; '
+              'from preprocessing.__main__ import main; sys.exit(main(sys.argv[1:]))')
+    cmd = [sys.executable, '-c', script, *_cli(corpus, out, workers=2, shards=shards)[3:], '-v']
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       preexec_fn=_file_size_limit(limit))
+    assert r.returncode == 4, r.stderr
+    assert 'each writes whole shards' in r.stderr
+    assert 'no space left on the device' in r.stderr and 'Traceback' not in r.stderr
+    assert not _temps(out)
+    for name in os.listdir(out):                                   # what is there is complete
+        if name.endswith('.tfrecord'):
+            assert (out / '_shards' / (name + '.json')).exists()
+            assert (out / name).read_bytes() == (reference / name).read_bytes()
+    r = subprocess.run(_cli(corpus, out, workers=2, shards=shards), cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode in (0, 1), r.stderr
+    assert _shard_bytes(out) == _shard_bytes(reference)
+    assert not _temps(out)
+
+
 # ------------------------------------------------------------------------------------ inputs
 
 def _copy_corpus(corpus, tmp_path):
