@@ -18,7 +18,9 @@ TINY = {
     'bench_datasets.py': ['--tiny'],
     'bench_export.py': ['--tiny'],
     'bench_frontend.py': ['--files', '1'],
+    'bench_image.py': ['--tiny'],
     'bench_index.py': ['--clips', '2', '--seconds', '5', '--rounds', '1'],
+    'bench_latent.py': ['--tiny'],
     'bench_models.py': ['--models', 'short', '--batch', '2', '--seconds', '0.2', '--min-steps', '1', '--tracks', '2',
                         '--passes', '1'],
     'bench_msd.py': ['--only', 'scan', '--files', '64', '--repeats', '1'],
@@ -41,7 +43,7 @@ def test_every_benchmark_has_a_tiny_size():
 @pytest.mark.parametrize('script', sorted(TINY))
 def test_benchmark_runs_at_a_tiny_size(script, tmp_path):
     args = list(TINY[script])
-    if script in ('bench_predict.py', 'bench_datasets.py', 'bench_serve.py'):
+    if script in ('bench_predict.py', 'bench_datasets.py', 'bench_serve.py', 'bench_latent.py'):
         args += ['--workdir', str(tmp_path / 'work')]
     env = {**os.environ, 'TMPDIR': str(tmp_path)}
     proc = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / script), *args], cwd=str(tmp_path),
