@@ -20,7 +20,7 @@ export PYTHONHASHSEED := 0
 export MUSETAG_CACHE ?= $(CURDIR)/.cache/musetag
 
 .PHONY: venv sysdeps lint test test-fast demo demo-data demo-msd demo-tfrecords demo-train demo-evaluate demo-pretrained \
-        demo-index demo-scores demo-datasets \
+        demo-index demo-scores demo-datasets demo-latent demo-image demo-export demo-serve \
         results bench pretrained clean
 
 $(STAMP): requirements.txt requirements-dev.txt setup.py
@@ -107,6 +107,60 @@ demo-index: venv
 	    --length 10 --out $(IDX)/playlist.m3u --map $(IDX)/map.png --overwrite
 	$(MT) embed --run $(RUNS)/demo --out $(IDX)/clips.parquet --overwrite --no-progress $(CLIPS)
 
+# ---- cold start: targets from listening data, an audio model that predicts them ----------------
+# track2vec over the corpus's Taste-Profile-format listening (20% of the tracks held out of the
+# targets), doc2vec over its clean tags; the latent run's index places the held-out tracks, scored
+# against their true co-listening neighbours, beside the demo tagger's index and random.
+TP := $(DATA)/taste_profile
+LISTENING = --listens $(TP)/train_triplets.txt --unique-tracks $(TP)/unique_tracks.txt --mismatches $(DATA)/sid_mismatches.txt
+demo-latent: venv
+	$(MT) latent track2vec $(LISTENING) --hold-out-fraction 0.2 --out $(OUT)/latent/track2vec --overwrite --no-progress
+	$(MT) latent doc2vec --tags $(OUT)/msd/clean_tags.db --master $(OUT)/msd/master.csv --dim 40 \
+	    --out $(OUT)/latent/doc2vec --overwrite --no-progress
+	$(MT) latent info $(OUT)/latent/track2vec
+	$(MT) train --config configs/latent_demo.json --run $(RUNS)/demo-latent --overwrite
+	$(MT) index build --run $(RUNS)/demo-latent $(DATA)/audio --index $(RUNS)/demo-latent-index --overwrite \
+	    --no-progress; test $$? -le 1
+	$(MT) index evaluate --index $(RUNS)/demo-latent-index --master $(OUT)/msd/master.csv \
+	    --held-out $(OUT)/latent/track2vec $(LISTENING) --compare-index $(IDX) \
+	    --json $(RUNS)/demo-latent-index/cold_start.json --overwrite
+
+# ---- image -> music: the index's cover art paired with its tracks, an image run, picture queries ----
+PAIRS := $(OUT)/pairs
+# a picture of the test albums (never seen in training)
+TEST_PICTURE = $$($(PY) -c "import csv; r = [x for x in csv.DictReader(open('$(PAIRS)/pairs.csv')) if x['split'] == 'test']; print('$(PAIRS)/' + r[0]['image'])")
+demo-image: venv
+	$(MT) index pairs --index $(IDX) --space embedding --out $(PAIRS) --overwrite
+	$(MT) train --config configs/image_demo.json --set dataset.dir=$(PAIRS) --run $(RUNS)/demo-image --overwrite
+	$(MT) index evaluate-image --index $(IDX) --pairs $(PAIRS) --image-run $(RUNS)/demo-image \
+	    --master $(OUT)/msd/master.csv --tags $(OUT)/msd/clean_tags.db --json $(RUNS)/demo-image/evaluation.json --overwrite
+	$(MT) similar --index $(IDX) --image "$(TEST_PICTURE)" --image-run $(RUNS)/demo-image -k 5
+	$(MT) playlist --index $(IDX) --image "$(TEST_PICTURE)" --image-run $(RUNS)/demo-image --length 8 \
+	    --out $(RUNS)/demo-image/playlist.m3u --overwrite
+
+# ---- a self-contained model: SavedModel, TFLite and Keras exports of the demo run -------------
+demo-export: venv
+	$(MT) export --run $(RUNS)/demo --format savedmodel --out $(RUNS)/demo-export/savedmodel --overwrite
+	$(MT) export --run $(RUNS)/demo --format tflite --out $(RUNS)/demo-export/tflite --overwrite
+	$(MT) export --run $(RUNS)/demo --format keras --out $(RUNS)/demo-export/keras --overwrite
+
+# ---- the web app: a scripted listener session over HTTP, then feedback -> training weights -------
+# serve picks a free port (--port 0) and prints it; webapp.democlient tags a clip, searches, likes and
+# dislikes, builds playlists (one from a picture), and the server is stopped with Ctrl-C (SIGINT).
+FEEDBACK := $(RUNS)/demo-feedback.sqlite
+demo-serve: venv
+	rm -f $(FEEDBACK) $(RUNS)/demo-serve.log
+	$(MT) serve --run $(RUNS)/demo --index $(IDX) --image-run $(RUNS)/demo-image --port 0 --feedback $(FEEDBACK) \
+	    2> $(RUNS)/demo-serve.log & pid=$$!; \
+	$(PY) -m webapp.democlient --log $(RUNS)/demo-serve.log --audio "$$(echo $(CLIPS) | cut -d' ' -f1)" \
+	    --image "$(TEST_PICTURE)" --json $(RUNS)/demo-serve.json; rc=$$?; \
+	kill -INT $$pid; wait $$pid; test $$rc -eq 0 || { cat $(RUNS)/demo-serve.log; exit $$rc; }
+	$(MT) feedback show --db $(FEEDBACK)
+	$(MT) feedback export --db $(FEEDBACK) --index $(IDX) --master $(OUT)/msd/master.csv \
+	    --out $(RUNS)/demo-feedback-weights.csv --overwrite
+	$(MT) train --config configs/demo.json --run $(RUNS)/demo-feedback --set model.init_from=$(RUNS)/demo \
+	    --set dataset.weights=$(RUNS)/demo-feedback-weights.csv --set optimization.epochs=2 --overwrite
+
 # ---- real music: the music21 score corpus rendered with fluidsynth, read as "your own folder" ----
 SCORES ?= data/scores
 SCORES_OUT ?= data/scores-out
@@ -133,7 +187,8 @@ demo-datasets: venv
 	    --splits $(OUT)/mtat/splits/clean.csv --format waveform --shards-per-split 2 1 1 \
 	    --out $(OUT)/mtat-tfrecords --engine beam --workers 2 --overwrite --no-progress; test $$? -le 1
 
-demo: demo-data demo-msd demo-tfrecords demo-train demo-evaluate demo-pretrained demo-index demo-datasets demo-scores
+demo: demo-data demo-msd demo-tfrecords demo-train demo-evaluate demo-pretrained demo-index demo-latent demo-image \
+      demo-export demo-serve demo-datasets demo-scores
 	@echo "demo finished: corpus $(DATA), cleaned data and TFRecords $(OUT), runs in $(RUNS)/ (tensorboard --logdir $(RUNS))"
 
 # ---- committed reference results (results/): the demo run and the four published models -----
