@@ -59,6 +59,15 @@ What is written (all in the formats the real data is published in)
     default of ``msd/lists/combine.txt``, needed to join 'rhythm and blues' to 'rnb'), ``genre_candidates`` (spellings
     with count >= min_count that a curated genre list must keep) and ``non_genre_candidates``
     (frequent junk and vocal tags that it must mark '-'), ``tag_counts``, ``low_val_tags``.
+``taste_profile/``
+    Listening data in the Taste Profile's formats (``train_triplets.txt``: user, song, play count;
+    ``unique_tracks.txt``: track, song, artist, title with ``<SEP>``): users whose tastes are drawn
+    over the corpus's genre x mood clusters, single-song users, songs outside the catalogue and
+    mismatched songs, with the ground truth in ``clusters.json`` (``docs/latent.md``).
+Cover art
+    Every clip carries its album's cover as an ID3 ``APIC`` front cover whose colours, brightness
+    and texture follow the album's genre, mood, decade and tempo (two broken on purpose;
+    ``docs/images.md``).
 
 Why the audio is learnable (and a wrong pipeline is not)
 --------------------------------------------------------
@@ -100,7 +109,9 @@ Modules
 ``styles``         song structure and the genre styles (drums, bass, harmony)
 ``voice``          the synthetic singing / rapping voice
 ``render``         :func:`render_audio`: one clip from its labels (stems + master bus)
-``mp3``            :func:`encode_mp3`
+``mp3``            :func:`encode_mp3` (with the ``Info`` frame and the cover's ``APIC`` frame)
+``covers``         the cover art of each album (:func:`~msd.synthetic.covers.cover_plan`)
+``listens``        ``taste_profile/``: Taste-Profile-format listening data and its ground truth
 ``audio_files``    the audio tree, rendered in worker processes
 ``h5``             ``msd_summary_file.h5`` (:data:`H5_TABLES`)
 ``lastfm_db``      ``lastfm_tags.db``
