@@ -161,9 +161,15 @@ def _evaluate(args) -> int:
     from core import files
     from modeling.rundir import RunPaths, load_run_info, resolve_dataset_dir
     check_run_dir(args.run)
+    info = load_run_info(args.run)
+    if info.task != 'tags':
+        raise MuseTagError(f'{args.run} is a {info.task} run: it predicts vectors (dim_000…), not tags, so ROC-AUC '
+                           'and PR-AUC do not apply. Its validation cosine and recall@k are in history.csv; to '
+                           'measure how it places tracks, index it (musetag index build --run RUN …) and run '
+                           'musetag index evaluate (--held-out for cold start, docs/latent.md)')
     out = args.out or RunPaths(args.run).eval_dir(args.split)
     files.check_output(out, args.overwrite, directory=True)
-    data_dir = resolve_dataset_dir(load_run_info(args.run), args.tfrecords)
+    data_dir = resolve_dataset_dir(info, args.tfrecords)
     if not files.is_url(data_dir) and not os.path.isdir(data_dir):
         raise MuseTagError(f'TFRecord folder {data_dir} does not exist; pass --tfrecords DIR')
     from core.logs import import_tensorflow

@@ -63,3 +63,12 @@ def test_a_tagger_accepts_output_as_its_taggram(tmp_path):
     out = tagger.embed_file(wav, layer='output')
     np.testing.assert_array_equal(out.windows, tagger.embed_file(wav, layer='taggram').windows)
     assert json.loads((run / 'labels.json').read_text()) == tagger.labels
+
+
+def test_evaluate_refuses_a_latent_run_and_says_what_to_use(latent_run, capsys):
+    from evaluation.cli import evaluate_main
+    run, _ = latent_run
+    assert evaluate_main(['--run', str(run), '--split', 'test']) == 2
+    err = capsys.readouterr().err
+    assert 'is a latent run' in err and 'index evaluate' in err
+    assert not (run / 'eval').exists()
