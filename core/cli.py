@@ -31,7 +31,7 @@ from .logs import setup_logging
 
 __all__ = ['add_run_options', 'check_inputs_exist', 'escape', 'positive_int', 'nonneg_int', 'positive_float',
            'finite_float', 'existing_file', 'existing_dir', 'existing_path', 'key_value', 'parse_overrides',
-           'add_verbosity', 'verbosity', 'show_progress', 'run_command', 'HelpFormatter']
+           'add_verbosity', 'verbosity', 'show_progress', 'run_command', 'dispatch', 'HelpFormatter']
 
 log = logging.getLogger(__name__)
 
@@ -219,3 +219,19 @@ def run_command(body, args, prog: str) -> int:
             raise
         print(f'{prog}: error: {e}', file=sys.stderr)
         return exit_code(e)
+
+
+def dispatch(commands: dict, argv, prog: str) -> int:
+    """A package's ``python -m PACKAGE COMMAND …``: hand ``argv`` to ``commands[COMMAND]``.
+
+    ``commands``: command -> (module, function name), imported only when chosen (``--help`` stays
+    light); the function is called as ``function(rest of argv, prog='PROG COMMAND')``. A missing or
+    unknown command prints the usage line (exit 2; 0 for ``-h``/``--help``).
+    """
+    import importlib
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in commands:
+        print(f'usage: {prog} {{{",".join(commands)}}} …  (see {prog} COMMAND --help)', file=sys.stderr)
+        return 0 if argv[:1] in (['-h'], ['--help']) else 2
+    module, func = commands[argv[0]]
+    return getattr(importlib.import_module(module), func)(argv[1:], prog=f'{prog} {argv[0]}')

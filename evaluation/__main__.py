@@ -2,19 +2,14 @@
 :mod:`evaluation.cli` (also ``musetag evaluate`` / ``musetag tag``)."""
 import sys
 
-from evaluation.cli import evaluate_main, tag_main
+from core.cli import dispatch
 
-_COMMANDS = {'evaluate': evaluate_main, 'tag': tag_main}
+#: command -> (module, function); imported on use, so --help stays light
+_COMMANDS = {'evaluate': ('evaluation.cli', 'evaluate_main'), 'tag': ('evaluation.cli', 'tag_main')}
 
 
 def main(argv=None, prog=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    prog = prog or 'python -m evaluation'
-    if not argv or argv[0] not in _COMMANDS:
-        print(f'usage: {prog} {{evaluate,tag}} …  (see {prog} evaluate --help, {prog} tag --help)',
-              file=sys.stderr)
-        return 0 if argv[:1] in (['-h'], ['--help']) else 2
-    return _COMMANDS[argv[0]](argv[1:], prog=f'{prog} {argv[0]}')
+    return dispatch(_COMMANDS, argv, prog or 'python -m evaluation')
 
 
 if __name__ == '__main__':

@@ -1,7 +1,8 @@
 """``python -m retrieval index|similar|playlist|embed …``: the retrieval commands (also ``musetag index``,
 ``musetag similar``, ``musetag playlist``, ``musetag embed``)."""
-import importlib
 import sys
+
+from core.cli import dispatch
 
 #: command -> (module, function); imported on use, so --help stays light
 _COMMANDS = {'index': ('retrieval.cli', 'index_main'), 'similar': ('retrieval.cli', 'similar_main'),
@@ -9,13 +10,7 @@ _COMMANDS = {'index': ('retrieval.cli', 'index_main'), 'similar': ('retrieval.cl
 
 
 def main(argv=None, prog=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    prog = prog or 'python -m retrieval'
-    if not argv or argv[0] not in _COMMANDS:
-        print(f'usage: {prog} {{{",".join(_COMMANDS)}}} …  (see {prog} COMMAND --help)', file=sys.stderr)
-        return 0 if argv[:1] in (['-h'], ['--help']) else 2
-    module, func = _COMMANDS[argv[0]]
-    return getattr(importlib.import_module(module), func)(argv[1:], prog=f'{prog} {argv[0]}')
+    return dispatch(_COMMANDS, argv, prog or 'python -m retrieval')
 
 
 if __name__ == '__main__':

@@ -354,3 +354,20 @@ def test_check_inputs_exist_names_the_missing_ones_escaped(tmp_path):
         check_inputs_exist([tmp_path / 'here.mp3', *missing])
     text = str(e.value)
     assert 'gone0\\n.mp3' in text and '\n' not in text and '(and 2 more)' in text and 'here.mp3' not in text
+
+
+def test_dispatch_hands_over_to_the_named_command(capsys):
+    from core.cli import dispatch
+    commands = {'split': ('os.path', 'split')}
+    with pytest.raises(TypeError, match='prog'):      # called as function(rest, prog='PROG split')
+        dispatch(commands, ['split', 'a/b'], 'python -m x')
+    assert dispatch({'ok': ('tests.test_core', '_echo')}, ['ok', '1', '2'], 'python -m x') == 3
+    assert dispatch(commands, [], 'python -m x') == 2
+    assert dispatch(commands, ['--help'], 'python -m x') == 0
+    assert dispatch(commands, ['nope'], 'python -m x') == 2
+    assert 'usage: python -m x {split}' in capsys.readouterr().err
+
+
+def _echo(argv, prog):
+    assert prog == 'python -m x ok'
+    return len(argv) + 1
