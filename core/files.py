@@ -28,7 +28,7 @@ from .errors import MuseTagError, NoSpaceError, OutputExistsError, is_no_space
 __all__ = ['is_url', 'gfile', 'join', 'exists', 'makedirs', 'listdir', 'remove', 'rename', 'read_text',
            'umask', 'file_mode', 'dir_mode', 'atomic_write_text', 'atomic_write_bytes', 'atomic_path',
            'atomic_dir', 'replace_dir', 'make_dir', 'read_json', 'write_json', 'json_text', 'temp_name',
-           'check_output']
+           'check_output', 'fix_tree_modes']
 
 _URL = re.compile(r'^[a-zA-Z][a-zA-Z0-9+.-]*://')
 
@@ -119,6 +119,16 @@ def file_mode() -> int:
 def dir_mode() -> int:
     """Permissions of a new directory made by ``os.mkdir``: ``0o777 & ~umask``."""
     return 0o777 & ~umask()
+
+
+def fix_tree_modes(root) -> None:
+    """Give every file and folder under ``root`` (a tree written by another library, e.g. a
+    TensorFlow SavedModel) the modes our own files get: :func:`file_mode` and :func:`dir_mode`."""
+    fmode, dmode = file_mode(), dir_mode()
+    for folder, _dirs, names in os.walk(root):
+        os.chmod(folder, dmode)
+        for n in names:
+            os.chmod(os.path.join(folder, n), fmode)
 
 
 def temp_name(path, tag: str = 'tmp') -> str:

@@ -109,7 +109,7 @@ def export_spec(tagger, *, fmt: str, hop_seconds=None, layer=None, source=None) 
                       'audio': 'mono float32 samples in [-1, 1] at sample_rate'},
             'window': {'units': int(length), 'hop_units': int(hop),
                        'unit': 'frame' if info.kind == 'log-mel' else 'sample',
-                       'samples': int(tagger._min_samples(length)), 'hop_samples': int(hop * unit_samples),
+                       'samples': int(tagger.min_samples(length)), 'hop_samples': int(hop * unit_samples),
                        'seconds': float(length * tagger.unit_seconds), 'hop_seconds': float(hop * tagger.unit_seconds)},
             'embedding': {'layer': layer, 'pooling': 'mean'},
             'outputs': outputs, 'source': source or {},
@@ -124,7 +124,7 @@ def _net(tagger, layer: str):
     import keras
     if layer in ('taggram', 'output'):            # the model output itself (a latent run's vector)
         return keras.Model(tagger.model.inputs, [tagger.model.outputs[0], tagger.model.outputs[0]])
-    two = tagger._two_output_model(layer)          # shares the weights (Tagger's own embed model)
+    two = tagger.two_output_model(layer)          # shares the weights (Tagger's own embed model)
     tags, emb = two.outputs
     if len(emb.shape) > 2:
         emb = keras.layers.Flatten(name='embedding_flat')(emb)
@@ -432,7 +432,7 @@ def export_run(run_dir, out, fmt: str = 'savedmodel', *, checkpoint=None, hop_se
     if fmt not in FORMATS:
         raise MuseTagError(f'unknown export format {fmt!r}; choose one of {", ".join(FORMATS)}')
     files.check_output(out, overwrite, directory=True)
-    from modeling.rundir import _fix_modes, check_run_dir     # _fix_modes: TF's files get our modes
+    from modeling.rundir import check_run_dir
     check_run_dir(run_dir)
     from core.logs import import_tensorflow
     import_tensorflow()
@@ -445,7 +445,7 @@ def export_run(run_dir, out, fmt: str = 'savedmodel', *, checkpoint=None, hop_se
         _WRITERS[fmt](module, spec, tmp)
         files.write_json(os.path.join(tmp, EXPORT_JSON), spec)
         files.atomic_write_text(os.path.join(tmp, 'README.md'), _readme(spec, os.fspath(out)))
-        _fix_modes(tmp)
+        files.fix_tree_modes(tmp)                             # TF's files get our modes
     return spec
 
 

@@ -96,7 +96,7 @@ class Listener:
         import numpy as np
         self.tagger, self.rate, self.top, self.seconds = tagger, int(rate), int(top), seconds
         length, _ = tagger.window_units(seconds, None)             # checks a fixed-length model's window
-        need = tagger._min_samples(length)                         # samples holding exactly one window
+        need = tagger.min_samples(length)                         # samples holding exactly one window
         self.window = int(math.ceil(need * self.rate / tagger.sr))
         self.hop = max(1, int(round(hop_seconds * self.rate)))
         self.ring = np.zeros(self.window, np.float32)

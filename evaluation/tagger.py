@@ -478,7 +478,7 @@ class Tagger:
             hop = max(1, int(round(hop_seconds / unit)))
         return max(1, length), hop
 
-    def _min_samples(self, length: int) -> int:
+    def min_samples(self, length: int) -> int:
         """Fewest samples whose representation holds one window of ``length`` units."""
         if self.info.kind == 'waveform':
             return length
@@ -498,7 +498,7 @@ class Tagger:
             import tensorflow as tf
             spec = ([None, length, self.info.params.n_mels] if self.info.kind == 'log-mel'
                     else [None, length])
-            model = self.model if key[0] is None else self._two_output_model(layer)
+            model = self.model if key[0] is None else self.two_output_model(layer)
             # One trace per window length (the last, smaller batch does not retrace).
             fn = tf.function(functools.partial(_call_inference, model), autograph=False,
                              input_signature=[tf.TensorSpec(spec, tf.float32)])
@@ -581,7 +581,7 @@ class Tagger:
             raise UnknownLayerError(self._unknown_layer_message(layer))
         return layer
 
-    def _two_output_model(self, layer: str):
+    def two_output_model(self, layer: str):
         """``keras.Model(input, [tags, <layer>])`` sharing the model's weights (built once per layer)."""
         model = self._two_out.get(layer)
         if model is None:
@@ -704,7 +704,7 @@ class Tagger:
             raise ValueError(f'batch_size must be ≥ 1, got {batch_size}')
         length, hop = self.window_units(window_seconds, hop_seconds)
         unit = self._unit_seconds()
-        source, warnings = self._open_source(open_blocks, self._min_samples(length), length * unit)
+        source, warnings = self._open_source(open_blocks, self.min_samples(length), length * unit)
         fn = self._infer_fn(length, layer)
         two_outputs = layer is not None and layer not in _OUTPUT_LAYERS
         starts_all, probs, vectors = [], [], []

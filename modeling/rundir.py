@@ -598,13 +598,4 @@ def export_model(model, run_dir, *, saved_model: bool = True) -> None:
             os.rmdir(tmp)                   # model.export wants to create the directory itself
             with contextlib.redirect_stdout(io.StringIO()):   # it prints its endpoints to stdout
                 model.export(tmp, verbose=False)
-            _fix_modes(tmp)
-
-
-def _fix_modes(root) -> None:
-    """Give a tree written by TensorFlow (which honours the umask) the same modes as our own files."""
-    fmode, dmode = files.file_mode(), files.dir_mode()
-    for folder, _dirs, names in os.walk(root):
-        os.chmod(folder, dmode)
-        for n in names:
-            os.chmod(os.path.join(folder, n), fmode)
+            files.fix_tree_modes(tmp)
