@@ -29,6 +29,7 @@ never walk, nor copy-on-write, the objects they inherit; the parent unfreezes wh
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import gc
 import io
@@ -455,12 +456,21 @@ def stop_pool(pool):
     # the executor has no public terminate before Python 3.14, and shutdown() forgets the processes,
     # so take them first; without terminate, shutdown would wait for the running chunks to finish
     procs = list((getattr(pool, '_processes', None) or {}).values())
+    writer = getattr(getattr(pool, '_result_queue', None), '_writer', None)    # shutdown() forgets it
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         if proc.is_alive():
             proc.terminate()
     for proc in procs:
         proc.join(timeout=5)
+    # A worker terminated while sending a result leaves half a message in the result pipe, and the
+    # executor's manager thread waits for the rest for ever: the interpreter then hangs at exit,
+    # joining it (seen as a scan that never exits after Ctrl-C). This process holds the pipe's last
+    # write end once the workers are gone; closing it gives the reader end-of-file, so the thread
+    # sees a broken pool and ends.
+    if writer is not None and not any(proc.is_alive() for proc in procs):
+        with contextlib.suppress(OSError):
+            writer.close()
 
 
 def init_worker(initializer, owner):

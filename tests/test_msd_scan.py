@@ -326,3 +326,21 @@ def test_id3_tagged_mp3_reads_like_untagged(tmp_path, good_mp3):
         assert df.loc['1.clip.mp3', col] == df.loc['2.clip.mp3', col], col
     assert df.loc['2.clip.mp3', 'duration'] == pytest.approx(mutagen.mp3.MP3(tagged).info.length, abs=1e-3)
     assert os.path.getsize(plain) < df.loc['2.clip.mp3', 'file_size']
+
+
+def test_stop_pool_ends_the_executor_thread_stuck_on_half_a_result():
+    # a worker terminated while sending its result leaves half a message in the result pipe; the
+    # executor's manager thread then waits for the rest for ever, and the interpreter hangs at exit
+    # joining it (a Ctrl-C'd scan that never exits). Half a message is put there by hand here.
+    import multiprocessing
+    import struct
+    from concurrent.futures import ProcessPoolExecutor
+    from msd.parallel import stop_pool
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'))
+    assert pool.submit(abs, -1).result(timeout=60) == 1
+    thread = pool._executor_manager_thread
+    pool._result_queue._writer._send(struct.pack('!i', 1 << 20) + b'half')   # a header, then 4 of 1 MiB
+    time.sleep(0.3)                                       # the thread is now inside recv(), waiting
+    stop_pool(pool)
+    thread.join(timeout=15)
+    assert not thread.is_alive(), 'the manager thread is still waiting for the rest of the message'
