@@ -125,3 +125,39 @@ def test_resuming_with_a_table_of_another_dimension_is_refused(records, tmp_path
     with pytest.raises(ConfigError) as e:
         Trainer(parse_config(cfg), run_dir=str(tmp_path / 'run'), resume=True, export=False, model_fn=tiny_model_fn())
     assert e.value.key == 'task.targets' and '3 dimensions' in str(e.value)
+
+
+def test_track_ids_are_read_without_reading_the_audio(records, tmp_path, monkeypatch):
+    import tensorflow as tf
+    import training.targets as tg
+    from preprocessing.dataset import load_manifest, split_files
+    rec_dir, written = records
+    files = split_files(str(rec_dir), load_manifest(str(rec_dir)), 'train')
+    whole = tg._ids_by_parsing(files, '')
+    read = []
+    real_read = tf.io.gfile.GFile.read
+
+    def counting_read(self, n=-1):
+        data = real_read(self, n)
+        read.append(len(data))
+        return data
+    monkeypatch.setattr(tf.io.gfile.GFile, 'read', counting_read)
+    monkeypatch.setattr(tg, '_ids_by_parsing', lambda *a: pytest.fail('parsed whole'))
+    assert tg.split_track_ids(files) == whole and len(whole) == sum(s == 'train' for s in written.values())
+    size = sum(tf.io.gfile.stat(f).length for f in files)
+    assert sum(read) < size / 5, (sum(read), size)          # the audio is skipped, not read
+    monkeypatch.undo()
+    # records laid out otherwise (the id after the audio, as another writer may do): parsed whole
+    other = str(tmp_path / 'other.tfrecord')
+    with tf.io.TFRecordWriter(other) as w:
+        for tid in ('A', 'B'):
+            ex = tf.train.Example(features=tf.train.Features(feature={
+                'audio': tf.train.Feature(bytes_list=tf.train.BytesList(value=[b'\0' * 5000])),
+                'track_id': tf.train.Feature(bytes_list=tf.train.BytesList(value=[tid.encode()]))}))
+            w.write(ex.SerializeToString())
+    assert tg.split_track_ids([other]) == ['A', 'B']
+    gz = str(tmp_path / 'gz.tfrecord')
+    with tf.io.TFRecordWriter(gz, options='GZIP') as w:
+        w.write(tf.train.Example(features=tf.train.Features(feature={
+            'track_id': tf.train.Feature(bytes_list=tf.train.BytesList(value=[b'C']))})).SerializeToString())
+    assert tg.split_track_ids([gz], 'GZIP') == ['C']

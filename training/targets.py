@@ -96,14 +96,77 @@ class WeightLookup:
         return tf.where(rows >= 0, tf.gather(self.values, tf.maximum(rows, 0)), 1.0)
 
 
+#: bytes read from the start of each record to find its track id (the writer puts the small fields
+#: first and the audio last, so the id is within the first few hundred bytes)
+_ID_PREFIX_BYTES = 4096
+
+
 def split_track_ids(files, compression: str = '') -> list:
-    """The ``track_id`` of every record of TFRecord shards ``files`` (reads the shards once)."""
+    """The ``track_id`` of every record of TFRecord shards ``files``, in file order.
+
+    Uncompressed shards are not read whole: each record's first bytes hold MuseTag's small fields
+    (the audio comes last, :mod:`preprocessing.records`), so the id is parsed from them and the rest
+    of the record is skipped with a seek: a few hundred bytes per track instead of the whole track
+    (a waveform clip is ~1 MB). A shard whose records are laid out otherwise, and compressed shards,
+    are parsed whole by TensorFlow.
+    """
+    out = []
+    for path in files:
+        ids = None if compression else _ids_by_seeking(path)
+        out.extend(ids if ids is not None else _ids_by_parsing([path], compression))
+    return out
+
+
+def _ids_by_parsing(files, compression: str) -> list:
     spec = {'track_id': tf.io.FixedLenFeature([], tf.string)}
     ds = tf.data.TFRecordDataset(files, compression_type=compression or None).batch(1024)
     out = []
     for batch in ds.map(lambda r: tf.io.parse_example(r, spec)['track_id']):
         out.extend(t.decode('utf-8') for t in batch.numpy())
     return out
+
+
+def _ids_by_seeking(path) -> list | None:
+    """Track ids from each record's leading fields, skipping the rest; None if a record's id is not
+    among them (the caller then parses the file whole)."""
+    import struct
+    out = []
+    with tf.io.gfile.GFile(path, 'rb') as f:
+        while True:
+            head = f.read(12)                      # uint64 length, masked CRC of the length
+            if not head:
+                return out
+            if len(head) < 12:
+                return None
+            length = struct.unpack('<Q', head[:8])[0]
+            prefix = f.read(min(length, _ID_PREFIX_BYTES))
+            tid = _leading_track_id(prefix)
+            if tid is None:
+                return None
+            out.append(tid)
+            f.seek(length - len(prefix) + 4, whence=1)   # the rest of the record and its CRC
+
+
+def _leading_track_id(prefix: bytes) -> str | None:
+    """``track_id`` of the first complete ``features`` field of a serialized Example (the leading
+    Example part MuseTag's writer emits), or None if it is not complete within ``prefix``."""
+    if not prefix or prefix[0] != 0x0A:            # field 1 (features), length-delimited
+        return None
+    size, shift, pos = 0, 0, 1
+    while pos < len(prefix):                       # varint length of the features message
+        byte = prefix[pos]
+        size |= (byte & 0x7F) << shift
+        pos += 1
+        if not byte & 0x80:
+            break
+        shift += 7
+    else:
+        return None
+    if pos + size > len(prefix):
+        return None
+    example = tf.train.Example.FromString(prefix[:pos + size])
+    values = example.features.feature['track_id'].bytes_list.value if 'track_id' in example.features.feature else []
+    return values[0].decode('utf-8') if values else None
 
 
 def check_target_coverage(split: str, track_ids: list, table_index: dict, where: str,
