@@ -25,7 +25,7 @@ setup(
     install_requires=_requirements('requirements.txt'),
     extras_require={'dev': _requirements('requirements-dev.txt')},
     entry_points={'console_scripts': [
-        'musetag=musetag.cli:main',
+        'musetag=musetag.cli:run',
         'musetag-msd=msd.__main__:main',
         'musetag-preprocess=preprocessing.__main__:main',
         'musetag-train=training.__main__:main',

@@ -31,7 +31,7 @@ from .logs import setup_logging
 
 __all__ = ['add_run_options', 'check_inputs_exist', 'escape', 'positive_int', 'nonneg_int', 'positive_float',
            'finite_float', 'existing_file', 'existing_dir', 'existing_path', 'key_value', 'parse_overrides',
-           'add_verbosity', 'verbosity', 'show_progress', 'run_command', 'dispatch', 'HelpFormatter']
+           'add_verbosity', 'verbosity', 'show_progress', 'run_command', 'dispatch', 'exit_with', 'HelpFormatter']
 
 log = logging.getLogger(__name__)
 
@@ -235,3 +235,25 @@ def dispatch(commands: dict, argv, prog: str) -> int:
         return 0 if argv[:1] in (['-h'], ['--help']) else 2
     module, func = commands[argv[0]]
     return getattr(importlib.import_module(module), func)(argv[1:], prog=f'{prog} {argv[0]}')
+
+
+def exit_with(code) -> None:
+    """End this process with exit code ``code`` (the ``__main__`` of every command, ``musetag``).
+
+    An interrupted job (130) ends at once instead of through the interpreter's shutdown. Its work is
+    safe by then: partial files were flushed, temporary files removed and locks released while the
+    ``KeyboardInterrupt`` unwound, and the worker processes were stopped. The shutdown would still
+    join every background thread of a stopped worker pool (the executor's manager thread, a queue's
+    feeder thread), and one stuck on a pipe whose other end died would keep the process alive for
+    ever (seen, rarely, after Ctrl-C of a parallel ``msd scan``).
+    """
+    code = 0 if code is None else code
+    if code == EXIT_INTERRUPTED:
+        logging.shutdown()                      # flush and close the log handlers
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)

@@ -1,8 +1,7 @@
 """``python -m evaluation evaluate …`` / ``python -m evaluation tag …``: the commands of
 :mod:`evaluation.cli` (also ``musetag evaluate`` / ``musetag tag``)."""
-import sys
 
-from core.cli import dispatch
+from core.cli import dispatch, exit_with
 
 #: command -> (module, function); imported on use, so --help stays light
 _COMMANDS = {'evaluate': ('evaluation.cli', 'evaluate_main'), 'tag': ('evaluation.cli', 'tag_main')}
@@ -13,4 +12,4 @@ def main(argv=None, prog=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_with(main())

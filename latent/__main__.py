@@ -1,6 +1,6 @@
 """``python -m latent``: see :mod:`latent.cli`."""
-import sys
 
+from core.cli import exit_with
 from latent.cli import main
 
-sys.exit(main())
+exit_with(main())

@@ -656,4 +656,5 @@ def main(argv=None, prog=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from core.cli import exit_with
+    exit_with(main())

@@ -28,7 +28,7 @@ import signal
 import sys
 
 from core.cli import (HelpFormatter, add_verbosity, existing_dir, existing_file, nonneg_int, positive_int,
-                      run_command, show_progress)
+                      run_command, show_progress, exit_with)
 from core.errors import MuseTagError
 
 log = logging.getLogger(__name__)
@@ -408,4 +408,4 @@ def main(argv=None, prog=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_with(main())

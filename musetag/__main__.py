@@ -1,7 +1,7 @@
 """``python -m musetag`` = the ``musetag`` command."""
-import sys
 
 from musetag.cli import main
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from core.cli import exit_with
+    exit_with(main())

@@ -10,7 +10,7 @@ import importlib
 import os
 import sys
 
-__all__ = ['COMMANDS', 'main']
+__all__ = ['COMMANDS', 'main', 'run']
 
 #: command -> (module, function, one-line description), in pipeline order.
 COMMANDS = {
@@ -71,3 +71,11 @@ def main(argv=None) -> int:
     module, func, _ = COMMANDS[name]
     entry = getattr(importlib.import_module(module), func)
     return entry(rest, prog=f'musetag {name}')
+
+
+def run() -> None:
+    """The ``musetag`` console script: :func:`main`, then exit (an interrupted job at once:
+    :func:`core.cli.exit_with`)."""
+    code = main()
+    from core.cli import exit_with
+    exit_with(code)

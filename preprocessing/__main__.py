@@ -36,7 +36,7 @@ import shlex
 import sys
 
 from core.cli import (HelpFormatter, add_verbosity, existing_file, existing_path, key_value, nonneg_int,
-                      parse_overrides, positive_int, run_command, show_progress)
+                      parse_overrides, positive_int, run_command, show_progress, exit_with)
 
 PROG = 'python -m preprocessing'
 SPLITS = ('train', 'validation', 'test')   # preprocessing.splits.SPLITS, without importing pandas here
@@ -274,4 +274,4 @@ def main(argv=None, prog=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_with(main())

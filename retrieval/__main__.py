@@ -1,8 +1,7 @@
 """``python -m retrieval index|similar|playlist|embed …``: the retrieval commands (also ``musetag index``,
 ``musetag similar``, ``musetag playlist``, ``musetag embed``)."""
-import sys
 
-from core.cli import dispatch
+from core.cli import dispatch, exit_with
 
 #: command -> (module, function); imported on use, so --help stays light
 _COMMANDS = {'index': ('retrieval.cli', 'index_main'), 'similar': ('retrieval.cli', 'similar_main'),
@@ -14,4 +13,4 @@ def main(argv=None, prog=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_with(main())

@@ -25,7 +25,7 @@ import importlib
 import shlex
 import sys
 
-from core.cli import HelpFormatter, run_command
+from core.cli import HelpFormatter, run_command, exit_with
 
 __all__ = ['SUBCOMMANDS', 'build_parser', 'main']
 
@@ -81,4 +81,4 @@ def main(argv=None, prog=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_with(main())

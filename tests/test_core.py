@@ -371,3 +371,18 @@ def test_dispatch_hands_over_to_the_named_command(capsys):
 def _echo(argv, prog):
     assert prog == 'python -m x ok'
     return len(argv) + 1
+
+
+def test_an_interrupted_command_exits_at_once_even_with_a_stuck_thread():
+    # the interpreter's shutdown would join the thread (as it joins a stopped pool's threads) for ever
+    script = ('import threading, time\n'
+              'from core.cli import exit_with\n'
+              'threading.Thread(target=time.sleep, args=(600,)).start()\n'
+              'print("kept 12 rows", flush=False)\n'
+              'exit_with(130)\n')
+    root = str(ROOT)
+    proc = subprocess.run([sys.executable, '-c', script], cwd=root, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130 and proc.stdout == 'kept 12 rows\n'
+    done = subprocess.run([sys.executable, '-c', 'from core.cli import exit_with; exit_with(2)'], cwd=root,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2

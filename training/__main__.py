@@ -39,7 +39,7 @@ import sys
 import threading
 from dataclasses import replace
 
-from core.cli import HelpFormatter, add_verbosity, key_value, nonneg_int, run_command, show_progress
+from core.cli import HelpFormatter, add_verbosity, key_value, nonneg_int, run_command, show_progress, exit_with
 from core.errors import EXIT_INTERRUPTED, EXIT_NO_SPACE, EXIT_PARTIAL, MuseTagError, NoSpaceError
 
 from .config import (ConfigError, config_to_dict, default_run_dir, explain_rows, format_template,
@@ -199,4 +199,4 @@ def main(argv=None, prog=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_with(main())

@@ -1,7 +1,6 @@
 """``python -m webapp serve|feedback …``: the web app's commands (also ``musetag serve``, ``musetag feedback``)."""
-import sys
 
-from core.cli import dispatch
+from core.cli import dispatch, exit_with
 
 #: command -> (module, function); imported on use, so --help stays light
 _COMMANDS = {'serve': ('webapp.cli', 'serve_main'), 'feedback': ('webapp.cli', 'feedback_main')}
@@ -12,4 +11,4 @@ def main(argv=None, prog=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_with(main())

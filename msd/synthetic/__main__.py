@@ -6,9 +6,8 @@ Only the standard library and ``core`` are imported before the arguments are che
 from __future__ import annotations
 
 import argparse
-import sys
 
-from core.cli import HelpFormatter, add_verbosity, finite_float, positive_int, run_command, show_progress
+from core.cli import HelpFormatter, add_verbosity, finite_float, positive_int, run_command, show_progress, exit_with
 
 PROG = 'python -m msd.synthetic'
 
@@ -52,4 +51,4 @@ def main(argv=None, prog=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_with(main())
