@@ -5,7 +5,8 @@
 
 Trees: a synthetic MagnaTagATune-layout tree of ``--mtat-clips`` clips (29.1 s, 16 kHz mono MP3, with
 MTAT's defects) and an MTG-Jamendo-layout tree of ``--jamendo-tracks`` tracks of
-``--jamendo-minutes`` (3-6 min, 44.1 kHz stereo MP3), plus a quarter-size tree of each, made by
+``--jamendo-minutes`` (3-6 min, stereo MP3 rendered at 44.1 kHz; LAME stores it at 32 kHz), plus a
+quarter-size tree of each, made by
 :func:`sources.synthetic.make_mtat` / :func:`~sources.synthetic.make_jamendo` and cached in
 ``--workdir`` between runs (keyed by size and seed).
 
