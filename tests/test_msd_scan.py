@@ -158,8 +158,11 @@ def _start_pool_scan(root, out, pause_after):
     release = str(out) + '.release'
     cmd = [sys.executable, '-m', 'msd', 'scan', '--root', str(root), '--out', str(out), '--workers', '2',
            '--no-progress']
+    # Ctrl-C handled whatever this test run inherited: a job started in the background by a shell
+    # without job control ignores SIGINT, and Python then installs no KeyboardInterrupt handler
     proc = subprocess.Popen(cmd, env=msd_env(**{PAUSE_ENV: f'{pause_after}:{release}'}), start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return proc, str(out) + '.partial', release
 
 
